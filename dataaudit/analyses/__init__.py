@@ -1,0 +1,15 @@
+"""The registry: every analysis a run may perform, in the order they run.
+
+An analysis runs when the dataset has the inputs it `requires`; otherwise it is recorded as
+skipped with the reason. `after` names analyses whose results it reads; they come earlier here.
+"""
+
+from __future__ import annotations
+
+from dataaudit.result import Analysis
+
+ANALYSES: tuple[Analysis, ...] = ()
+
+
+def by_name() -> dict[str, Analysis]:
+    return {analysis.name: analysis for analysis in ANALYSES}

@@ -1,0 +1,75 @@
+"""Every threshold, budget and column role of a run, in one frozen place."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ColumnRoles:
+    """Which column of the examples table plays which role."""
+
+    id: str = "id"
+    label: str = "label"
+    split: str = "split"
+    text: str | None = None
+    image: str | None = None
+    # Columns never used as slice metadata (besides the roles above).
+    ignore: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Parameters of one audit. Saved with the report, so a run can be reproduced."""
+
+    columns: ColumnRoles = field(default_factory=ColumnRoles)
+    # Class names in probability-column order; None = classes.txt beside the probs, else sorted labels.
+    classes: tuple[str, ...] | None = None
+
+    # Validation
+    prob_sum_tolerance: float = 1e-3
+
+    # Label errors (cleanlab)
+    label_error_score: str = "self_confidence"
+    label_error_filter: str = "prune_by_noise_rate"
+    swapped_pairs_top: int = 20
+    examples_per_pair: int = 5
+
+    # Intervals
+    confidence_level: float = 0.95
+
+    # Similarity search
+    knn_k: int = 10
+    knn_mode: str = "auto"  # exact | approx | auto
+    knn_device: str = "cpu"  # cpu | cuda | auto
+    near_duplicate_similarity: float = 0.98
+
+    # Label-next queue
+    budget: int = 100
+    strategy: str = "mix"
+
+    # Report
+    html_max_rows: int = 500
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AuditConfig:
+        """Rebuild a config saved by `to_dict`; unknown keys (from newer versions) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        if isinstance(kwargs.get("columns"), dict):
+            col_fields = {f.name for f in dataclasses.fields(ColumnRoles)}
+            cols = {k: v for k, v in kwargs["columns"].items() if k in col_fields}
+            cols["ignore"] = tuple(cols.get("ignore", ()))
+            kwargs["columns"] = ColumnRoles(**cols)
+        if kwargs.get("classes") is not None:
+            kwargs["classes"] = tuple(kwargs["classes"])
+        return cls(**kwargs)
+
+    def replace(self, **changes: Any) -> AuditConfig:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,1 @@
+"""Renderers: report model in, files out. Nothing here computes an analysis."""

@@ -1,0 +1,63 @@
+"""CSV exports: ranked tables an annotation team works through top-down, safe in a spreadsheet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from dataaudit.files import atomic_write
+
+if TYPE_CHECKING:
+    from dataaudit.report import AuditReport
+
+# Spreadsheets run a cell starting with these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+# filename -> builder; a builder returns None when its analysis did not run.
+EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {}
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix text cells that a spreadsheet would run as a formula with a single quote.
+
+    Numbers stay numbers (a negative score is data, not a formula); only text cells change.
+    """
+    safe = frame.copy()
+    for column in safe.columns:
+        values = safe[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            continue
+        text = values.astype(object)
+        is_str = text.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        starts = np.zeros(len(text), dtype=bool)
+        if is_str.any():
+            starts[is_str] = (
+                text[is_str].astype(str).str.startswith(_FORMULA_START).to_numpy(dtype=bool)
+            )
+        if starts.any():
+            text = text.copy()
+            text[starts] = "'" + text[starts].astype(str)
+            safe[column] = text
+    return safe
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    safe = spreadsheet_safe(frame)
+    atomic_write(path, lambda handle: safe.to_csv(handle, index=False))
+
+
+def write_exports(report: AuditReport, out_dir: str | Path) -> list[Path]:
+    """Write every export whose analysis ran; returns the paths written."""
+    written = []
+    for filename, build in EXPORTS.items():
+        frame = build(report)
+        if frame is None:
+            continue
+        path = Path(out_dir) / filename
+        write_csv(frame, path)
+        written.append(path)
+    return written

@@ -1,0 +1,12 @@
+"""Section builders of the HTML report, in page order after the overview.
+
+Each is a function `build(report) -> list[SectionView]` that returns [] when its analysis did not run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dataaudit.render.view import SectionView
+
+SECTIONS: tuple[Callable[..., list[SectionView]], ...] = ()

@@ -1,0 +1,226 @@
+"""AuditReport: the report model. Every renderer and `compare` read it; it saves and loads back equal.
+
+On disk (inside the output folder):
+    audit/report.json                 schema version, dataset summary, run metadata, config,
+                                      per-analysis summary / params / notes, skipped and failed
+    audit/items.parquet               the per-item facts (id, split, labels, prediction, content)
+    audit/<analysis>.<table>.parquet  every table of every analysis
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dataaudit.config import AuditConfig
+from dataaudit.files import atomic_write, atomic_write_text
+from dataaudit.result import AnalysisResult
+
+SCHEMA_VERSION = 1
+REPORT_DIR = "audit"
+
+
+class ReportLoadError(Exception):
+    """A saved report that cannot be read: missing, damaged, or from an unknown schema version."""
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+@dataclass(eq=False)
+class AuditReport:
+    """Everything one audit found, and what it was computed on."""
+
+    dataset: dict[str, Any]
+    items: pd.DataFrame
+    results: dict[str, AnalysisResult]
+    config: AuditConfig
+    run: dict[str, Any]
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    titles: dict[str, str] = field(default_factory=dict)  # analysis name -> section title
+    schema_version: int = SCHEMA_VERSION
+
+    # -- convenience ------------------------------------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        """Every analysis's summary scalars in one flat dict (the `--fail-on` keys)."""
+        flat: dict[str, Any] = {}
+        for result in self.results.values():
+            flat.update(jsonable(dict(result.summary)))
+        return flat
+
+    def __getitem__(self, name: str) -> AnalysisResult:
+        return self.results[name]
+
+    # -- renderers (thin wrappers so notebooks need one import) -------------------------------------
+    def to_html(self, path: str | Path) -> Path:
+        from dataaudit.render.html import write_html
+
+        return write_html(self, path)
+
+    def _repr_html_(self) -> str:
+        from dataaudit.render.html import render_html
+
+        return render_html(self)
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, out_dir: str | Path) -> Path:
+        """Save into out_dir/audit/. Written aside and swapped in, so an interrupted save leaves
+        the previous report whole."""
+        final = Path(out_dir) / REPORT_DIR
+        final.parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIR}.", dir=final.parent))
+        _write_parquet(self.items, folder / "items.parquet")
+        analyses = {}
+        for name, result in self.results.items():
+            for table_name, frame in result.tables.items():
+                _write_parquet(frame, folder / f"{name}.{table_name}.parquet")
+            analyses[name] = {
+                "tables": list(result.tables),
+                "summary": jsonable(dict(result.summary)),
+                "params": jsonable(dict(result.params)),
+                "notes": list(result.notes),
+            }
+        document = {
+            "schema_version": self.schema_version,
+            "dataset": jsonable(self.dataset),
+            "run": jsonable(self.run),
+            "config": jsonable(self.config.to_dict()),
+            "analyses": analyses,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "titles": self.titles,
+        }
+        # report.json is written last: a folder with a report.json holds a complete report.
+        atomic_write_text(folder / "report.json", json.dumps(document, indent=2))
+        if final.exists():
+            retired = final.with_name(f".{REPORT_DIR}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            final.rename(retired)
+            folder.rename(final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            folder.rename(final)
+        return final
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> AuditReport:
+        folder = Path(out_dir)
+        if (folder / REPORT_DIR / "report.json").is_file():
+            folder = folder / REPORT_DIR
+        path = folder / "report.json"
+        if not path.is_file():
+            raise ReportLoadError(
+                f"{out_dir}: no saved report (expected {REPORT_DIR}/report.json); "
+                "give the --out folder of an earlier `dataaudit run`."
+            )
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportLoadError(f"{path}: cannot be read ({exc}).") from exc
+        document = migrate(document, path)
+        try:
+            results = {
+                name: AnalysisResult(
+                    name=name,
+                    tables={
+                        t: pd.read_parquet(folder / f"{name}.{t}.parquet") for t in saved["tables"]
+                    },
+                    summary=saved["summary"],
+                    params=saved["params"],
+                    notes=tuple(saved["notes"]),
+                )
+                for name, saved in document["analyses"].items()
+            }
+            items = pd.read_parquet(folder / "items.parquet")
+        except (OSError, KeyError, ValueError) as exc:
+            raise ReportLoadError(f"{folder}: the saved report is incomplete ({exc}).") from exc
+        return cls(
+            dataset=document["dataset"],
+            items=items,
+            results=results,
+            config=AuditConfig.from_dict(document["config"]),
+            run=document["run"],
+            skipped=document["skipped"],
+            failed=document["failed"],
+            titles=document.get("titles", {}),
+            schema_version=document["schema_version"],
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AuditReport):
+            return NotImplemented
+        if (
+            self.schema_version != other.schema_version
+            or jsonable(self.dataset) != jsonable(other.dataset)
+            or jsonable(self.run) != jsonable(other.run)
+            or self.config != other.config
+            or self.skipped != other.skipped
+            or self.failed != other.failed
+            or set(self.results) != set(other.results)
+            or not _frames_equal(self.items, other.items)
+        ):
+            return False
+        for name, mine in self.results.items():
+            theirs = other.results[name]
+            if (
+                jsonable(dict(mine.summary)) != jsonable(dict(theirs.summary))
+                or jsonable(dict(mine.params)) != jsonable(dict(theirs.params))
+                or tuple(mine.notes) != tuple(theirs.notes)
+                or set(mine.tables) != set(theirs.tables)
+                or not all(_frames_equal(mine.tables[t], theirs.tables[t]) for t in mine.tables)
+            ):
+                return False
+        return True
+
+
+def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Bring a report saved by an older version up to SCHEMA_VERSION, or say why not."""
+    version = document.get("schema_version")
+    if version == SCHEMA_VERSION:
+        return document
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ReportLoadError(
+            f"{path}: saved with report schema version {version}, newer than this dataaudit "
+            f"understands ({SCHEMA_VERSION}); upgrade dataaudit to read it."
+        )
+    raise ReportLoadError(
+        f"{path}: report schema version {version!r} is not supported (this dataaudit reads "
+        f"version {SCHEMA_VERSION}); re-run the audit with this version."
+    )
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    atomic_write(path, lambda handle: frame.to_parquet(handle, index=False), mode="wb")
+
+
+def _frames_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    try:
+        pd.testing.assert_frame_equal(
+            a.reset_index(drop=True), b.reset_index(drop=True), check_dtype=False, check_exact=False
+        )
+    except AssertionError:
+        return False
+    return True

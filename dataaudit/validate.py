@@ -1,0 +1,530 @@
+"""Raw inputs -> AuditDataset, or one InputError listing every problem found.
+
+Cheap checks run first over chunks (O(1) extra memory on a 1M-row memmap); the rows of a failing
+check are named only when it fails. Every problem names the file, column, example rows and values,
+and what to do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dataaudit.config import AuditConfig
+from dataaudit.dataset import UNLABELED, AuditDataset
+from dataaudit.load import RawInput, RawInputs, read_classes_file, read_inputs
+from dataaudit.problems import InputError, Problem
+
+__all__ = ["InputError", "Problem", "validate", "load_dataset"]
+
+CHUNK_ROWS = 65_536
+MAX_EXAMPLES = 5
+
+
+def load_dataset(table, probs, embeddings=None, config: AuditConfig | None = None) -> AuditDataset:
+    """Read, check and assemble the inputs; raises InputError listing every problem."""
+    config = config or AuditConfig()
+    raw, problems = read_inputs(
+        table, probs, embeddings, id_col=config.columns.id, label_col=config.columns.label
+    )
+    if problems:
+        # Unreadable files make every later check meaningless; report them, and what else we can.
+        raise InputError(problems)
+    return validate(raw, config)
+
+
+def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
+    problems: list[Problem] = []
+    roles = config.columns
+    frame = raw.table.frame
+    tname = raw.table.name
+
+    # -- table ---------------------------------------------------------------------------------
+    if len(frame) == 0:
+        raise InputError(
+            [
+                Problem(
+                    "empty_table",
+                    "the table has no rows",
+                    source=tname,
+                    fix="Give a table with one row per example.",
+                )
+            ]
+        )
+    existing = ", ".join(map(str, frame.columns[:30]))
+    for role, column in (("id", roles.id), ("text", roles.text), ("image", roles.image)):
+        if column is not None and column not in frame.columns:
+            problems.append(
+                Problem(
+                    "column_missing",
+                    f"no {role} column {column!r}; the table has: {existing}",
+                    source=tname,
+                    column=column,
+                    fix=f"Name the {role} column with --{role}-col.",
+                )
+            )
+    if roles.label not in frame.columns:
+        problems.append(
+            Problem(
+                "column_missing",
+                f"no label column {roles.label!r}; the table has: {existing}",
+                source=tname,
+                column=roles.label,
+                fix="Name the label column with --label-col (empty cells mean unlabeled).",
+            )
+        )
+    if problems:
+        raise InputError(problems)
+
+    ids = _normalise_text(frame[roles.id])
+    problems += _check_ids(ids, tname, roles.id)
+
+    label_text = _normalise_text(frame[roles.label])
+    splits = (
+        _normalise_text(frame[roles.split]).fillna("unknown").to_numpy(dtype=object)
+        if roles.split in frame.columns
+        else np.full(len(frame), "all", dtype=object)
+    )
+
+    # -- probabilities -------------------------------------------------------------------------
+    probs_raw, prob_columns, found = _array_rows(raw.probs, ids, raw.table, roles.id)
+    problems += found
+    member_probs = None
+    if probs_raw is not None:
+        if probs_raw.ndim not in (2, 3):
+            problems.append(
+                Problem(
+                    "probs_shape",
+                    f"probabilities have shape {probs_raw.shape}",
+                    source=raw.probs.name,
+                    fix="Give N x K (one model) or M x N x K (M models or MC-dropout passes).",
+                )
+            )
+            probs_raw = None
+    if probs_raw is not None:
+        n_rows = probs_raw.shape[-2]
+        if n_rows != len(frame):
+            problems.append(_length_problem(raw.probs, n_rows, raw.table, len(frame)))
+            probs_raw = None
+    if probs_raw is not None:
+        problems += _check_probabilities(probs_raw, raw.probs.name, config.prob_sum_tolerance)
+
+    # -- classes and labels --------------------------------------------------------------------
+    k = probs_raw.shape[-1] if probs_raw is not None else None
+    classes, class_source, found = _resolve_classes(config, raw, prob_columns, label_text, k)
+    problems += found
+    labels = None
+    if classes is not None:
+        labels, found = _label_indices(label_text, classes, tname, roles.label)
+        problems += found
+        if k is not None and len(classes) != k:
+            problems.append(
+                Problem(
+                    "k_mismatch",
+                    f"the probabilities have {k} columns but there are {len(classes)} classes "
+                    f"({class_source}: {', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})",
+                    source=raw.probs.name,
+                    fix="Pass --classes (or a classes.txt beside the probabilities) in column order.",
+                )
+            )
+    if labels is not None:
+        distinct = np.unique(labels[labels != UNLABELED])
+        if len(distinct) < 2:
+            problems.append(
+                Problem(
+                    "too_few_classes",
+                    f"labeled rows hold {len(distinct)} distinct class(es); at least 2 are needed",
+                    source=tname,
+                    column=roles.label,
+                    fix="Check the label column; empty cells count as unlabeled.",
+                )
+            )
+
+    # -- embeddings ----------------------------------------------------------------------------
+    embeddings = None
+    if raw.embeddings is not None:
+        emb, _, found = _array_rows(raw.embeddings, ids, raw.table, roles.id)
+        problems += found
+        if emb is not None and emb.ndim != 2:
+            problems.append(
+                Problem(
+                    "embeddings_shape",
+                    f"embeddings have shape {emb.shape}",
+                    source=raw.embeddings.name,
+                    fix="Give an N x d array.",
+                )
+            )
+            emb = None
+        if emb is not None and emb.shape[0] != len(frame):
+            problems.append(_length_problem(raw.embeddings, emb.shape[0], raw.table, len(frame)))
+            emb = None
+        if emb is not None:
+            problems += _check_embeddings(emb, raw.embeddings.name)
+            embeddings = emb
+
+    if problems:
+        raise InputError(problems)
+
+    # -- assemble ------------------------------------------------------------------------------
+    probs_raw = _as_float(probs_raw)
+    if probs_raw.ndim == 3:
+        member_probs = probs_raw if probs_raw.shape[0] > 1 else None
+        probs = _mean_over_models(probs_raw)
+    else:
+        probs = np.ascontiguousarray(probs_raw, dtype=np.float32)
+
+    used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
+    metadata = frame[[c for c in frame.columns if c not in used]].reset_index(drop=True)
+    text = frame[roles.text].astype(object).to_numpy() if roles.text else None
+    image_paths = None
+    if roles.image:
+        base = raw.table.path.parent if raw.table.path is not None else Path.cwd()
+        image_paths = np.array(
+            [
+                str((base / p).resolve()) if isinstance(p, str) and p else ""
+                for p in frame[roles.image]
+            ],
+            dtype=object,
+        )
+    sources = tuple(
+        r.fingerprint
+        for r in (raw.table, raw.probs, raw.embeddings)
+        if r is not None and r.fingerprint
+    )
+    return AuditDataset(
+        ids=ids.to_numpy(dtype=object),
+        classes=tuple(classes),
+        class_source=class_source,
+        labels=labels,
+        splits=splits,
+        metadata=metadata,
+        probs=probs,
+        member_probs=member_probs,
+        embeddings=embeddings,
+        text=text,
+        image_paths=image_paths,
+        sources=sources,
+    )
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def _normalise_text(values: pd.Series) -> pd.Series:
+    """Values as stripped text; integral floats lose their '.0' (3.0 -> '3'); missing stays NA."""
+
+    def one(v):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+            return None
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        text = str(v).strip()
+        return text if text else None
+
+    if pd.api.types.is_integer_dtype(values) and not values.isna().any():
+        return values.astype(str).astype(object)
+    return values.astype(object).map(one)
+
+
+def _first_rows(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.flatnonzero(mask)[:MAX_EXAMPLES])
+
+
+def _check_ids(ids: pd.Series, source: str, column: str) -> list[Problem]:
+    problems = []
+    missing = ids.isna().to_numpy()
+    if missing.any():
+        problems.append(
+            Problem(
+                "missing_ids",
+                f"{int(missing.sum())} rows have no id",
+                source=source,
+                column=column,
+                rows=_first_rows(missing),
+                count=int(missing.sum()),
+                fix="Give every row an id.",
+            )
+        )
+    dup = ids.duplicated(keep=False).to_numpy() & ~missing
+    if dup.any():
+        values = tuple(dict.fromkeys(ids[dup].astype(str)))[:MAX_EXAMPLES]
+        problems.append(
+            Problem(
+                "duplicate_ids",
+                f"{int(dup.sum())} rows share an id with another row",
+                source=source,
+                column=column,
+                rows=_first_rows(dup),
+                values=values,
+                count=int(dup.sum()),
+                fix="Make ids unique (one row per example).",
+            )
+        )
+    return problems
+
+
+def _length_problem(raw: RawInput, n: int, table: RawInput, n_table: int) -> Problem:
+    return Problem(
+        "length_mismatch",
+        f"{raw.role} have {n:,} rows but {table.name} has {n_table:,}",
+        source=raw.name,
+        fix=f"Give one {raw.role} row per table row, in the table's order (or a Parquet/CSV keyed by id).",
+    )
+
+
+def _array_rows(raw: RawInput, ids: pd.Series, table: RawInput, id_col: str):
+    """The input as an array in table order. A keyed frame is aligned on ids; returns columns too."""
+    if raw.array is not None:
+        if not np.issubdtype(raw.array.dtype, np.number):
+            return (
+                None,
+                None,
+                [
+                    Problem(
+                        "file_format",
+                        f"{raw.role} array has dtype {raw.array.dtype}, not numbers",
+                        source=raw.name,
+                        fix="Save a numeric array.",
+                    )
+                ],
+            )
+        return raw.array, None, []
+    frame = raw.frame
+    if id_col not in frame.columns:
+        return (
+            None,
+            None,
+            [
+                Problem(
+                    "column_missing",
+                    f"no id column {id_col!r} to match rows with the table; it has: "
+                    + ", ".join(map(str, frame.columns[:30])),
+                    source=raw.name,
+                    column=id_col,
+                    fix="Add the id column (or save the values as .npy in table order).",
+                )
+            ],
+        )
+    value_cols = [c for c in frame.columns if c != id_col]
+    non_numeric = [c for c in value_cols if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        return (
+            None,
+            None,
+            [
+                Problem(
+                    "file_format",
+                    f"columns that are not numbers: {', '.join(map(str, non_numeric[:10]))}",
+                    source=raw.name,
+                    fix=f"Keep only {id_col!r} and numeric value columns.",
+                )
+            ],
+        )
+    keys = _normalise_text(frame[id_col])
+    problems = _check_ids(keys, raw.name, id_col)
+    if problems:
+        return None, None, problems
+    position = pd.Index(keys).get_indexer(ids)
+    absent = position < 0
+    if absent.any():
+        return (
+            None,
+            None,
+            [
+                Problem(
+                    "ids_not_matching",
+                    f"{int(absent.sum())} table ids have no row here",
+                    source=raw.name,
+                    column=id_col,
+                    rows=_first_rows(absent),
+                    values=tuple(ids[absent].astype(str)[:MAX_EXAMPLES]),
+                    count=int(absent.sum()),
+                    fix=f"Give a row for every id of {table.name}.",
+                )
+            ],
+        )
+    values = frame[value_cols].to_numpy(dtype=np.float64)[position]
+    return values, [str(c) for c in value_cols], []
+
+
+def _chunks(n: int):
+    for start in range(0, n, CHUNK_ROWS):
+        yield start, min(start + CHUNK_ROWS, n)
+
+
+def _check_probabilities(probs: np.ndarray, source: str, tol: float) -> list[Problem]:
+    """Finite, non-negative, rows summing to 1 (within tol); chunked over rows."""
+    stacked = probs if probs.ndim == 3 else probs[None]
+    tests = {
+        "probs_not_finite": (
+            "values are NaN or infinite",
+            "Replace NaN/inf; check the model's output.",
+        ),
+        "probs_negative": (
+            "values are negative",
+            "These look like logits: apply a softmax (scipy.special.softmax(x, axis=-1)).",
+        ),
+        "probs_not_normalized": (
+            f"rows do not sum to 1 (tolerance ±{tol:g})",
+            "Pass probabilities after a softmax, not logits or scores.",
+        ),
+    }
+    bad_rows: dict[str, list[int]] = {code: [] for code in tests}
+    counts = dict.fromkeys(tests, 0)
+    examples: dict[str, list[str]] = {code: [] for code in tests}
+    for model in range(stacked.shape[0]):
+        for start, stop in _chunks(stacked.shape[1]):
+            block = np.asarray(stacked[model, start:stop], dtype=np.float64)
+            finite = np.isfinite(block).all(axis=1)
+            negative = finite & (block < 0).any(axis=1)
+            sums = block.sum(axis=1)
+            off = finite & ~negative & (np.abs(sums - 1) > tol)
+            for code, mask, vals in (
+                ("probs_not_finite", ~finite, None),
+                ("probs_negative", negative, block.min(axis=1)),
+                ("probs_not_normalized", off, sums),
+            ):
+                if mask.any():
+                    counts[code] += int(mask.sum())
+                    rows = np.flatnonzero(mask)
+                    room = MAX_EXAMPLES - len(bad_rows[code])
+                    bad_rows[code] += [int(start + r) for r in rows[:room]]
+                    if vals is not None:
+                        examples[code] += [f"{vals[r]:.3g}" for r in rows[:room]]
+    problems = []
+    for code, (what, fix) in tests.items():
+        if counts[code]:
+            label = "row sums" if code == "probs_not_normalized" else "values"
+            problems.append(
+                Problem(
+                    code,
+                    f"{counts[code]:,} rows: {what}"
+                    + (f" ({label} shown)" if examples[code] else ""),
+                    source=source,
+                    rows=tuple(bad_rows[code]),
+                    values=tuple(examples[code]),
+                    count=counts[code],
+                    fix=fix,
+                )
+            )
+    return problems
+
+
+def _check_embeddings(emb: np.ndarray, source: str) -> list[Problem]:
+    not_finite: list[int] = []
+    zero: list[int] = []
+    n_not_finite = n_zero = 0
+    for start, stop in _chunks(emb.shape[0]):
+        block = np.asarray(emb[start:stop], dtype=np.float32)
+        finite = np.isfinite(block).all(axis=1)
+        is_zero = finite & ~block.any(axis=1)
+        n_not_finite += int((~finite).sum())
+        n_zero += int(is_zero.sum())
+        not_finite += [
+            start + int(r) for r in np.flatnonzero(~finite)[: MAX_EXAMPLES - len(not_finite)]
+        ]
+        zero += [start + int(r) for r in np.flatnonzero(is_zero)[: MAX_EXAMPLES - len(zero)]]
+    problems = []
+    if n_not_finite:
+        problems.append(
+            Problem(
+                "embeddings_not_finite",
+                f"{n_not_finite:,} rows hold NaN or infinite values",
+                source=source,
+                rows=tuple(not_finite),
+                count=n_not_finite,
+                fix="Recompute those embeddings, or drop the rows from every input.",
+            )
+        )
+    if n_zero:
+        problems.append(
+            Problem(
+                "embeddings_zero_rows",
+                f"{n_zero:,} rows are all zeros (no direction to compare)",
+                source=source,
+                rows=tuple(zero),
+                count=n_zero,
+                fix="Recompute those embeddings; an all-zero vector usually means a failed encoder call.",
+            )
+        )
+    return problems
+
+
+def _is_integer_text(values) -> bool:
+    return all(v.lstrip("-").isdigit() for v in values)
+
+
+def _resolve_classes(config, raw: RawInputs, prob_columns, label_text: pd.Series, k):
+    """Class names in probability-column order, and a sentence saying where they came from."""
+    if config.classes is not None:
+        classes, source = [str(c) for c in config.classes], "given with --classes"
+    elif raw.classes_file is not None:
+        classes, source = read_classes_file(raw.classes_file), f"read from {raw.classes_file.name}"
+    elif prob_columns is not None:
+        classes, source = prob_columns, f"the column names of {raw.probs.name}"
+    else:
+        present = sorted(set(label_text.dropna()))
+        if present and _is_integer_text(present) and k is not None:
+            # Integer labels are class indices: 0..K-1, even when some class has no labeled item.
+            classes = [str(i) for i in range(k)]
+            source = "integer labels taken as class indices 0..K-1"
+        else:
+            classes, source = present, "sorted label names (pass --classes to set the order)"
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        return (
+            None,
+            source,
+            [
+                Problem(
+                    "duplicate_classes",
+                    f"class names repeat: {', '.join(dup[:5])}",
+                    source=source,
+                    fix="Give each class once.",
+                )
+            ],
+        )
+    return classes, source, []
+
+
+def _label_indices(label_text: pd.Series, classes, source: str, column: str):
+    index = {name: i for i, name in enumerate(classes)}
+    codes = label_text.map(index)
+    labeled = label_text.notna().to_numpy()
+    unknown = labeled & codes.isna().to_numpy()
+    if unknown.any() and not _is_integer_text(classes):
+        # Labels may be given as indices into named classes.
+        as_int = pd.to_numeric(label_text[unknown], errors="coerce")
+        ok = as_int.notna() & (as_int >= 0) & (as_int < len(classes)) & (as_int % 1 == 0)
+        if ok.all():
+            codes[unknown] = as_int
+            unknown[:] = False
+    if unknown.any():
+        values = tuple(repr(v) for v in dict.fromkeys(label_text[unknown]))[:MAX_EXAMPLES]
+        return None, [
+            Problem(
+                "unknown_labels",
+                f"{int(unknown.sum()):,} labels are not among the {len(classes)} classes",
+                source=source,
+                column=column,
+                rows=_first_rows(unknown),
+                values=values,
+                count=int(unknown.sum()),
+                fix="Fix the labels, or give the full class list with --classes / classes.txt.",
+            )
+        ]
+    labels = codes.fillna(UNLABELED).to_numpy(dtype=np.int64)
+    return labels, []
+
+
+def _as_float(array: np.ndarray) -> np.ndarray:
+    return (
+        array if array.dtype in (np.float32, np.float64, np.float16) else array.astype(np.float32)
+    )
+
+
+def _mean_over_models(stacked: np.ndarray) -> np.ndarray:
+    out = np.empty(stacked.shape[1:], dtype=np.float32)
+    for start, stop in _chunks(stacked.shape[1]):
+        out[start:stop] = np.asarray(stacked[:, start:stop], dtype=np.float32).mean(axis=0)
+    return out
