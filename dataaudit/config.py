@@ -32,8 +32,10 @@ class AuditConfig:
     prob_sum_tolerance: float = 1e-3
 
     # Label errors (cleanlab)
-    label_error_score: str = "self_confidence"
-    label_error_filter: str = "prune_by_noise_rate"
+    # flagged_then_margin | a cleanlab rank method; chosen by benchmarks/label_errors.py
+    label_error_score: str = "flagged_then_margin"
+    # confident_learning is computed per chunk; other cleanlab filter_by values run on all rows at once
+    label_error_filter: str = "confident_learning"
     swapped_pairs_top: int = 20
     examples_per_pair: int = 5
 

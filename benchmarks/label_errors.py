@@ -1,0 +1,90 @@
+"""Label-error ranking on test sets with human-verified label errors (cifar10, mnist).
+
+Data: ../shared/data/label-errors/{cifar10,mnist}/ (pred_probs.npy, labels.npy, truth.csv) from
+cleanlab/label-errors (Northcutt, Athalye & Mueller 2021). Only items an earlier confident-learning
+run flagged were reviewed by people, so AP and AUROC are computed over the reviewed items
+(confirmed_error = positive), where that selection bias does not apply. R@2% is the share of all
+confirmed errors found in the top 2% of all items, as a reviewer working top-down would see it.
+
+    python benchmarks/label_errors.py [--data DIR]
+
+Prints a markdown table: dataaudit's default ranking and each of cleanlab's rank methods.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from cleanlab.rank import get_label_quality_scores
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from dataaudit.analyses.label_errors import class_thresholds, score_chunk
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "label-errors"
+DATASETS = ("cifar10", "mnist")
+TOP_FRACTION = 0.02
+
+
+def rankings(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """error scores (higher = more likely mislabeled) of every method compared."""
+    k = probs.shape[1]
+    given = probs[np.arange(len(labels)), labels]
+    scored = score_chunk(probs, labels, class_thresholds(given, labels, k))
+    out = {"dataaudit default (flagged_then_margin)": scored["error_score"]}
+    for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
+        adjust_options = (False,) if method == "confidence_weighted_entropy" else (False, True)
+        for adjust in adjust_options:
+            name = f"cleanlab {method}" + (" + adjust_pred_probs" if adjust else "")
+            quality = get_label_quality_scores(
+                labels, probs, method=method, adjust_pred_probs=adjust
+            )
+            out[name] = 1.0 - quality
+    return out
+
+
+def evaluate(score: np.ndarray, reviewed: np.ndarray, confirmed: np.ndarray) -> dict[str, float]:
+    top = int(np.ceil(TOP_FRACTION * len(score)))
+    order = np.argsort(-score, kind="stable")
+    return {
+        "AP": average_precision_score(confirmed[reviewed], score[reviewed]),
+        "AUROC": roc_auc_score(confirmed[reviewed], score[reviewed]),
+        "R@2%": confirmed[order[:top]].sum() / confirmed.sum(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = parser.parse_args()
+
+    rows = []
+    for name in DATASETS:
+        folder = args.data / name
+        # float32, as AuditDataset holds them.
+        probs = np.load(folder / "pred_probs.npy").astype(np.float32)
+        labels = np.load(folder / "labels.npy").astype(np.int64)
+        truth = pd.read_csv(folder / "truth.csv")
+        reviewed = truth["reviewed"].to_numpy(bool)
+        confirmed = truth["confirmed_error"].to_numpy(bool)
+        for method, score in rankings(probs, labels).items():
+            rows.append({"dataset": name, "method": method, **evaluate(score, reviewed, confirmed)})
+        print(
+            f"<!-- {name}: {len(labels)} items, {reviewed.sum()} reviewed, "
+            f"{confirmed.sum()} confirmed errors -->"
+        )
+
+    table = pd.DataFrame(rows).set_index(["method", "dataset"]).unstack("dataset")
+    columns = [(metric, ds) for ds in DATASETS for metric in ("AP", "R@2%", "AUROC")]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    table = table.loc[methods, columns]
+    print("| method | " + " | ".join(f"{ds} {metric}" for metric, ds in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for method, values in table.iterrows():
+        print(f"| {method} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+
+if __name__ == "__main__":
+    main()
