@@ -51,6 +51,11 @@ class AuditConfig:
     # Label-next queue
     budget: int = 100
     strategy: str = "mix"
+    # Share of the budget per part of the "mix" strategy (normalised to sum 1). Quotas whose
+    # inputs are missing (no OOD scores, no known failures, no rare class) go to uncertainty.
+    label_next_mix: str = "uncertainty:0.90,rare:0.04,ood:0.03,lookalike:0.03"
+    # Auto-label candidates: the confidence cut at which labeled items reach this precision.
+    auto_label_precision: float = 0.98
 
     # Report
     html_max_rows: int = 500
