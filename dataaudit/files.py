@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def readable_mode(is_dir: bool = False) -> int:
+    """The mode a plain open() / mkdir() would give; mkstemp and mkdtemp default to private."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 class OutputExistsError(Exception):
     """The output folder holds files and --force was not given."""
 
@@ -40,6 +51,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], mode: str
         newline = None if "b" in mode else ""
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as handle:
             write(handle)
+        os.chmod(tmp, readable_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

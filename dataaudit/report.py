@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from dataaudit.config import AuditConfig
-from dataaudit.files import atomic_write, atomic_write_text
+from dataaudit.files import atomic_write, atomic_write_text, readable_mode
 from dataaudit.result import AnalysisResult
 
 SCHEMA_VERSION = 1
@@ -92,6 +93,7 @@ class AuditReport:
         final = Path(out_dir) / REPORT_DIR
         final.parent.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix=f".{REPORT_DIR}.", dir=final.parent))
+        os.chmod(folder, readable_mode(is_dir=True))
         _write_parquet(self.items, folder / "items.parquet")
         analyses = {}
         for name, result in self.results.items():

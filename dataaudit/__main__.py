@@ -1,0 +1,5 @@
+import sys
+
+from dataaudit.cli import main
+
+sys.exit(main())

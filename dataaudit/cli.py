@@ -1,0 +1,231 @@
+"""Command line: `dataaudit run`, `dataaudit demo`.
+
+Exit codes: 0 success; 1 a --fail-on condition is met (or an analysis failed);
+2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A flag or argument that cannot be used as given."""
+
+
+def _add_common_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty output folder, replacing dataaudit's files there",
+    )
+    parser.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="COND",
+        help="exit 1 when a metric condition holds, e.g. 'label_error_rate>0.05' "
+        "(repeat or comma-separate; keys are the metrics in summary.json)",
+    )
+    parser.add_argument(
+        "--html-max-rows",
+        type=int,
+        default=500,
+        metavar="N",
+        help="rows per table in report.html (the CSVs hold every row; default 500)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="print every step")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dataaudit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dataaudit",
+        description="Audit a training run's data: label errors, duplicates and leakage, outliers, "
+        "failure slices and what to label next. Writes report.html, ranked CSVs and summary.json.",
+    )
+    parser.add_argument("--version", action="version", version=f"dataaudit {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="audit your inputs",
+        description="Audit an examples table with the model's probabilities "
+        "(and optionally embeddings).",
+    )
+    inputs = run.add_argument_group("inputs")
+    inputs.add_argument(
+        "--table",
+        required=True,
+        metavar="T",
+        help="examples table, CSV or Parquet: id, label (empty = unlabeled), split, metadata",
+    )
+    inputs.add_argument(
+        "--probs",
+        required=True,
+        metavar="P",
+        help="out-of-sample probabilities: .npy N x K or M x N x K, or Parquet/CSV with "
+        "an id column and one column per class",
+    )
+    inputs.add_argument(
+        "--embeddings",
+        metavar="E",
+        help="embeddings: .npy N x d, or Parquet/CSV with id + vector columns",
+    )
+    inputs.add_argument(
+        "--classes",
+        metavar="C",
+        help="class names in probability-column order: comma-separated, or a file "
+        "with one per line (default: classes.txt beside --probs, else sorted labels)",
+    )
+    columns = run.add_argument_group("column roles")
+    columns.add_argument("--id-col", default="id", help="id column (default: id)")
+    columns.add_argument("--label-col", default="label", help="label column (default: label)")
+    columns.add_argument(
+        "--split-col", default="split", help="split column (default: split; missing = one split)"
+    )
+    columns.add_argument("--text-col", help="text column, shown as snippets")
+    columns.add_argument("--image-col", help="image-path column, shown as thumbnails")
+    columns.add_argument(
+        "--ignore-cols", default="", metavar="A,B", help="columns that are not slice metadata"
+    )
+    run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    _add_common_output(run)
+
+    demo = commands.add_parser(
+        "demo",
+        help="build planted-problem data from scikit-learn's digits and audit it",
+        description="Run the audit on bundled data with "
+        "planted problems (flips, duplicates, a bad slice, OOD items).",
+    )
+    demo.add_argument(
+        "--out",
+        default="dataaudit-demo",
+        metavar="DIR",
+        help="output folder (default: dataaudit-demo)",
+    )
+    _add_common_output(demo)
+    return parser
+
+
+def _parse_classes(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    path = Path(text)
+    if path.is_file():
+        from dataaudit.load import read_classes_file
+
+        return tuple(read_classes_file(path))
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
+def _config_options(args: argparse.Namespace) -> dict:
+    options = {"html_max_rows": args.html_max_rows, "seed": args.seed}
+    # Analyses add flags whose dest is an AuditConfig field; pass through whichever were given.
+    from dataclasses import fields
+
+    from dataaudit.config import AuditConfig
+
+    reserved = {"columns", "classes", "html_max_rows", "seed"}
+    for f in fields(AuditConfig):
+        if f.name not in reserved and getattr(args, f.name, None) is not None:
+            options[f.name] = getattr(args, f.name)
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    verbosity = 0 if args.quiet else 2 if args.verbose else 1
+    try:
+        return _run_command(args, verbosity)
+    except KeyboardInterrupt:
+        print(
+            "dataaudit: interrupted; files already in the output folder were left as they were.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _run_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.fail_on import FailOnError, check_conditions, parse_conditions
+    from dataaudit.files import OutputExistsError, prepare_output_dir
+    from dataaudit.outputs import write_outputs
+    from dataaudit.pipeline import audit
+    from dataaudit.problems import InputError
+
+    def say(message: str) -> None:
+        if verbosity:
+            print(message, file=sys.stderr)
+
+    try:
+        conditions = parse_conditions(args.fail_on)
+        out = prepare_output_dir(args.out, args.force)
+    except (FailOnError, OutputExistsError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    start = time.perf_counter()
+    options = _config_options(args)
+    try:
+        if args.command == "demo":
+            from dataaudit.demo import write_demo_inputs
+
+            say("Building the demo data from scikit-learn's digits (planted problems) …")
+            paths = write_demo_inputs(out / "inputs", seed=args.seed)
+            report = audit(
+                paths["table"], paths["probs"], paths["embeddings"], verbosity=verbosity, **options
+            )
+        else:
+            report = audit(
+                args.table,
+                args.probs,
+                args.embeddings,
+                verbosity=verbosity,
+                id_col=args.id_col,
+                label_col=args.label_col,
+                split_col=args.split_col,
+                text_col=args.text_col,
+                image_col=args.image_col,
+                classes=_parse_classes(args.classes),
+                **options,
+                ignore_cols=tuple(c.strip() for c in args.ignore_cols.split(",") if c.strip()),
+            )
+    except InputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
+
+    written = write_outputs(report, out)
+    say(f"Wrote {len(written)} outputs to {out}/ in {time.perf_counter() - start:.1f} s:")
+    for path in written:
+        say(f"  {path}")
+    if report.failed:
+        for name, why in report.failed.items():
+            print(f"dataaudit: analysis {name!r} failed: {why.splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAIL_ON
+    try:
+        met = check_conditions(conditions, report.metrics())
+    except FailOnError as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if met:
+        for sentence in met:
+            print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
+        return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""audit(): inputs -> validated dataset -> every applicable analysis -> AuditReport."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from dataaudit import analyses as registry
+from dataaudit.config import AuditConfig
+from dataaudit.context import AuditContext, Progress
+from dataaudit.dataset import AuditDataset
+from dataaudit.report import AuditReport, jsonable
+from dataaudit.result import AnalysisResult
+from dataaudit.validate import load_dataset
+
+_COLUMN_ARGS = {
+    "id_col": "id",
+    "label_col": "label",
+    "split_col": "split",
+    "text_col": "text",
+    "image_col": "image",
+    "ignore_cols": "ignore",
+}
+
+
+def make_config(config: AuditConfig | None = None, **overrides: Any) -> AuditConfig:
+    """A config from defaults (or `config`), with column roles (`label_col=...`) and fields overridden."""
+    config = config or AuditConfig()
+    columns = {_COLUMN_ARGS[k]: overrides.pop(k) for k in list(overrides) if k in _COLUMN_ARGS}
+    if columns:
+        overrides["columns"] = dataclasses.replace(config.columns, **columns)
+    if "classes" in overrides and overrides["classes"] is not None:
+        overrides["classes"] = tuple(str(c) for c in overrides["classes"])
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(AuditConfig)}
+    if unknown:
+        raise TypeError(f"unknown audit option(s): {', '.join(sorted(unknown))}")
+    return config.replace(**overrides)
+
+
+def audit(
+    table,
+    probs,
+    embeddings=None,
+    *,
+    config: AuditConfig | None = None,
+    verbosity: int = 0,
+    **options: Any,
+) -> AuditReport:
+    """Audit a training run's data.
+
+    Parameters
+    ----------
+    table : path to a CSV/Parquet file, or a DataFrame
+        One row per example: id, label (empty = unlabeled), split, metadata columns.
+    probs : path to .npy / Parquet / CSV, or an array
+        Out-of-sample predicted probabilities, N x K or M x N x K (committee / MC-dropout).
+    embeddings : path or array, optional
+        N x d embeddings; analyses that need them are skipped (with the reason) when absent.
+    config : AuditConfig, optional
+    verbosity : 0 quiet, 1 progress, 2 verbose
+    **options : column roles (id_col, label_col, split_col, text_col, image_col) or any
+        AuditConfig field, e.g. ``budget=200``.
+
+    Returns
+    -------
+    AuditReport
+
+    Examples
+    --------
+    >>> from dataaudit.demo import make_demo_inputs
+    >>> inputs = make_demo_inputs(seed=0)
+    >>> report = audit(inputs.table, inputs.probs, inputs.embeddings)
+    >>> report.metrics()["n_label_errors"] > 0
+    True
+    """
+    config = make_config(config, **options)
+    progress = Progress(verbosity)
+    started = datetime.now(timezone.utc)
+    clock = time.perf_counter()
+    with progress.step("read and validate inputs"):
+        data = load_dataset(table, probs, embeddings, config)
+    ctx = AuditContext(config, progress)
+    ctx.timings["load_and_validate"] = time.perf_counter() - clock
+    report = run_analyses(data, ctx)
+    report.run.update(
+        started_at=started.isoformat(timespec="seconds"),
+        duration_s=round(time.perf_counter() - clock, 3),
+    )
+    return report
+
+
+def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
+    """Run every registered analysis whose inputs exist, in registry order."""
+    from dataaudit import __version__
+
+    config = ctx.config
+    results: dict[str, AnalysisResult] = {}
+    skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for analysis in registry.ANALYSES:
+        titles[analysis.name] = analysis.title
+        missing = data.missing_inputs(analysis.requires)
+        blocked = [name for name in analysis.after if name in skipped or name in failed]
+        if missing:
+            skipped[analysis.name] = "needs " + ", ".join(_describe_input(m) for m in missing)
+            continue
+        if blocked:
+            skipped[analysis.name] = "needs the results of " + ", ".join(blocked)
+            continue
+        start = time.perf_counter()
+        try:
+            with ctx.progress.step(analysis.title):
+                result = analysis.run(data, ctx, config)
+        except Exception as exc:  # recorded, shown in the report, and the CLI exits non-zero
+            failed[analysis.name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+            continue
+        ctx.timings[analysis.name] = time.perf_counter() - start
+        result = dataclasses.replace(result, summary=jsonable(dict(result.summary)))
+        ctx.record(result)
+        results[analysis.name] = result
+    return AuditReport(
+        dataset=describe_dataset(data),
+        items=data.items_frame(),
+        results=results,
+        config=config,
+        run={
+            "dataaudit_version": __version__,
+            "inputs": [dataclasses.asdict(s) for s in data.sources],
+            "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+        },
+        skipped=skipped,
+        failed=failed,
+        titles=titles,
+    )
+
+
+_INPUT_DESCRIPTIONS = {
+    "probs": "predicted probabilities",
+    "labels": "labeled items of at least 2 classes",
+    "embeddings": "embeddings (--embeddings)",
+    "committee": "probabilities from several models or MC-dropout passes (M x N x K)",
+    "unlabeled": "unlabeled items (rows with an empty label)",
+    "metadata": "metadata columns in the table",
+    "text": "a text column (--text-col)",
+    "images": "an image-path column (--image-col)",
+}
+
+
+def _describe_input(name: str) -> str:
+    return _INPUT_DESCRIPTIONS.get(name, name)
+
+
+def describe_dataset(data: AuditDataset) -> dict[str, Any]:
+    """Counts the overview shows: per split, labeled and unlabeled, and what inputs came."""
+    splits = {}
+    for split in sorted(set(data.splits.tolist())):
+        in_split = data.splits == split
+        splits[split] = {
+            "n_items": int(in_split.sum()),
+            "n_labeled": int((in_split & data.labeled).sum()),
+        }
+    class_counts = np.bincount(data.labels[data.labeled], minlength=data.k)
+    return {
+        "n_items": data.n,
+        "n_labeled": int(data.labeled.sum()),
+        "n_unlabeled": int((~data.labeled).sum()),
+        "splits": splits,
+        "classes": list(data.classes),
+        "class_source": data.class_source,
+        "labeled_per_class": {c: int(n) for c, n in zip(data.classes, class_counts)},
+        "n_models": data.n_models,
+        "embedding_dim": None if data.embeddings is None else int(data.embeddings.shape[1]),
+        "metadata_columns": [str(c) for c in data.metadata.columns],
+        "has_text": data.text is not None,
+        "has_images": data.image_paths is not None,
+    }
