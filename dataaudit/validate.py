@@ -92,17 +92,16 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     probs_raw, prob_columns, found = _array_rows(raw.probs, ids, raw.table, roles.id)
     problems += found
     member_probs = None
-    if probs_raw is not None:
-        if probs_raw.ndim not in (2, 3):
-            problems.append(
-                Problem(
-                    "probs_shape",
-                    f"probabilities have shape {probs_raw.shape}",
-                    source=raw.probs.name,
-                    fix="Give N x K (one model) or M x N x K (M models or MC-dropout passes).",
-                )
+    if probs_raw is not None and probs_raw.ndim not in (2, 3):
+        problems.append(
+            Problem(
+                "probs_shape",
+                f"probabilities have shape {probs_raw.shape}",
+                source=raw.probs.name,
+                fix="Give N x K (one model) or M x N x K (M models or MC-dropout passes).",
             )
-            probs_raw = None
+        )
+        probs_raw = None
     if probs_raw is not None:
         n_rows = probs_raw.shape[-2]
         if n_rows != len(frame):
