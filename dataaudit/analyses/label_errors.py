@@ -47,10 +47,8 @@ CHUNK_ROWS = 200_000
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
     method = config.label_error_score
     if method != DEFAULT_SCORE and method not in CLEANLAB_SCORES:
-        raise ValueError(
-            f"label_error_score must be {DEFAULT_SCORE!r} or one of {', '.join(CLEANLAB_SCORES)}; "
-            f"got {method!r}"
-        )
+        choices = ", ".join((DEFAULT_SCORE, *CLEANLAB_SCORES))
+        raise ValueError(f"label_error_score must be one of {choices}; got {method!r}")
     labeled = np.flatnonzero(data.labeled)
     labels = data.labels[labeled]
     k = data.k
@@ -103,9 +101,9 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     n_errors = int(items["is_label_error"].sum())
     low, high = wilson_interval(n_errors, n_labeled, config.confidence_level)
     notes.append(
-        f"Flag: cleanlab confident learning (filter_by={config.label_error_filter!r}). "
-        f"Ranking: {_describe(method)}."
+        f"Flagged by cleanlab's find_label_issues (filter_by={config.label_error_filter!r})."
     )
+    notes.append(f"Ranked by {_describe(method)}.")
     if data.n_models > 1:
         notes.append(
             f"The probabilities of {data.n_models} models were averaged before finding label errors."
@@ -213,8 +211,6 @@ def combine_flag_and_margin(flag: NDArray[np.bool_], margin_score: NDArray) -> N
 
 def _describe(method: str) -> str:
     if method == DEFAULT_SCORE:
-        return (
-            "items flagged by confident learning first, each group ordered by the model's margin "
-            "against the given label (error_score = (flag + margin_score) / 2)"
-        )
-    return f"1 - cleanlab label quality ({method})"
+        # error_score = (flag + margin_score) / 2
+        return "flag first, then the model's margin against the given label within each group"
+    return f"1 - cleanlab's label quality score ({method})"
