@@ -1,0 +1,771 @@
+"""Slice algorithms on plain arrays: encode metadata, count every 1- and 2-predicate slice, test,
+remove redundancy by sequential covering, and cluster embeddings.
+
+Counting is exact and vectorised: for each column pair one `np.bincount` over a joint code gives a
+contingency table of outcome counts; the counts of every predicate pair are then P_a · T · P_bᵀ,
+where P maps a predicate to the levels it covers (SliceLine's algebra on contingency tables).
+Nothing here loops over rows in Python or knows about AuditDataset, so tests call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from dataaudit.stats import benjamini_hochberg, two_proportion_pvalue, wilson_interval
+
+# Per-row outcome code: 0 unlabeled, else 1 + model_error + 2 * label_error.
+N_OUTCOMES = 5
+# Columns of a counts array, from outcome codes through REDUCE.
+ALL, LABELED, ERRORS, LABEL_ERRORS = 0, 1, 2, 3
+REDUCE = np.array(
+    [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 1]], dtype=np.float64
+)
+
+
+def outcome_codes(
+    labeled: NDArray[np.bool_], errors: NDArray[np.bool_], label_errors: NDArray[np.bool_] | None
+) -> NDArray[np.int8]:
+    """Per-row outcome code (see N_OUTCOMES); errors and label errors count on labeled rows only."""
+    code = np.where(labeled, 1 + errors.astype(np.int8), 0).astype(np.int8)
+    if label_errors is not None:
+        code += (2 * (labeled & label_errors)).astype(np.int8)
+    return code
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedColumn:
+    """One metadata column as a level code per row, plus predicates as 0/1 masks over levels.
+
+    rule predicates are what discovery combines (values; `x < t` and `x >= t` on 16 quantile
+    thresholds); given predicates are the disjoint slices the report lists (values; quartile bins).
+    """
+
+    name: str
+    codes: NDArray[np.int32]
+    rule_preds: NDArray[np.float64]  # (n_rule, n_levels)
+    rule_names: tuple[str, ...]
+    given_preds: NDArray[np.float64]  # (n_given, n_levels)
+    given_names: tuple[str, ...]
+
+    @property
+    def n_levels(self) -> int:
+        return self.rule_preds.shape[1]
+
+    def rule_mask(self, pred: int) -> NDArray[np.bool_]:
+        return self.rule_preds[pred].astype(bool)[self.codes]
+
+    def given_mask(self, pred: int) -> NDArray[np.bool_]:
+        return self.given_preds[pred].astype(bool)[self.codes]
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def encode_categorical(
+    name: str, values: pd.Series, top: int = 50, *, force: bool = False
+) -> EncodedColumn:
+    """Top `top` values as levels, then "(other)" and "(missing)"."""
+    missing = values.isna().to_numpy()
+    counts = values[~missing].value_counts(sort=True)
+    kept = list(counts.index[:top])
+    idx = pd.Index(kept).get_indexer(values[~missing]) if kept else np.zeros(0, np.intp)
+    codes = np.full(len(values), len(kept) + 1, dtype=np.int32)  # missing
+    codes[~missing] = np.where(idx >= 0, idx, len(kept))
+    n_levels = len(kept) + 2
+    names = [f"{name} = {v}" for v in kept] + [f"{name} = (other)", f"{name} is missing"]
+    present = np.bincount(codes, minlength=n_levels) > 0
+    levels = np.flatnonzero(present)
+    preds = np.eye(n_levels)[levels]
+    names = tuple(names[i] for i in levels)
+    return EncodedColumn(name, codes, preds, names, preds, names)
+
+
+def encode_numeric(
+    name: str, values: NDArray[np.float64], bins: int = 16, given_bins: int = 4
+) -> EncodedColumn:
+    """Quantile thresholds t: rule predicates `x < t` / `x >= t`; given slices are quartile bins."""
+    x = np.asarray(values, dtype=np.float64)
+    missing = ~np.isfinite(x)
+    present = x[~missing]
+    probs = np.arange(1, bins) / bins
+    raw = np.quantile(present, probs) if len(present) else np.zeros(0)
+    thresholds = np.unique(raw)
+    # Drop a threshold at the minimum: `x < min` is empty.
+    if len(present):
+        thresholds = thresholds[thresholds > present.min()]
+    n_bins = len(thresholds) + 1
+    codes = np.full(len(x), n_bins, dtype=np.int32)
+    codes[~missing] = np.searchsorted(thresholds, present, side="right")
+    n_levels = n_bins + 1  # + missing
+
+    rule_rows, rule_names = [], []
+    for j, t in enumerate(thresholds, start=1):
+        below = np.zeros(n_levels)
+        below[:j] = 1
+        above = np.zeros(n_levels)
+        above[j:n_bins] = 1
+        rule_rows += [below, above]
+        rule_names += [f"{name} < {_fmt(t)}", f"{name} >= {_fmt(t)}"]
+
+    # Coarse thresholds are chosen among the fine ones so each fine bin falls in one coarse bin.
+    coarse_probs = np.arange(1, given_bins) / given_bins
+    picks = (
+        np.clip(np.round(coarse_probs * bins).astype(int) - 1, 0, len(raw) - 1) if len(raw) else []
+    )
+    coarse = np.unique([raw[i] for i in picks])
+    coarse = coarse[np.isin(coarse, thresholds)]
+    lower_edges = np.concatenate([[-np.inf], thresholds])
+    coarse_of_bin = np.searchsorted(coarse, lower_edges, side="right")
+    given_rows, given_names = [], []
+    edges = [None, *coarse, None]
+    for c in range(len(coarse) + 1):
+        row = np.zeros(n_levels)
+        row[:n_bins] = coarse_of_bin == c
+        lo, hi = edges[c], edges[c + 1]
+        if lo is None and hi is None:
+            label = f"{name} is present"
+        elif lo is None:
+            label = f"{name} < {_fmt(hi)}"
+        elif hi is None:
+            label = f"{name} >= {_fmt(lo)}"
+        else:
+            label = f"{_fmt(lo)} <= {name} < {_fmt(hi)}"
+        given_rows.append(row)
+        given_names.append(label)
+    if missing.any():
+        row = np.zeros(n_levels)
+        row[n_bins] = 1
+        rule_rows.append(row)
+        rule_names.append(f"{name} is missing")
+        given_rows.append(row)
+        given_names.append(f"{name} is missing")
+    empty = np.zeros((0, n_levels))
+    return EncodedColumn(
+        name,
+        codes,
+        np.array(rule_rows) if rule_rows else empty,
+        tuple(rule_names),
+        np.array(given_rows) if given_rows else empty,
+        tuple(given_names),
+    )
+
+
+def encode_metadata(
+    metadata: pd.DataFrame,
+    *,
+    top: int = 50,
+    bins: int = 16,
+    given_bins: int = 4,
+    max_categories_numeric: int = 10,
+) -> tuple[list[EncodedColumn], dict[str, str]]:
+    """Encode every usable column; returns the columns and {skipped column: reason}."""
+    columns: list[EncodedColumn] = []
+    skipped: dict[str, str] = {}
+    n = len(metadata)
+    for name in metadata.columns:
+        series = metadata[name]
+        n_unique = int(series.nunique(dropna=True))
+        if n_unique == 0:
+            skipped[str(name)] = "every value is missing"
+            continue
+        if n_unique == 1 and not series.isna().any():
+            skipped[str(name)] = "has a single value"
+            continue
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        if numeric and n_unique > max_categories_numeric:
+            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            columns.append(encode_numeric(str(name), values, bins, given_bins))
+            continue
+        if not numeric and n > 100 and n_unique > n // 2:
+            skipped[str(name)] = f"has {n_unique:,} distinct values, like an id"
+            continue
+        columns.append(encode_categorical(str(name), series, top))
+    return columns, skipped
+
+
+def encode_groups(
+    groups: NDArray[np.int32], names: Sequence[str], label: str = "split"
+) -> EncodedColumn:
+    """The split as one more rule column, so discovery can find `split = production and ...`.
+
+    Its codes are the group indices themselves, as `enumerate_slices` requires.
+    """
+    preds = np.eye(len(names))
+    rule_names = tuple(f"{label} = {name}" for name in names)
+    return EncodedColumn(label, groups.astype(np.int32), preds, rule_names, preds, rule_names)
+
+
+# -- counting ---------------------------------------------------------------------------------
+
+
+def _table(
+    codes: Sequence[NDArray], sizes: Sequence[int], outcome: NDArray[np.int8]
+) -> NDArray[np.float64]:
+    """Counts (ALL, LABELED, ERRORS, LABEL_ERRORS) per joint level of `codes`: shape (*sizes, 4)."""
+    joint = np.zeros(len(outcome), dtype=np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        joint *= size
+        joint += code
+    joint *= N_OUTCOMES
+    joint += outcome
+    total = int(np.prod(sizes)) * N_OUTCOMES
+    table = np.bincount(joint, minlength=total).reshape(*sizes, N_OUTCOMES)
+    return table @ REDUCE
+
+
+@dataclass
+class SliceSet:
+    """Slices as predicate references plus their counts; col_b = -1 for a single predicate.
+
+    group is the split index the slice is measured in (-1 = all splits).
+    """
+
+    col_a: NDArray[np.int32]
+    pred_a: NDArray[np.int32]
+    col_b: NDArray[np.int32]
+    pred_b: NDArray[np.int32]
+    group: NDArray[np.int32]
+    counts: NDArray[np.float64]  # (m, 4)
+
+    @classmethod
+    def concat(cls, parts: Iterable[SliceSet]) -> SliceSet:
+        parts = list(parts)
+        if not parts:
+            z = np.zeros(0, np.int32)
+            return cls(z, z, z, z, z, np.zeros((0, 4)))
+        return cls(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in _SLICE_FIELDS),
+            np.concatenate([p.counts for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def take(self, idx: NDArray) -> SliceSet:
+        return SliceSet(*(getattr(self, f)[idx] for f in _SLICE_FIELDS), self.counts[idx])
+
+
+_SLICE_FIELDS = ("col_a", "pred_a", "col_b", "pred_b", "group")
+
+
+def _grid(ia: int, n_a: int, ib: int, n_b: int, group: int, counts: NDArray) -> SliceSet:
+    """SliceSet for every (pred_a, pred_b) of a counts grid of shape (n_a, n_b, 4)."""
+    pa, pb = np.meshgrid(np.arange(n_a), np.arange(n_b), indexing="ij")
+    m = n_a * n_b
+    return SliceSet(
+        np.full(m, ia, np.int32),
+        pa.ravel().astype(np.int32),
+        np.full(m, ib, np.int32),
+        pb.ravel().astype(np.int32) if ib >= 0 else np.full(m, -1, np.int32),
+        np.full(m, group, np.int32),
+        counts.reshape(m, 4),
+    )
+
+
+@dataclass
+class Enumeration:
+    rules: SliceSet  # every rule slice that passed the support gate (group = -1)
+    given: SliceSet  # every given slice, per group and overall, that passed the support gate
+    n_rules_considered: int
+    n_given_too_small: int
+
+
+def enumerate_slices(
+    columns: Sequence[EncodedColumn],
+    outcome: NDArray[np.int8],
+    groups: NDArray[np.int32] | None = None,
+    n_groups: int = 0,
+    *,
+    min_support: int = 30,
+    group_column: EncodedColumn | None = None,
+    progress: Callable[[Iterable, int, str], Iterable] | None = None,
+) -> Enumeration:
+    """Count every 1- and 2-predicate slice exactly.
+
+    Rules (discovery) are counted over all rows; `group_column` (the split), when given, joins the
+    rule columns. Given slices are counted over all rows and, when `groups` is given, within each
+    group. Only slices with at least `min_support` labeled rows inside and outside are kept, and
+    a 2-predicate rule with the same labeled support as one of its parts is dropped as redundant.
+    """
+    groups_ = np.zeros(len(outcome), np.int32) if groups is None else groups.astype(np.int32)
+    n_g = max(n_groups, 1)
+    rules: list[SliceSet] = []
+    given: list[SliceSet] = []
+    n_considered = 0
+    too_small = 0
+    total = _table([groups_], [n_g], outcome)  # (G, 4)
+    total_all = total.sum(0)
+    n_lab = total_all[LABELED]
+
+    def keep_rules(s: SliceSet, parents: tuple[NDArray, ...] = ()) -> None:
+        nonlocal n_considered
+        lab = s.counts[:, LABELED]
+        ok = (lab >= min_support) & (n_lab - lab >= min_support)
+        for parent in parents:
+            ok &= lab != parent
+        n_considered += int((s.counts[:, ALL] > 0).sum())
+        if ok.any():
+            rules.append(s.take(np.flatnonzero(ok)))
+
+    def keep_given(s: SliceSet, group_totals: NDArray) -> None:
+        nonlocal too_small
+        lab = s.counts[:, LABELED]
+        rest = group_totals[s.group.clip(0), LABELED] if n_g > 1 else n_lab
+        rest = np.where(s.group < 0, n_lab, rest) - lab
+        ok = (lab >= min_support) & (rest >= 1)
+        # Only count a skip where the group has labels at all; unlabeled splits are noted elsewhere.
+        has_labels = np.where(s.group < 0, n_lab, total[s.group.clip(0), LABELED]) > 0
+        too_small += int(((s.counts[:, ALL] > 0) & ~ok & has_labels).sum())
+        if ok.any():
+            given.append(s.take(np.flatnonzero(ok)))
+
+    n_cols = len(columns)
+    singles: list[NDArray] = []  # per column: (G, L, 4)
+    for ia, col in enumerate(columns):
+        t = _table([groups_, col.codes], [n_g, col.n_levels], outcome)
+        singles.append(t)
+        t_all = t.sum(0)
+        r = col.rule_preds @ t_all
+        keep_rules(_grid(ia, len(r), -1, 1, -1, r[:, None, :]))
+        g = np.einsum("pl,glc->gpc", col.given_preds, t)
+        keep_given(_grid(ia, g.shape[1], -1, 1, -1, g.sum(0)[:, None, :]), total)
+        if groups is not None and n_g > 1:
+            for gi in range(n_g):
+                keep_given(_grid(ia, g.shape[1], -1, 1, gi, g[gi][:, None, :]), total)
+
+    pairs = [(a, b) for a in range(n_cols) for b in range(a + 1, n_cols)]
+    iterator = progress(pairs, len(pairs), "slice pairs") if progress else pairs
+    for ia, ib in iterator:
+        ca, cb = columns[ia], columns[ib]
+        t = _table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
+        t_all = t.sum(0)
+        r = np.einsum("pi,ijc,qj->pqc", ca.rule_preds, t_all, cb.rule_preds)
+        par_a = (ca.rule_preds @ t_all.sum(1))[:, LABELED]
+        par_b = (cb.rule_preds @ t_all.sum(0))[:, LABELED]
+        s = _grid(ia, r.shape[0], ib, r.shape[1], -1, r)
+        keep_rules(s, (par_a[s.pred_a], par_b[s.pred_b]))
+        g = np.einsum("pi,gijc,qj->gpqc", ca.given_preds, t, cb.given_preds)
+        keep_given(_grid(ia, g.shape[1], ib, g.shape[2], -1, g.sum(0)), total)
+        if groups is not None and n_g > 1:
+            for gi in range(n_g):
+                keep_given(_grid(ia, g.shape[1], ib, g.shape[2], gi, g[gi]), total)
+
+    if group_column is not None:
+        # Pairs (split value, column predicate) come from the per-group single-column tables.
+        gp = group_column.rule_preds
+        for ia, col in enumerate(columns):
+            t = singles[ia]  # (G, L, 4)
+            r = np.einsum("ph,hlc,ql->pqc", gp, t, col.rule_preds)
+            par_g = (gp @ t.sum(1))[:, LABELED]
+            par_c = (col.rule_preds @ t.sum(0))[:, LABELED]
+            s = _grid(n_cols, r.shape[0], ia, r.shape[1], -1, r)
+            keep_rules(s, (par_g[s.pred_a], par_c[s.pred_b]))
+        r = gp @ total
+        keep_rules(_grid(n_cols, len(r), -1, 1, -1, r[:, None, :]))
+
+    return Enumeration(SliceSet.concat(rules), SliceSet.concat(given), n_considered, too_small)
+
+
+# -- naming and membership --------------------------------------------------------------------
+
+
+def slice_name(columns: Sequence[EncodedColumn], s: SliceSet, i: int, *, given: bool) -> str:
+    names = []
+    for col, pred in ((s.col_a[i], s.pred_a[i]), (s.col_b[i], s.pred_b[i])):
+        if col >= 0:
+            c = columns[col]
+            names.append((c.given_names if given else c.rule_names)[pred])
+    return " and ".join(names)
+
+
+def slice_mask(columns: Sequence[EncodedColumn], s: SliceSet, i: int, *, given: bool) -> NDArray:
+    mask = None
+    for col, pred in ((s.col_a[i], s.pred_a[i]), (s.col_b[i], s.pred_b[i])):
+        if col >= 0:
+            c = columns[col]
+            m = c.given_mask(pred) if given else c.rule_mask(pred)
+            mask = m if mask is None else mask & m
+    return mask
+
+
+def rule_counts_on(
+    columns: Sequence[EncodedColumn], s: SliceSet, outcome: NDArray[np.int8]
+) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+    """A function giving the counts of every rule slice in `s` restricted to some rows."""
+    keys = s.col_a.astype(np.int64) * (len(columns) + 1) + (s.col_b + 1)
+    groups = [(np.flatnonzero(keys == key)) for key in np.unique(keys)]
+
+    def counts_on(rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        out = np.zeros((len(s), 4))
+        o = outcome[rows]
+        for idx in groups:
+            ca = columns[s.col_a[idx[0]]]
+            pa = ca.rule_preds[s.pred_a[idx]]
+            if s.col_b[idx[0]] < 0:
+                t = _table([ca.codes[rows]], [ca.n_levels], o)
+                out[idx] = pa @ t
+            else:
+                cb = columns[s.col_b[idx[0]]]
+                pb = cb.rule_preds[s.pred_b[idx]]
+                t = _table([ca.codes[rows], cb.codes[rows]], [ca.n_levels, cb.n_levels], o)
+                out[idx] = np.einsum("mi,ijc,mj->mc", pa, t, pb)
+        return out
+
+    return counts_on
+
+
+# -- testing and covering ---------------------------------------------------------------------
+
+
+@dataclass
+class Tests:
+    """Per-slice error test against the rest of its group's labeled rows."""
+
+    rate: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+    rest_rate: NDArray[np.float64]
+    p_value: NDArray[np.float64]
+    q_value: NDArray[np.float64]
+
+
+def test_rates(
+    n: NDArray, x: NDArray, n_total: NDArray | float, x_total: NDArray | float, confidence: float
+) -> Tests:
+    """One-sided two-proportion z-test (slice worse than the rest), Wilson CI, BH over all rows."""
+    n = np.asarray(n, np.float64)
+    x = np.asarray(x, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = x / n
+        rest_rate = (x_total - x) / (n_total - n)
+    p = two_proportion_pvalue(x, n, x_total - x, n_total - n, alternative="greater")
+    low, high = wilson_interval(x, n, confidence)
+    return Tests(rate, low, high, rest_rate, p, benjamini_hochberg(p))
+
+
+def bh_cutoff(p: NDArray, q: NDArray, fdr: float) -> float:
+    """Largest raw p-value BH rejects at `fdr` (-1 when none): later re-tests must beat it."""
+    rejected = np.isfinite(q) & (q <= fdr)
+    return float(p[rejected].max()) if rejected.any() else -1.0
+
+
+def lift_ok(rate: NDArray, base: float, min_lift: float, min_gap: float) -> NDArray[np.bool_]:
+    """Effect-size gate: at 1M rows a tiny gap is significant, so require lift or an absolute gap."""
+    return (rate >= base * min_lift) | (rate >= base + min_gap)
+
+
+@dataclass(frozen=True)
+class Pick:
+    index: int  # into the candidate arrays
+    residual: NDArray[np.float64]  # counts on rows no earlier pick covered
+    score: float  # excess errors on those rows: (Wilson low − base) × labeled support
+
+
+def sequential_cover(
+    counts: NDArray[np.float64],
+    n_total: float,
+    x_total: float,
+    p_cutoff: float,
+    members: Callable[[int], NDArray[np.bool_]],
+    counts_on: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+    *,
+    max_slices: int,
+    min_support: int,
+    min_lift: float,
+    min_gap: float,
+    confidence: float,
+) -> list[Pick]:
+    """Greedy covering: take the slice with the most excess errors, remove its rows, re-test the rest.
+
+    A re-tested slice must still pass the support and lift gates and beat the first-stage BH
+    cutoff on its remaining rows, so a child of a reported slice is not reported again unless it
+    is bad beyond its parent.
+    """
+    if p_cutoff < 0 or len(counts) == 0:
+        return []
+    base = x_total / n_total
+    residual = counts.copy()
+    alive = np.ones(len(counts), bool)
+    covered = np.zeros(0, bool)
+    picks: list[Pick] = []
+    while len(picks) < max_slices:
+        n, x = residual[:, LABELED], residual[:, ERRORS]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = x / n
+        p = two_proportion_pvalue(x, n, x_total - x, n_total - n, alternative="greater")
+        low, _ = wilson_interval(x, n, confidence)
+        ok = alive & (n >= min_support) & (p <= p_cutoff) & lift_ok(rate, base, min_lift, min_gap)
+        if not ok.any():
+            break
+        score = np.where(ok, (low - base) * n, -np.inf)
+        best = int(np.argmax(score))
+        picks.append(Pick(best, residual[best].copy(), float(score[best])))
+        alive[best] = False
+        mask = members(best)
+        if len(covered) == 0:
+            covered = np.zeros(len(mask), bool)
+        rows = np.flatnonzero(mask & ~covered)
+        covered[rows] = True
+        residual -= counts_on(rows)
+    return picks
+
+
+# -- clusters ---------------------------------------------------------------------------------
+
+
+def _normalized(chunk: NDArray) -> NDArray[np.float32]:
+    x = np.asarray(chunk, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1)
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    centers: NDArray[np.float32]  # (k, p) in the projected space
+    mean: NDArray[np.float32] | None  # PCA projection when d > max_dims
+    components: NDArray[np.float32] | None
+
+    def project(self, chunk: NDArray) -> NDArray[np.float32]:
+        x = _normalized(chunk)
+        if self.components is not None:
+            x = (x - self.mean) @ self.components.T
+        return x
+
+
+def fit_kmeans(
+    embeddings: NDArray,
+    k: int,
+    *,
+    sample_size: int = 100_000,
+    seed: int = 0,
+    max_dims: int = 128,
+    max_iter: int = 25,
+) -> ClusterModel:
+    """k-means on L2-normalised rows of a random sample (PCA to `max_dims` when wider)."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    n = len(embeddings)
+    idx = np.sort(rng.choice(n, size=min(n, sample_size), replace=False))
+    x = _normalized(embeddings[idx])
+    mean = components = None
+    if x.shape[1] > max_dims:
+        pca = PCA(n_components=max_dims, svd_solver="randomized", random_state=seed).fit(x)
+        mean = pca.mean_.astype(np.float32)
+        components = pca.components_.astype(np.float32)
+        x = (x - mean) @ components.T
+    k = int(min(k, len(x)))
+    # k-means++ seeding on a subsample: seeding on the whole sample costs more than Lloyd itself.
+    seed_rows = x[rng.choice(len(x), size=min(len(x), max(20 * k, 10_000)), replace=False)]
+    init, _ = kmeans_plusplus(seed_rows, k, random_state=seed)
+    km = KMeans(k, init=init, n_init=1, max_iter=max_iter, random_state=seed).fit(x)
+    return ClusterModel(km.cluster_centers_.astype(np.float32), mean, components)
+
+
+def assign_clusters(
+    embeddings: NDArray,
+    model: ClusterModel,
+    *,
+    chunk_rows: int = 65_536,
+    progress: Callable[[Iterable, int, str], Iterable] | None = None,
+) -> NDArray[np.int32]:
+    """Nearest center of every row, in chunks (never an N × k matrix)."""
+    c = model.centers
+    c_sq = (c * c).sum(1)
+    out = np.empty(len(embeddings), np.int32)
+    starts = range(0, len(embeddings), chunk_rows)
+    iterator = progress(starts, len(starts), "assign clusters") if progress else starts
+    for start in iterator:
+        x = model.project(embeddings[start : start + chunk_rows])
+        out[start : start + len(x)] = (c_sq - 2 * (x @ c.T)).argmin(1)
+    return out
+
+
+def coarsen(centers: NDArray, sizes: NDArray, k: int, seed: int = 0) -> NDArray[np.int32]:
+    """Group fine clusters into k coarse ones (weighted k-means on the centers): fine → coarse."""
+    from sklearn.cluster import KMeans
+
+    k = int(min(k, (sizes > 0).sum()))
+    km = KMeans(k, n_init=3, random_state=seed).fit(centers, sample_weight=np.maximum(sizes, 1e-9))
+    return km.labels_.astype(np.int32)
+
+
+def cluster_counts_on(
+    levels: Sequence[NDArray[np.int32]], assign: NDArray[np.int32], outcome: NDArray[np.int8]
+) -> Callable[[NDArray[np.intp]], NDArray[np.float64]]:
+    """Counts of every (level, cluster) candidate on some rows; levels map fine → cluster id."""
+    sizes = [int(m.max()) + 1 for m in levels]
+
+    def counts_on(rows: NDArray[np.intp]) -> NDArray[np.float64]:
+        fine = assign[rows]
+        o = outcome[rows]
+        return np.concatenate(
+            [_table([m[fine]], [s], o) for m, s in zip(levels, sizes, strict=True)]
+        )
+
+    return counts_on
+
+
+# -- description ------------------------------------------------------------------------------
+
+
+def over_represented(
+    columns: Sequence[EncodedColumn],
+    mask: NDArray[np.bool_],
+    *,
+    top: int = 3,
+    min_share: float = 0.3,
+    min_lift: float = 1.5,
+) -> list[tuple[str, float, float]]:
+    """Metadata values much more common inside `mask` than overall: (slice name, share, overall)."""
+    n_in = mask.sum()
+    n = len(mask)
+    found = []
+    for col in columns:
+        inside = col.given_preds @ np.bincount(col.codes[mask], minlength=col.n_levels)
+        overall = col.given_preds @ np.bincount(col.codes, minlength=col.n_levels)
+        share, base = inside / max(n_in, 1), overall / max(n, 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lift = np.where(base > 0, share / base, 0)
+        for j in np.flatnonzero((share >= min_share) & (lift >= min_lift)):
+            found.append((lift[j], col.given_names[j], float(share[j]), float(base[j])))
+    found.sort(key=lambda f: -f[0])
+    return [(name, share, base) for _, name, share, base in found[:top]]
+
+
+def top_confusions(
+    given: NDArray[np.int64], predicted: NDArray[np.int64], k: int, top: int = 2
+) -> list[tuple[int, int, int]]:
+    """Most frequent (given, predicted) pairs among the rows passed: (given, predicted, count)."""
+    if len(given) == 0:
+        return []
+    counts = np.bincount(given * k + predicted, minlength=k * k)
+    order = np.argsort(-counts, kind="stable")[:top]
+    return [(int(i // k), int(i % k), int(counts[i])) for i in order if counts[i] > 0]
+
+
+# -- discovery drivers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gates:
+    min_support: int = 30
+    min_lift: float = 1.5
+    min_gap: float = 0.05
+    fdr: float = 0.05
+    max_slices: int = 20
+    confidence: float = 0.95
+
+
+def min_support_for(n_labeled: int, absolute: int, fraction: float) -> int:
+    return int(max(absolute, np.ceil(fraction * n_labeled)))
+
+
+@dataclass
+class Discovery:
+    """Tested candidates and the ones covering picked, in pick order."""
+
+    candidates: SliceSet  # rules; for clusters col_a = level, pred_a = cluster id
+    tests: Tests
+    picks: list[Pick]
+    n_tested: int
+
+
+def _discover(
+    counts: NDArray,
+    members: Callable[[int], NDArray[np.bool_]],
+    counts_on: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+    n_total: float,
+    x_total: float,
+    gates: Gates,
+) -> tuple[Tests, list[Pick]]:
+    tests = test_rates(counts[:, LABELED], counts[:, ERRORS], n_total, x_total, gates.confidence)
+    cutoff = bh_cutoff(tests.p_value, tests.q_value, gates.fdr)
+    picks = sequential_cover(
+        counts,
+        n_total,
+        x_total,
+        cutoff,
+        members,
+        counts_on,
+        max_slices=gates.max_slices,
+        min_support=gates.min_support,
+        min_lift=gates.min_lift,
+        min_gap=gates.min_gap,
+        confidence=gates.confidence,
+    )
+    return tests, picks
+
+
+def discover_rules(
+    columns: Sequence[EncodedColumn],
+    enumeration: Enumeration,
+    outcome: NDArray[np.int8],
+    gates: Gates,
+) -> Discovery:
+    """Test every enumerated rule, BH across all of them, then cover. `columns` includes any
+    group column the enumeration used (at index len(metadata columns))."""
+    rules = enumeration.rules
+    n_total = float((outcome > 0).sum())
+    x_total = float(np.isin(outcome, (2, 4)).sum())
+
+    def members(i: int) -> NDArray[np.bool_]:
+        return slice_mask(columns, rules, i, given=False)
+
+    tests, picks = _discover(
+        rules.counts, members, rule_counts_on(columns, rules, outcome), n_total, x_total, gates
+    )
+    return Discovery(rules, tests, picks, len(rules))
+
+
+def discover_clusters(
+    assign: NDArray[np.int32],
+    levels: Sequence[NDArray[np.int32]],
+    outcome: NDArray[np.int8],
+    gates: Gates,
+) -> Discovery:
+    """Test every cluster of every granularity (`levels` map fine cluster → cluster), then cover.
+
+    Clusters are fitted without looking at errors, so the same rows can test them.
+    """
+    counts_on = cluster_counts_on(levels, assign, outcome)
+    counts = counts_on(np.arange(len(assign)))
+    level_of = np.concatenate([np.full(int(m.max()) + 1, i) for i, m in enumerate(levels)])
+    cluster_of = np.concatenate([np.arange(int(m.max()) + 1) for m in levels])
+    z = np.full(len(counts), -1, np.int32)
+    cands = SliceSet(level_of.astype(np.int32), cluster_of.astype(np.int32), z, z, z, counts)
+    n_total = float((outcome > 0).sum())
+    x_total = float(np.isin(outcome, (2, 4)).sum())
+    lab = counts[:, LABELED]
+    tested = (lab >= gates.min_support) & (n_total - lab >= gates.min_support)
+    counts_t = np.where(tested[:, None], counts, np.nan)
+
+    def members(i: int) -> NDArray[np.bool_]:
+        return levels[cands.col_a[i]][assign] == cands.pred_a[i]
+
+    tests, picks = _discover(counts_t, members, counts_on, n_total, x_total, gates)
+    return Discovery(cands, tests, picks, int(tested.sum()))
+
+
+def cluster_levels(
+    model: ClusterModel, assign: NDArray[np.int32], factor: int = 4, min_k: int = 4, seed: int = 0
+) -> list[NDArray[np.int32]]:
+    """Fine clusters plus coarser groupings (k/4, k/16, ... ≥ min_k): maps fine → cluster id."""
+    k = len(model.centers)
+    sizes = np.bincount(assign, minlength=k).astype(np.float64)
+    levels = [np.arange(k, dtype=np.int32)]
+    coarse_k = k // factor
+    while coarse_k >= min_k:
+        levels.append(coarsen(model.centers, sizes, coarse_k, seed))
+        coarse_k //= factor
+    return levels
