@@ -6,9 +6,14 @@ skipped with the reason. `after` names analyses whose results it reads; they com
 
 from __future__ import annotations
 
+from dataaudit.analyses import label_errors, per_class, swapped_pairs
 from dataaudit.result import Analysis
 
-ANALYSES: tuple[Analysis, ...] = ()
+ANALYSES: tuple[Analysis, ...] = (
+    label_errors.ANALYSIS,
+    swapped_pairs.ANALYSIS,
+    per_class.ANALYSIS,
+)
 
 
 def by_name() -> dict[str, Analysis]:
