@@ -57,6 +57,20 @@ class AuditConfig:
     # Auto-label candidates: the confidence cut at which labeled items reach this precision.
     auto_label_precision: float = 0.98
 
+    # Slices: given slices (metadata values, quartile bins, pairs) and discovered failure slices
+    slice_min_support: int = 30  # labeled items a slice needs to be tested ...
+    slice_min_support_fraction: float = 0.001  # ... or this share of labeled items, if larger
+    slice_top_values: int = 50  # per categorical column; the rest become "(other)"
+    slice_numeric_bins: int = 16  # quantile thresholds for discovered rules `x < t` / `x >= t`
+    slice_given_bins: int = 4  # quantile bins listed as given slices
+    slice_min_lift: float = 1.5  # a failure slice errs this many times the overall rate ...
+    slice_min_gap: float = 0.05  # ... or this much above it (absolute)
+    slice_fdr: float = 0.05  # Benjamini-Hochberg false-discovery rate
+    slice_max_discovered: int = 20  # per kind (rules, clusters)
+    slice_clusters: int = 256  # finest k-means k over embeddings; coarser levels k/4, k/16, ...
+    slice_cluster_sample: int = 100_000  # rows k-means is fitted on
+    slice_examples: int = 5  # example failures and unlabeled candidates per discovered slice
+
     # Report
     html_max_rows: int = 500
     seed: int = 0
