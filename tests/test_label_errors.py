@@ -116,3 +116,25 @@ def test_unknown_score_method_is_a_clear_error(planted):
     data = planted_dataset(planted, n_unlabeled=0)
     with pytest.raises(ValueError, match="label_error_score must be"):
         label_errors.run(data, AuditContext(config), config)
+
+
+def test_relabel_candidates_are_the_flagged_items_ranked_top_down(planted):
+    data = planted_dataset(planted, n_unlabeled=0)
+    items = label_errors.run(data, AuditContext(AuditConfig()), AuditConfig()).table("items")
+    table = label_errors.relabel_candidates(items)
+    assert list(table.columns[:6]) == [
+        "rank",
+        "id",
+        "given_label",
+        "suggested_label",
+        "error_score",
+        "reason",
+    ]
+    assert table["rank"].tolist() == list(range(1, items["is_label_error"].sum() + 1))
+    assert set(table["id"]) == set(items.loc[items["is_label_error"], "id"])
+    assert (table["error_score"].diff().dropna() <= 0).all()
+    first = items.set_index("id").loc[table["id"].iloc[0]]
+    assert table["reason"].iloc[0] == (
+        f"model gives '{first['suggested_label']}' {first['suggested_label_prob']:.2f}, "
+        f"label '{first['given_label']}' gets {first['given_label_prob']:.2f}"
+    )

@@ -51,14 +51,14 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         raise ValueError(f"label_error_score must be one of {choices}; got {method!r}")
     labeled = np.flatnonzero(data.labeled)
     labels = data.labels[labeled]
-    k = data.k
-    thresholds = class_thresholds(
-        given_probs(data.probs, data.labels, labeled), labels, k
-    )  # the one global reduction
+    # The one global quantity: K class thresholds, a reduction over all labeled rows.
+    thresholds = class_thresholds(given_probs(data.probs, data.labels, labeled), labels, data.k)
 
     chunks = []
     starts = range(0, len(labeled), CHUNK_ROWS)
-    for start in ctx.progress.bar(starts, total=len(starts), desc="label errors"):
+    if len(starts) > 1:
+        starts = ctx.progress.bar(starts, total=len(starts), desc="label errors")
+    for start in starts:
         rows = labeled[start : start + CHUNK_ROWS]
         chunks.append(
             score_chunk(
@@ -100,9 +100,14 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     n_labeled = len(labeled)
     n_errors = int(items["is_label_error"].sum())
     low, high = wilson_interval(n_errors, n_labeled, config.confidence_level)
-    notes.append(
-        f"Flagged by cleanlab's find_label_issues (filter_by={config.label_error_filter!r})."
-    )
+    if config.label_error_filter == "confident_learning":
+        notes.append(
+            "Flagged by confident learning: off the diagonal of cleanlab's confident joint."
+        )
+    else:
+        notes.append(
+            f"Flagged by cleanlab's find_label_issues, filter_by={config.label_error_filter}."
+        )
     notes.append(f"Ranked by {_describe(method)}.")
     if data.n_models > 1:
         notes.append(
@@ -214,3 +219,36 @@ def _describe(method: str) -> str:
         # error_score = (flag + margin_score) / 2
         return "flag first, then the model's margin against the given label within each group"
     return f"1 - cleanlab's label quality score ({method})"
+
+
+def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
+    """Flagged items ranked top-down, as a reviewer works them: the relabel.csv rows.
+
+    Columns: rank, id, given_label, suggested_label, error_score, reason, then the probabilities.
+    """
+    flagged = items.loc[items["is_label_error"].to_numpy(bool)]
+    ranked = flagged.sort_values("error_score", ascending=False, kind="stable").reset_index(
+        drop=True
+    )
+    reason = (
+        "model gives '"
+        + ranked["suggested_label"].astype(str)
+        + "' "
+        + ranked["suggested_label_prob"].map("{:.2f}".format)
+        + ", label '"
+        + ranked["given_label"].astype(str)
+        + "' gets "
+        + ranked["given_label_prob"].map("{:.2f}".format)
+    )
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(ranked) + 1),
+            "id": ranked["id"].to_numpy(),
+            "given_label": ranked["given_label"].to_numpy(),
+            "suggested_label": ranked["suggested_label"].to_numpy(),
+            "error_score": ranked["error_score"].to_numpy(),
+            "reason": reason.to_numpy(dtype=object),
+            "suggested_label_prob": ranked["suggested_label_prob"].to_numpy(),
+            "given_label_prob": ranked["given_label_prob"].to_numpy(),
+        }
+    )

@@ -17,8 +17,17 @@ if TYPE_CHECKING:
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+def _relabel(report: AuditReport) -> pd.DataFrame | None:
+    from dataaudit.analyses.label_errors import relabel_candidates
+
+    result = report.results.get("label_errors")
+    return None if result is None else relabel_candidates(result.table("items"))
+
+
 # filename -> builder; a builder returns None when its analysis did not run.
-EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {}
+EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
+    "relabel.csv": _relabel,
+}
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

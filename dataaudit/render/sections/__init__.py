@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dataaudit.render.sections import label_errors, per_class, swapped_pairs
 from dataaudit.render.view import SectionView
 
-SECTIONS: tuple[Callable[..., list[SectionView]], ...] = ()
+SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
+    label_errors.build,
+    swapped_pairs.build,
+    per_class.build,
+)
