@@ -54,10 +54,33 @@ class ChartView:
 
 
 @dataclass(frozen=True)
+class ItemGroup:
+    """Items that belong together (a duplicate group), shown side by side as item cards."""
+
+    title: str  # e.g. "group 3 · exact duplicates · spans train, test"
+    ids: tuple[Any, ...]  # member ids, in display order
+    captions: tuple[str, ...] = ()  # one line per member, e.g. "train · labeled 'three'"
+    tone: str = "neutral"  # neutral | good | warn | bad
+
+
+@dataclass(frozen=True)
+class GroupsView:
+    """Groups of items, each shown as a row of thumbnails / snippets; capped like a table."""
+
+    title: str
+    groups: tuple[ItemGroup, ...]  # at most report.config.html_max_rows groups
+    total_groups: int
+    export: str | None = None
+    caption: str = ""
+    empty_message: str = "Nothing found."
+    max_members: int = 8  # members shown per group; the rest are counted
+
+
+@dataclass(frozen=True)
 class SectionView:
     id: str  # anchor, [a-z0-9-]
     title: str
     intro: str = ""  # one or two sentences: what this section finds and on which items
     cards: tuple[Card, ...] = ()
     notes: tuple[str, ...] = ()
-    blocks: tuple[TableView | ChartView, ...] = field(default=())
+    blocks: tuple[TableView | ChartView | GroupsView, ...] = field(default=())
