@@ -1,0 +1,30 @@
+"""Shared fixtures: the planted demo data, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from dataaudit.demo import make_demo_inputs
+
+
+@pytest.fixture(scope="session")
+def demo_inputs():
+    """scikit-learn digits with planted flips, duplicates, a bad slice and OOD items (see demo.py)."""
+    return make_demo_inputs(seed=0)
+
+
+@pytest.fixture(scope="session")
+def demo_report(demo_inputs):
+    import dataaudit
+
+    return dataaudit.audit(demo_inputs.table, demo_inputs.probs, demo_inputs.embeddings)
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory):
+    """The demo inputs saved as files, as a user would pass them to `dataaudit run`."""
+    from dataaudit.demo import write_demo_inputs
+
+    folder = tmp_path_factory.mktemp("demo-inputs")
+    paths = write_demo_inputs(folder, seed=0)
+    return {name: str(path) for name, path in paths.items()}

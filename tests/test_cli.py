@@ -1,0 +1,125 @@
+"""The command line: outputs written, exit codes, refusal to overwrite, --fail-on gates."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dataaudit.cli import main
+
+
+def _run(args, demo_files, out):
+    return main(
+        [
+            "run",
+            "--table",
+            demo_files["table"],
+            "--probs",
+            demo_files["probs"],
+            "--embeddings",
+            demo_files["embeddings"],
+            "--out",
+            str(out),
+            "-q",
+            *args,
+        ]
+    )
+
+
+def test_run_writes_all_outputs(demo_files, tmp_path):
+    out = tmp_path / "run"
+    assert _run([], demo_files, out) == 0
+    for name in ("report.html", "relabel.csv", "summary.json", "audit/report.json"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema_version"] == 1
+    assert summary["counts"]["n_items"] == 1846
+    assert summary["metrics"]["n_label_errors"] > 0
+    assert (
+        "classes.txt"
+        in json.loads((out / "audit/report.json").read_text())["dataset"]["class_source"]
+    )
+
+
+def test_refuses_non_empty_output_without_force(demo_files, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    assert _run([], demo_files, out) == 2
+    assert "--force" in capsys.readouterr().err
+    assert _run(["--force"], demo_files, out) == 0
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
+def test_fail_on_met_exits_1(demo_files, tmp_path, capsys):
+    assert _run(["--fail-on", "label_error_rate>0.001"], demo_files, tmp_path / "a") == 1
+    assert "label_error_rate" in capsys.readouterr().err
+    assert _run(["--fail-on", "label_error_rate>0.9"], demo_files, tmp_path / "b") == 0
+
+
+def test_fail_on_unknown_metric_is_a_usage_error(demo_files, tmp_path, capsys):
+    assert _run(["--fail-on", "no_such_metric>1"], demo_files, tmp_path / "a") == 2
+    assert "no_such_metric" in capsys.readouterr().err
+
+
+def test_fail_on_malformed_condition_is_a_usage_error(demo_files, tmp_path):
+    assert _run(["--fail-on", "label_error_rate is big"], demo_files, tmp_path / "a") == 2
+
+
+def test_bad_input_prints_problems_and_exits_2(tmp_path, demo_files, capsys):
+    probs = np.load(demo_files["probs"])
+    probs[0, 7, :] = np.nan
+    bad = tmp_path / "bad_probs.npy"
+    np.save(bad, probs)
+    code = main(
+        [
+            "run",
+            "--table",
+            demo_files["table"],
+            "--probs",
+            str(bad),
+            "--classes",
+            ",".join(f"c{i}" for i in range(10)),
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "bad_probs.npy" in err and "[probs_not_finite]" in err and "rows 7" in err
+    assert "[unknown_labels]" in err  # classes c0..c9 do not match the labels: both reported
+    assert "Traceback" not in err
+
+
+def test_missing_required_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--table", "x.csv"])
+    assert info.value.code == 2
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "run" in capsys.readouterr().err
+
+
+def test_python_dash_m_and_help_work():
+    result = subprocess.run(
+        [sys.executable, "-m", "dataaudit", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "--table" in result.stdout and "--fail-on" in result.stdout
+
+
+def test_demo_command_writes_a_report(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "-q"]) == 0
+    assert (out / "report.html").stat().st_size > 10_000
+    assert (out / "inputs" / "planted.json").is_file()
+    assert (out / "relabel.csv").is_file()

@@ -1,0 +1,78 @@
+"""The report model saves and loads back equal, and renderers read only from it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from dataaudit.report import AuditReport, ReportLoadError
+from dataaudit.render.csv import spreadsheet_safe, write_csv
+
+
+def test_report_round_trips_equal(demo_report, tmp_path):
+    demo_report.save(tmp_path)
+    loaded = AuditReport.load(tmp_path)
+    assert loaded == demo_report
+    assert set(loaded.results) == set(demo_report.results)
+
+
+def test_changed_report_is_not_equal(demo_report, tmp_path):
+    demo_report.save(tmp_path)
+    loaded = AuditReport.load(tmp_path)
+    loaded.items.loc[0, "given_label"] = "something else"
+    assert loaded != demo_report
+
+
+def test_saving_again_replaces_the_report_whole(demo_report, tmp_path):
+    demo_report.save(tmp_path)
+    demo_report.save(tmp_path)
+    assert AuditReport.load(tmp_path) == demo_report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit"]
+
+
+def test_newer_schema_version_fails_naming_the_version(demo_report, tmp_path):
+    folder = demo_report.save(tmp_path)
+    document = json.loads((folder / "report.json").read_text())
+    document["schema_version"] = 99
+    (folder / "report.json").write_text(json.dumps(document))
+    with pytest.raises(ReportLoadError, match="version 99"):
+        AuditReport.load(tmp_path)
+
+
+def test_missing_report_says_what_to_give(tmp_path):
+    with pytest.raises(ReportLoadError, match="--out folder"):
+        AuditReport.load(tmp_path)
+
+
+def test_metrics_merge_every_analysis_summary(demo_report):
+    metrics = demo_report.metrics()
+    for result in demo_report.results.values():
+        for key in result.summary:
+            assert key in metrics
+
+
+def test_analyses_are_skipped_with_reasons_without_embeddings(demo_inputs):
+    import dataaudit
+
+    report = dataaudit.audit(demo_inputs.table, demo_inputs.probs)
+    needing = [
+        a.name
+        for a in __import__("dataaudit.analyses").analyses.ANALYSES
+        if "embeddings" in a.requires
+    ]
+    for name in needing:
+        assert "embeddings" in report.skipped[name]
+    assert "label_errors" in report.results
+
+
+@pytest.mark.parametrize("cell", ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx"])
+def test_csv_cells_that_start_a_formula_are_neutralised(cell, tmp_path):
+    frame = pd.DataFrame({"id": [cell, "plain"], "score": [-0.5, 1.0]})
+    safe = spreadsheet_safe(frame)
+    assert safe["id"][0] == "'" + cell
+    assert safe["id"][1] == "plain"
+    assert safe["score"].tolist() == [-0.5, 1.0]  # numbers stay numbers
+    write_csv(frame, tmp_path / "x.csv")
+    assert pd.read_csv(tmp_path / "x.csv")["id"][0].startswith("'")
