@@ -7,8 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from dataaudit.report import AuditReport, ReportLoadError
 from dataaudit.render.csv import spreadsheet_safe, write_csv
+from dataaudit.report import AuditReport, ReportLoadError
 
 
 def test_report_round_trips_equal(demo_report, tmp_path):
