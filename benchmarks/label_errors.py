@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dataaudit.analyses.label_errors import class_thresholds, score_chunk
+from dataaudit.analyses.label_errors import class_thresholds, combine_flag_and_margin, score_chunk
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "label-errors"
 DATASETS = ("cifar10", "mnist")
@@ -42,7 +44,23 @@ def rankings(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
                 labels, probs, method=method, adjust_pred_probs=adjust
             )
             out[name] = 1.0 - quality
+    # Combinations considered before choosing the default (not used by dataaudit).
+    ranks = {m: rankdata(out[f"cleanlab {m}"]) for m in ("self_confidence", "normalized_margin")}
+    out["candidate: rank mean of self_confidence and normalized_margin"] = sum(ranks.values())
+    pbnr = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    out["candidate: prune_by_noise_rate flag, then margin"] = combine_flag_and_margin(
+        pbnr, scored["margin_score"]
+    )
+    out["candidate: confident-learning flag, then self_confidence"] = combine_flag_and_margin(
+        scored["is_label_error"], out["cleanlab self_confidence"]
+    )
     return out
+
+
+def rankings_flag_count(probs: np.ndarray, labels: np.ndarray) -> int:
+    given = probs[np.arange(len(labels)), labels]
+    thresholds = class_thresholds(given, labels, probs.shape[1])
+    return int(score_chunk(probs, labels, thresholds)["is_label_error"].sum())
 
 
 def evaluate(score: np.ndarray, reviewed: np.ndarray, confirmed: np.ndarray) -> dict[str, float]:
@@ -71,10 +89,11 @@ def main() -> None:
         confirmed = truth["confirmed_error"].to_numpy(bool)
         for method, score in rankings(probs, labels).items():
             rows.append({"dataset": name, "method": method, **evaluate(score, reviewed, confirmed)})
-        print(
-            f"<!-- {name}: {len(labels)} items, {reviewed.sum()} reviewed, "
-            f"{confirmed.sum()} confirmed errors -->"
+        flagged = rankings_flag_count(probs, labels)
+        counts = (
+            f"{len(labels)} items, {reviewed.sum()} reviewed, {confirmed.sum()} confirmed errors"
         )
+        print(f"<!-- {name}: {counts}, {flagged} flagged by dataaudit -->")
 
     table = pd.DataFrame(rows).set_index(["method", "dataset"]).unstack("dataset")
     columns = [(metric, ds) for ds in DATASETS for metric in ("AP", "R@2%", "AUROC")]
