@@ -207,7 +207,7 @@ def encode_groups(
 # -- counting ---------------------------------------------------------------------------------
 
 
-def _table(
+def count_table(
     codes: Sequence[NDArray], sizes: Sequence[int], outcome: NDArray[np.int8]
 ) -> NDArray[np.float64]:
     """Counts (ALL, LABELED, ERRORS, LABEL_ERRORS) per joint level of `codes`: shape (*sizes, 4)."""
@@ -302,7 +302,7 @@ def enumerate_slices(
     given: list[SliceSet] = []
     n_considered = 0
     too_small = 0
-    total = _table([groups_], [n_g], outcome)  # (G, 4)
+    total = count_table([groups_], [n_g], outcome)  # (G, 4)
     total_all = total.sum(0)
     n_lab = total_all[LABELED]
 
@@ -331,7 +331,7 @@ def enumerate_slices(
     n_cols = len(columns)
     singles: list[NDArray] = []  # per column: (G, L, 4)
     for ia, col in enumerate(columns):
-        t = _table([groups_, col.codes], [n_g, col.n_levels], outcome)
+        t = count_table([groups_, col.codes], [n_g, col.n_levels], outcome)
         singles.append(t)
         t_all = t.sum(0)
         r = col.rule_preds @ t_all
@@ -346,7 +346,7 @@ def enumerate_slices(
     iterator = progress(pairs, len(pairs), "slice pairs") if progress else pairs
     for ia, ib in iterator:
         ca, cb = columns[ia], columns[ib]
-        t = _table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
+        t = count_table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
         t_all = t.sum(0)
         r = np.einsum("pi,ijc,qj->pqc", ca.rule_preds, t_all, cb.rule_preds)
         par_a = (ca.rule_preds @ t_all.sum(1))[:, LABELED]
@@ -411,12 +411,12 @@ def rule_counts_on(
             ca = columns[s.col_a[idx[0]]]
             pa = ca.rule_preds[s.pred_a[idx]]
             if s.col_b[idx[0]] < 0:
-                t = _table([ca.codes[rows]], [ca.n_levels], o)
+                t = count_table([ca.codes[rows]], [ca.n_levels], o)
                 out[idx] = pa @ t
             else:
                 cb = columns[s.col_b[idx[0]]]
                 pb = cb.rule_preds[s.pred_b[idx]]
-                t = _table([ca.codes[rows], cb.codes[rows]], [ca.n_levels, cb.n_levels], o)
+                t = count_table([ca.codes[rows], cb.codes[rows]], [ca.n_levels, cb.n_levels], o)
                 out[idx] = np.einsum("mi,ijc,mj->mc", pa, t, pb)
         return out
 
@@ -610,7 +610,7 @@ def cluster_counts_on(
         fine = assign[rows]
         o = outcome[rows]
         return np.concatenate(
-            [_table([m[fine]], [s], o) for m, s in zip(levels, sizes, strict=True)]
+            [count_table([m[fine]], [s], o) for m, s in zip(levels, sizes, strict=True)]
         )
 
     return counts_on

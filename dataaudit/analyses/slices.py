@@ -1,0 +1,479 @@
+"""Slices: where the model fails, per metadata slice and per split, and failure slices it finds itself.
+
+Requires: probs, labels. Uses metadata columns and embeddings when present; reads the
+"label_errors" result (is_label_error) for label-error rates when that analysis ran.
+
+An error is a labeled item whose predicted class differs from its given label. Three things:
+
+- Given slices: every metadata value (categoricals: top values, "(other)", "(missing)"; numerics:
+  quantile bins) and every pair of such slices from two columns, over all splits (split "all")
+  and within each split that has labels. Each with support, error rate and label-error rate with
+  Wilson intervals, and a one-sided two-proportion z-test against the rest of its split, with
+  Benjamini-Hochberg q-values over every given slice tested. Slices with fewer labeled items than
+  the minimum support are not tested; their count is reported.
+- Discovered rules: every 1- and 2-predicate conjunction of metadata values, `x < t` / `x >= t`
+  on quantile thresholds, and the split, counted exactly and tested the same way (BH over all of
+  them), kept when significant and at least `slice_min_lift` × or `slice_min_gap` above the
+  overall rate, then de-duplicated by sequential covering (take the slice with the most excess
+  errors, remove its rows, re-test the rest against the first-stage BH cutoff).
+- Discovered clusters: k-means over L2-normalised embeddings at several granularities, tested,
+  gated and covered the same way; each described by its over-represented metadata values, its
+  majority class and its most frequent confusions.
+
+Tables:
+- "given": slice, columns, level, split, support, n_labeled, n_errors, error_rate (+ _low,
+  _high), rest_error_rate, diff, lift, p_value, q_value, significant, score (excess errors:
+  (error_rate_low − split rate) × n_labeled), n_label_errors, label_error_rate (+ _low, _high).
+- "discovered": rank, slice_id, kind (rule | cluster), slice, description, the same rate columns,
+  score (excess errors on items no higher-ranked slice of its kind covers), n_unlabeled,
+  top_confusion, over_represented.
+- "examples": slice_id, role (failure | to_label), rank, id, given_label, predicted_label,
+  predicted_prob, similarity (to the slice's failures, for to_label items).
+- "splits": split, support, n_labeled, n_errors, error_rate (+ CI), label_error_rate (+ CI).
+- "items": id, failure_slice (highest-ranked discovered slice holding the item, "" if none),
+  cluster (finest k-means cluster, when embeddings exist).
+Summary: n_slices_tested, n_slices_below_min_support, n_given_slices_significant,
+n_failure_slices, n_failure_rules, n_failure_clusters, worst_slice, worst_slice_error_rate
+(highest error rate among significant slices, given or discovered; the overall error rate and
+worst_slice "" when no slice is significantly worse than the rest).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from dataaudit import slicing as sl
+from dataaudit.config import AuditConfig
+from dataaudit.context import AuditContext
+from dataaudit.dataset import AuditDataset
+from dataaudit.result import Analysis, AnalysisResult
+from dataaudit.stats import wilson_interval
+
+ALL_SPLITS = "all"
+
+
+def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    notes: list[str] = []
+    labeled = data.labeled
+    predicted = data.predicted
+    errors = labeled & (predicted != data.labels)
+    flags = _label_error_flags(ctx, data.ids)
+    if flags is None:
+        notes.append("Label-error rates are missing: the label_errors analysis did not run.")
+    outcome = sl.outcome_codes(labeled, errors, flags)
+    n_labeled = int(labeled.sum())
+    min_support = sl.min_support_for(
+        n_labeled, config.slice_min_support, config.slice_min_support_fraction
+    )
+    gates = sl.Gates(
+        min_support=min_support,
+        min_lift=config.slice_min_lift,
+        min_gap=config.slice_min_gap,
+        fdr=config.slice_fdr,
+        max_slices=config.slice_max_discovered,
+        confidence=config.confidence_level,
+    )
+
+    with ctx.progress.step("encode slice metadata"):
+        columns, skipped_columns = sl.encode_metadata(
+            data.metadata,
+            top=config.slice_top_values,
+            bins=config.slice_numeric_bins,
+            given_bins=config.slice_given_bins,
+        )
+    for name, reason in skipped_columns.items():
+        notes.append(f"Metadata column {name!r} is not used as a slice: it {reason}.")
+    split_names, groups = np.unique(np.asarray(data.splits).astype(str), return_inverse=True)
+    groups = groups.astype(np.int32)
+    multi = len(split_names) > 1
+    group_col = sl.encode_groups(groups, list(split_names)) if multi else None
+    totals = sl.count_table([groups], [len(split_names)], outcome)  # (G, 4)
+    for name, t in zip(split_names.tolist(), totals, strict=True):
+        if multi and t[sl.LABELED] == 0:
+            notes.append(f"Split {name!r} has no labeled items: its slices have no error rates.")
+
+    enum = sl.enumerate_slices(
+        columns,
+        outcome,
+        groups if multi else None,
+        len(split_names),
+        min_support=min_support,
+        group_column=group_col,
+        progress=ctx.progress.bar,
+    )
+    given = given_table(columns, enum.given, totals, list(split_names), gates)
+    rule_columns = [*columns, group_col] if multi else columns
+    discovered_rules = sl.discover_rules(rule_columns, enum, outcome, gates)
+
+    assign = None
+    discovered_clusters = None
+    levels: list[NDArray[np.int32]] = []
+    if data.embeddings is not None and n_labeled >= 4 * min_support:
+        with ctx.progress.step("cluster embeddings"):
+            k = int(min(config.slice_clusters, max(4, n_labeled // (2 * min_support))))
+            model = sl.fit_kmeans(
+                data.embeddings, k, sample_size=config.slice_cluster_sample, seed=config.seed
+            )
+            assign = sl.assign_clusters(data.embeddings, model, progress=ctx.progress.bar)
+            levels = sl.cluster_levels(model, assign, seed=config.seed)
+            discovered_clusters = sl.discover_clusters(assign, levels, outcome, gates)
+
+    base = float(errors.sum() / max(n_labeled, 1))
+    rows, masks = [], []
+    for pick in discovered_rules.picks:
+        mask = sl.slice_mask(rule_columns, discovered_rules.candidates, pick.index, given=False)
+        name = sl.slice_name(rule_columns, discovered_rules.candidates, pick.index, given=False)
+        rows.append(_discovered_row("rule", name, name, discovered_rules, pick))
+        masks.append(mask)
+    if discovered_clusters is not None:
+        sizes = [int(m.max()) + 1 for m in levels]
+        for pick in discovered_clusters.picks:
+            lvl = int(discovered_clusters.candidates.col_a[pick.index])
+            cid = int(discovered_clusters.candidates.pred_a[pick.index])
+            mask = levels[lvl][assign] == cid
+            name = f"cluster {cid} of {sizes[lvl]}"
+            rows.append(_discovered_row("cluster", name, "", discovered_clusters, pick))
+            masks.append(mask)
+
+    discovered, examples = describe_discovered(
+        data, rows, masks, columns, errors, config, base, assign is not None
+    )
+    order = discovered.index.to_numpy()
+    masks = [masks[i] for i in order]
+    discovered = discovered.reset_index(drop=True)
+
+    failure_slice = np.full(data.n, "", dtype=object)
+    for sid, mask in zip(discovered["slice_id"][::-1], masks[::-1], strict=True):
+        failure_slice[mask] = sid
+    items = pd.DataFrame({"id": data.ids, "failure_slice": failure_slice})
+    if assign is not None:
+        items["cluster"] = assign
+
+    worst_name, worst_rate = "", base
+    candidates = pd.concat(
+        [given.loc[given["significant"], ["slice", "split", "error_rate"]], discovered],
+        ignore_index=True,
+    )
+    if len(candidates):
+        top = candidates.sort_values("error_rate", ascending=False, kind="stable").iloc[0]
+        split = top.get("split")
+        suffix = f" (split {split})" if isinstance(split, str) and split != ALL_SPLITS else ""
+        worst_name, worst_rate = f"{top['slice']}{suffix}", float(top["error_rate"])
+
+    n_tested = len(given) + discovered_rules.n_tested
+    if discovered_clusters is not None:
+        n_tested += discovered_clusters.n_tested
+    skipped_small = f"{enum.n_given_too_small:,} given slices had fewer and were skipped"
+    notes.append(
+        f"A slice needs at least {min_support:,} labeled items to be tested ({skipped_small})."
+    )
+    families = "given slices, rules, clusters"
+    notes.append(
+        f"p-values are one-sided (slice worse than the rest of its split), corrected by Benjamini-Hochberg at q = {config.slice_fdr:g} within each family ({families})."
+    )
+    notes.append(
+        f"Discovered slices must also err at least {config.slice_min_lift:g}x the overall rate or {config.slice_min_gap:.0%} above it."
+    )
+    if data.embeddings is None:
+        notes.append("No embeddings: failure clusters were not searched.")
+    n_rules = sum(discovered["kind"] == "rule")
+    return AnalysisResult(
+        name="slices",
+        tables={
+            "given": given,
+            "discovered": discovered,
+            "examples": examples,
+            "splits": split_table(totals, list(split_names), config.confidence_level),
+            "items": items,
+        },
+        summary={
+            "n_slices_tested": int(n_tested),
+            "n_slices_below_min_support": int(enum.n_given_too_small),
+            "n_given_slices_significant": int(given["significant"].sum()),
+            "n_failure_slices": len(discovered),
+            "n_failure_rules": int(n_rules),
+            "n_failure_clusters": len(discovered) - int(n_rules),
+            "worst_slice": worst_name,
+            "worst_slice_error_rate": worst_rate,
+        },
+        params={
+            "min_support": min_support,
+            "fdr": config.slice_fdr,
+            "min_lift": config.slice_min_lift,
+            "min_gap": config.slice_min_gap,
+            "numeric_bins": config.slice_numeric_bins,
+            "given_bins": config.slice_given_bins,
+            "clusters": [int(m.max()) + 1 for m in levels],
+            "confidence_level": config.confidence_level,
+            "overall_error_rate": base,
+        },
+        notes=tuple(notes),
+    )
+
+
+ANALYSIS = Analysis(
+    name="slices",
+    title="Slices and failure slices",
+    run=run,
+    requires=("probs", "labels"),
+    after=("label_errors",),
+)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _label_error_flags(ctx: AuditContext, ids: NDArray) -> NDArray[np.bool_] | None:
+    """is_label_error per row, joined by id; None when the label_errors analysis did not run."""
+    result = ctx.results.get("label_errors")
+    if result is None or "items" not in result.tables:
+        return None
+    items = result.tables["items"]
+    if "id" not in items.columns or "is_label_error" not in items.columns:
+        return None
+    position = pd.Index(items["id"]).get_indexer(ids)
+    values = items["is_label_error"].fillna(False).to_numpy(dtype=bool)
+    return np.where(position >= 0, values[np.maximum(position, 0)], False)
+
+
+def _rates(frame: pd.DataFrame, counts: NDArray, confidence: float) -> None:
+    """Add error and label-error rates with Wilson intervals from a counts array (m, 4)."""
+    n = counts[:, sl.LABELED]
+    for rate, x in (
+        ("error_rate", counts[:, sl.ERRORS]),
+        ("label_error_rate", counts[:, sl.LABEL_ERRORS]),
+    ):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frame[rate] = np.where(n > 0, x / np.maximum(n, 1), np.nan)
+        frame[f"{rate}_low"], frame[f"{rate}_high"] = wilson_interval(x, n, confidence)
+
+
+def given_table(
+    columns: list[sl.EncodedColumn],
+    s: sl.SliceSet,
+    totals: NDArray,
+    split_names: list[str],
+    gates: sl.Gates,
+) -> pd.DataFrame:
+    """Tested given slices, most severe first: significant ones by excess errors, then the rest."""
+    group = s.group
+    tot = np.where(group[:, None] < 0, totals.sum(0), totals[group.clip(0)])
+    c = s.counts
+    tests = sl.test_rates(
+        c[:, sl.LABELED], c[:, sl.ERRORS], tot[:, sl.LABELED], tot[:, sl.ERRORS], gates.confidence
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        split_rate = tot[:, sl.ERRORS] / tot[:, sl.LABELED]
+    names = _names(columns, s)
+    col_names = np.array([col.name for col in columns] + [""], dtype=object)
+    both = np.where(
+        s.col_b >= 0, col_names[s.col_a] + " x " + col_names[s.col_b], col_names[s.col_a]
+    )
+    frame = pd.DataFrame(
+        {
+            "slice": names,
+            "columns": both,
+            "level": np.where(s.col_b >= 0, 2, 1),
+            "split": np.array([ALL_SPLITS, *split_names], dtype=object)[group + 1],
+            "support": c[:, sl.ALL].astype(np.int64),
+            "n_labeled": c[:, sl.LABELED].astype(np.int64),
+            "n_errors": c[:, sl.ERRORS].astype(np.int64),
+        }
+    )
+    _rates(frame, c, gates.confidence)
+    frame["rest_error_rate"] = tests.rest_rate
+    frame["diff"] = tests.rate - tests.rest_rate
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frame["lift"] = tests.rate / split_rate
+    frame["p_value"] = tests.p_value
+    frame["q_value"] = tests.q_value
+    frame["significant"] = (tests.q_value <= gates.fdr) & sl.lift_ok(
+        tests.rate, split_rate, gates.min_lift, gates.min_gap
+    )
+    frame["score"] = (tests.low - split_rate) * c[:, sl.LABELED]
+    frame["n_label_errors"] = c[:, sl.LABEL_ERRORS].astype(np.int64)
+    label_cols = [
+        "n_label_errors",
+        "label_error_rate",
+        "label_error_rate_low",
+        "label_error_rate_high",
+    ]
+    frame = frame[[col for col in frame.columns if col not in label_cols] + label_cols]
+    return frame.sort_values(["significant", "score"], ascending=False, kind="stable").reset_index(
+        drop=True
+    )
+
+
+def _names(columns: list[sl.EncodedColumn], s: sl.SliceSet) -> NDArray:
+    """Given-slice names, vectorised: one lookup table of names per column."""
+    offsets = np.cumsum([0] + [len(col.given_names) for col in columns])
+    table = np.array([n for col in columns for n in col.given_names] + [""], dtype=object)
+    a = table[offsets[s.col_a] + s.pred_a]
+    b = table[np.where(s.col_b >= 0, offsets[s.col_b.clip(0)] + s.pred_b, len(table) - 1)]
+    return np.where(s.col_b >= 0, a + " and " + b, a)
+
+
+def _discovered_row(
+    kind: str, name: str, description: str, found: sl.Discovery, pick: sl.Pick
+) -> dict:
+    i = pick.index
+    c = found.candidates.counts[i]
+    return {
+        "kind": kind,
+        "slice": name,
+        "description": description,
+        "counts": c,
+        "score": pick.score,
+        "new_labeled": int(pick.residual[sl.LABELED]),
+        "rest_error_rate": float(found.tests.rest_rate[i]),
+        "p_value": float(found.tests.p_value[i]),
+        "q_value": float(found.tests.q_value[i]),
+    }
+
+
+def describe_discovered(
+    data: AuditDataset,
+    rows: list[dict],
+    masks: list[NDArray[np.bool_]],
+    columns: list[sl.EncodedColumn],
+    errors: NDArray[np.bool_],
+    config: AuditConfig,
+    base: float,
+    with_embeddings: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The discovered table (ranked by score) and example failures / items to label per slice."""
+    cols = [
+        "rank", "slice_id", "kind", "slice", "description", "support", "n_labeled", "n_errors",
+        "error_rate", "error_rate_low", "error_rate_high", "rest_error_rate", "lift", "score",
+        "new_labeled", "p_value", "q_value", "n_label_errors", "label_error_rate",
+        "label_error_rate_low", "label_error_rate_high", "n_unlabeled", "top_confusion",
+        "over_represented",
+    ]  # fmt: skip
+    example_cols = [
+        "slice_id", "role", "rank", "id", "given_label", "predicted_label", "predicted_prob",
+        "similarity",
+    ]  # fmt: skip
+    if not rows:
+        return pd.DataFrame(columns=cols), pd.DataFrame(columns=example_cols)
+    counts = np.array([r.pop("counts") for r in rows])
+    frame = pd.DataFrame(rows)
+    frame["support"] = counts[:, sl.ALL].astype(np.int64)
+    frame["n_labeled"] = counts[:, sl.LABELED].astype(np.int64)
+    frame["n_errors"] = counts[:, sl.ERRORS].astype(np.int64)
+    frame["n_label_errors"] = counts[:, sl.LABEL_ERRORS].astype(np.int64)
+    _rates(frame, counts, config.confidence_level)
+    frame["lift"] = frame["error_rate"] / base if base > 0 else np.nan
+    frame["n_unlabeled"] = frame["support"] - frame["n_labeled"]
+    frame = frame.sort_values("score", ascending=False, kind="stable")
+    frame["rank"] = np.arange(1, len(frame) + 1)
+    counter = {"rule": 0, "cluster": 0}
+    ids = []
+    for kind in frame["kind"]:
+        counter[kind] += 1
+        ids.append(f"{kind[0].upper()}{counter[kind]}")
+    frame["slice_id"] = ids
+
+    labeled = data.labeled
+    predicted = data.predicted
+    conf = data.probs.max(axis=1)
+    names = np.array(data.classes, dtype=object)
+    confusions, over, descriptions, examples = [], [], [], []
+    for row_pos, (idx, row) in enumerate(frame.iterrows()):
+        del row_pos
+        mask = masks[idx]
+        err_rows = np.flatnonzero(mask & errors)
+        pairs = sl.top_confusions(data.labels[err_rows], predicted[err_rows], data.k)
+        confusions.append(
+            "; ".join(f"{names[g]} -> {names[p]} ({n})" for g, p, n in pairs) if pairs else ""
+        )
+        reps = sl.over_represented(columns, mask)
+        over.append("; ".join(f"{n} ({s:.0%} vs {b:.0%} overall)" for n, s, b in reps))
+        if row["kind"] == "cluster":
+            lab_rows = np.flatnonzero(mask & labeled)
+            majority = np.bincount(data.labels[lab_rows], minlength=data.k)
+            top_class = int(majority.argmax())
+            parts = [
+                f"top class {names[top_class]} ({majority[top_class] / max(len(lab_rows), 1):.0%})"
+            ]
+            if reps:
+                parts.append(over[-1])
+            if pairs:
+                parts.append(f"errors mostly {confusions[-1].split(';')[0]}")
+            descriptions.append("; ".join(parts))
+        else:
+            descriptions.append(row["slice"])
+        # Failures the model was most sure about first: the clearest examples of the slice's problem.
+        failures = err_rows[np.argsort(-conf[err_rows], kind="stable")]
+        shown = failures[: config.slice_examples]
+        examples.append(
+            pd.DataFrame(
+                {
+                    "slice_id": row["slice_id"],
+                    "role": "failure",
+                    "rank": np.arange(1, len(shown) + 1),
+                    "id": data.ids[shown],
+                    "given_label": data.label_names(data.labels[shown]),
+                    "predicted_label": data.label_names(predicted[shown]),
+                    "predicted_prob": conf[shown],
+                    "similarity": np.nan,
+                }
+            )
+        )
+        unlabeled_rows = np.flatnonzero(mask & ~labeled)
+        if with_embeddings and len(unlabeled_rows) and len(failures):
+            examples.append(_to_label(data, row["slice_id"], failures[:20], unlabeled_rows, config))
+    frame["top_confusion"] = confusions
+    frame["over_represented"] = over
+    frame["description"] = descriptions
+    examples_frame = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
+    return frame[cols], examples_frame.reindex(columns=example_cols)
+
+
+def _to_label(
+    data: AuditDataset,
+    slice_id: str,
+    failures: NDArray[np.intp],
+    unlabeled_rows: NDArray[np.intp],
+    config: AuditConfig,
+) -> pd.DataFrame:
+    """Unlabeled items of the slice nearest to its failures: labeling them teaches the model most."""
+    from dataaudit.neighbors import knn
+
+    k = min(config.slice_examples, len(unlabeled_rows))
+    sims, idx = knn(
+        data.embeddings[failures], data.embeddings[unlabeled_rows], k=k, exclude_self=False
+    )
+    best = pd.Series(sims.ravel()).groupby(idx.ravel()).max().sort_values(ascending=False)
+    best = best.iloc[: config.slice_examples]
+    rows = unlabeled_rows[best.index.to_numpy()]
+    return pd.DataFrame(
+        {
+            "slice_id": slice_id,
+            "role": "to_label",
+            "rank": np.arange(1, len(rows) + 1),
+            "id": data.ids[rows],
+            "given_label": "",
+            "predicted_label": data.label_names(data.predicted[rows]),
+            "predicted_prob": data.probs[rows].max(axis=1),
+            "similarity": best.to_numpy(dtype=np.float32),
+        }
+    )
+
+
+def split_table(totals: NDArray, split_names: list[str], confidence: float) -> pd.DataFrame:
+    """Support, error rate and label-error rate per split and over all splits."""
+    counts = np.vstack([totals.sum(0, keepdims=True), totals]) if len(split_names) > 1 else totals
+    names = [ALL_SPLITS, *split_names] if len(split_names) > 1 else split_names
+    frame = pd.DataFrame(
+        {
+            "split": names,
+            "support": counts[:, sl.ALL].astype(np.int64),
+            "n_labeled": counts[:, sl.LABELED].astype(np.int64),
+            "n_errors": counts[:, sl.ERRORS].astype(np.int64),
+            "n_label_errors": counts[:, sl.LABEL_ERRORS].astype(np.int64),
+        }
+    )
+    _rates(frame, counts, confidence)
+    return frame
