@@ -123,3 +123,20 @@ def test_demo_command_writes_a_report(tmp_path):
     assert (out / "report.html").stat().st_size > 10_000
     assert (out / "inputs" / "planted.json").is_file()
     assert (out / "relabel.csv").is_file()
+
+
+def test_interrupted_run_leaves_the_earlier_report_intact(demo_files, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    assert _run([], demo_files, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    before_model = (out / "audit" / "report.json").read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dataaudit.outputs.write_html", interrupted)
+    assert _run(["--force", "--seed", "3"], demo_files, out) == 130
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    assert (out / "audit" / "report.json").read_bytes() == before_model
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
