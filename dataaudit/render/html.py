@@ -1,20 +1,29 @@
-"""report.html: one self-contained file (CSS, JavaScript and plotly.js inlined; no network)."""
+"""report.html: one self-contained file (CSS, JavaScript and plotly.js inlined; no network).
+
+Section builders give view models (render/view.py); this module turns them into display-ready
+cells (formatted text, sort keys, thumbnails, snippets) and the Jinja template lays them out.
+Safety: autoescape is on and nothing built from user data is marked safe; figures reach the page's
+script only as JSON with <, > and & escaped, inside a non-executable application/json element.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from markupsafe import Markup
 
 from dataaudit.files import atomic_write_text
 from dataaudit.render import format as fmt
 from dataaudit.render.sections import SECTIONS
 from dataaudit.render.sections.overview import build_overview
-from dataaudit.render.view import ChartView, SectionView, TableView
+from dataaudit.render.view import ChartView, GroupsView, SectionView, TableView
 
 if TYPE_CHECKING:
     from dataaudit.report import AuditReport
@@ -25,7 +34,14 @@ def script_json(value: Any) -> str:
     from plotly.utils import PlotlyJSONEncoder
 
     text = json.dumps(value, cls=PlotlyJSONEncoder, allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    # U+2028/2029 are line terminators in older JavaScript parsers.
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 @dataclass(frozen=True)
@@ -35,18 +51,43 @@ class Cell:
     kind: str
     snippet: str = ""  # for item cells: the item's text, truncated
     thumbnail: str = ""  # for item cells: a data: URI
+    no_image: str = ""  # for item cells with an image path but no thumbnail: why
+
+
+@dataclass(frozen=True)
+class Member:
+    cell: Cell
+    caption: str
+
+
+@dataclass(frozen=True)
+class Block:
+    """A view block with what the template needs to draw it."""
+
+    kind: str  # table | chart | groups
+    view: TableView | ChartView | GroupsView
+    dom_id: str
+    rows: tuple[tuple[Cell, ...], ...] = ()  # table
+    groups: tuple[tuple[tuple[Member, ...], int], ...] = ()  # groups: (members shown, hidden count)
+    figure_json: str = ""  # chart
+
+
+@dataclass(frozen=True)
+class Section:
+    view: SectionView
+    id: str
+    blocks: tuple[Block, ...]
 
 
 def _environment() -> jinja2.Environment:
     folder = resources.files("dataaudit.templates")
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
         autoescape=True,  # every user string is escaped; nothing is marked safe but our own assets
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return env
 
 
 def _asset(name: str) -> str:
@@ -54,36 +95,94 @@ def _asset(name: str) -> str:
 
 
 class ItemLookup:
-    """Text snippet and thumbnail of an item by id, for cells of kind 'item'."""
+    """Text snippet and thumbnail of an item by id, for cells of kind 'item' and item groups.
 
-    def __init__(self, report: AuditReport):
+    Only the ids the page shows are looked up, so a 1M-item report costs one vectorised `isin`.
+    """
+
+    def __init__(self, report: AuditReport, ids: set[Any]):
         items = report.items
-        self.text = dict(zip(items["id"], items["text"])) if "text" in items else {}
-        self.images = dict(zip(items["id"], items["image_path"])) if "image_path" in items else {}
+        content = [c for c in ("text", "image_path") if c in items.columns]
+        self.text: dict[Any, Any] = {}
+        self.images: dict[Any, Any] = {}
         self.thumbnails = None
-        if self.images:
+        if content and ids:
+            shown = items.loc[items["id"].isin(list(ids)), ["id", *content]]
+            if "text" in shown:
+                self.text = dict(zip(shown["id"].tolist(), shown["text"].tolist()))
+            if "image_path" in shown:
+                self.images = {
+                    k: v
+                    for k, v in zip(shown["id"].tolist(), shown["image_path"].tolist())
+                    if not fmt.is_missing(v) and str(v) != ""
+                }
+        if "image_path" in items.columns:
             from dataaudit.render.thumbnails import ThumbnailCache
 
             self.thumbnails = ThumbnailCache()
 
     def cell(self, item_id: Any) -> Cell:
         snippet = self.text.get(item_id)
-        thumb = ""
-        if self.thumbnails is not None and item_id in self.images:
-            thumb = self.thumbnails.data_uri(self.images[item_id])
+        thumb, no_image = "", ""
+        path = self.images.get(item_id)
+        if self.thumbnails is not None:
+            if path is None:
+                no_image = "no image path"
+            else:
+                thumb = self.thumbnails.data_uri(path)
+                no_image = self.thumbnails.problem(path)
         return Cell(
-            text=str(item_id),
-            sort=str(item_id),
+            text=fmt.format_value(item_id, "id"),
+            sort=fmt.sort_key(item_id, "id"),
             kind="item",
             snippet="" if fmt.is_missing(snippet) else fmt.truncate(snippet),
             thumbnail=thumb,
+            no_image=no_image,
         )
 
+    def notice(self) -> str:
+        """One sentence on images that could not be shown, or ""."""
+        cache = self.thumbnails
+        if cache is None:
+            return ""
+        parts = []
+        if cache.missing:
+            parts.append(f"{len(cache.missing):,} missing")
+        if cache.unreadable:
+            parts.append(f"{len(cache.unreadable):,} unreadable")
+        sentence = ""
+        if parts:
+            sentence = (
+                f"Images: {' and '.join(parts)} of the {len(cache._uris):,} image files this page "
+                "shows; they appear as a grey placeholder."
+            )
+        if cache.over_budget:
+            sentence += (
+                f" {len(cache.over_budget):,} thumbnails were left out to keep the page under "
+                f"{cache.budget_bytes / 1e6:.0f} MB of images."
+            )
+        return sentence.strip()
 
-def _table_rows(table: TableView, items: ItemLookup, max_rows: int) -> list[list[Cell]]:
+
+def _item_ids(sections: list[SectionView], max_rows: int) -> set[Any]:
+    ids: set[Any] = set()
+    for section in sections:
+        for block in section.blocks:
+            if isinstance(block, TableView):
+                frame = block.frame.head(max_rows)
+                for column in block.columns:
+                    if column.kind == "item" and column.key in frame:
+                        ids.update(frame[column.key].tolist())
+            elif isinstance(block, GroupsView):
+                for group in block.groups[:max_rows]:
+                    ids.update(group.ids[: block.max_members])
+    return ids
+
+
+def _table_rows(table: TableView, items: ItemLookup, max_rows: int) -> tuple[tuple[Cell, ...], ...]:
     frame = table.frame.head(max_rows)
-    rows = []
     columns = {c.key: frame[c.key].tolist() for c in table.columns if c.key in frame}
+    rows = []
     for i in range(len(frame)):
         row = []
         for column in table.columns:
@@ -98,8 +197,27 @@ def _table_rows(table: TableView, items: ItemLookup, max_rows: int) -> list[list
                         column.kind,
                     )
                 )
-        rows.append(row)
-    return rows
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _group_members(view: GroupsView, items: ItemLookup, max_rows: int):
+    groups = []
+    for group in view.groups[:max_rows]:
+        shown = group.ids[: view.max_members]
+        captions = tuple(group.captions) + ("",) * len(shown)
+        members = tuple(Member(items.cell(i), captions[n]) for n, i in enumerate(shown))
+        groups.append((members, len(group.ids) - len(shown)))
+    return tuple(groups)
+
+
+def _anchor(text: str, taken: set[str]) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", str(text).lower()).strip("-") or "section"
+    anchor, n = base, 2
+    while anchor in taken:
+        anchor, n = f"{base}-{n}", n + 1
+    taken.add(anchor)
+    return anchor
 
 
 def build_sections(report: AuditReport) -> list[SectionView]:
@@ -109,33 +227,58 @@ def build_sections(report: AuditReport) -> list[SectionView]:
     return sections
 
 
-def render_html(report: AuditReport) -> str:
-    sections = build_sections(report)
-    items = ItemLookup(report)
+def prepare(report: AuditReport) -> tuple[list[Section], ItemLookup]:
+    """View models -> display-ready sections; thumbnails are read here."""
+    views = build_sections(report)
     max_rows = report.config.html_max_rows
-    tables: dict[int, list[list[Cell]]] = {}
-    charts: dict[int, str] = {}
-    for section in sections:
-        for block in section.blocks:
+    items = ItemLookup(report, _item_ids(views, max_rows))
+    taken: set[str] = set()
+    sections, counter = [], 0
+    for view in views:
+        anchor = _anchor(view.id, taken)
+        blocks = []
+        for block in view.blocks:
+            counter += 1
+            dom_id = f"{anchor}-b{counter}"
             if isinstance(block, TableView):
-                tables[id(block)] = _table_rows(block, items, max_rows)
+                blocks.append(
+                    Block("table", block, dom_id, rows=_table_rows(block, items, max_rows))
+                )
+            elif isinstance(block, GroupsView):
+                groups = _group_members(block, items, max_rows)
+                blocks.append(Block("groups", block, dom_id, groups=groups))
             elif isinstance(block, ChartView):
-                charts[id(block)] = script_json(block.figure)
-    uses_plotly = bool(charts)
+                blocks.append(Block("chart", block, dom_id, figure_json=script_json(block.figure)))
+            else:
+                raise TypeError(f"section {view.id!r}: unknown block type {type(block).__name__}")
+        sections.append(Section(view, anchor, tuple(blocks)))
+    notice = items.notice()
+    if notice and sections:
+        first = sections[0]
+        view = dataclasses.replace(first.view, notes=(*first.view.notes, notice))
+        sections[0] = dataclasses.replace(first, view=view)
+    return sections, items
+
+
+def render_html(report: AuditReport) -> str:
+    sections, _ = prepare(report)
+    uses_plotly = any(b.kind == "chart" for s in sections for b in s.blocks)
     template = _environment().get_template("report.html.j2")
     return template.render(
         report=report,
         sections=sections,
-        tables=tables,
-        charts=charts,
-        max_rows=max_rows,
-        is_table=lambda b: isinstance(b, TableView),
-        block_id=id,
-        css=jinja2.utils.markupsafe.Markup(_asset("report.css")),
-        script=jinja2.utils.markupsafe.Markup(_asset("report.js")),
-        plotly_js=jinja2.utils.markupsafe.Markup(_plotly_js()) if uses_plotly else "",
-        chart_json=lambda b: jinja2.utils.markupsafe.Markup(charts[id(b)]),
+        max_rows=report.config.html_max_rows,
+        number=lambda n: f"{int(n):,}",
+        css=Markup(_asset("report.css")),
+        script=Markup(_script_asset("report.js")),
+        plotly_js=Markup(_plotly_js()) if uses_plotly else "",
+        # Our own JSON, already escaped for a <script> element by script_json.
+        as_script_json=Markup,
     )
+
+
+def _script_asset(name: str) -> str:
+    return _asset(name).replace("</script", "<\\/script")
 
 
 def _plotly_js() -> str:
