@@ -173,16 +173,16 @@ def random_scores(n: int, seed: int = 0) -> F32:
 # -- difficulty and auto-labelling ----------------------------------------------------------------
 
 DIFFICULTY_EASY = (0.9, 0.8)  # confidence ≥ 0.9 and agreement ≥ 0.8
-DIFFICULTY_HARD = (0.5, 0.6)  # confidence < 0.5 or agreement < 0.6
+DIFFICULTY_HARD = (0.5, 0.2, 0.6)  # confidence < 0.5, or top-2 margin < 0.2, or agreement < 0.6
 
 
 def difficulty(probs: ArrayLike, member_probs: ArrayLike | None = None) -> NDArray[np.object_]:
-    """'easy' / 'medium' / 'hard' per item from model confidence and committee agreement."""
+    """'easy' / 'medium' / 'hard' per item from model confidence, margin and committee agreement."""
     p = _as_probs(probs)
-    conf = p.max(axis=1)
+    _, _, p1, p2 = top2(p)
     agree = agreement(p, member_probs)
-    easy = (conf >= DIFFICULTY_EASY[0]) & (agree >= DIFFICULTY_EASY[1])
-    hard = (conf < DIFFICULTY_HARD[0]) | (agree < DIFFICULTY_HARD[1])
+    easy = (p1 >= DIFFICULTY_EASY[0]) & (agree >= DIFFICULTY_EASY[1])
+    hard = (p1 < DIFFICULTY_HARD[0]) | (p1 - p2 < DIFFICULTY_HARD[1]) | (agree < DIFFICULTY_HARD[2])
     out = np.full(p.shape[0], "medium", dtype=object)
     out[easy] = "easy"
     out[hard] = "hard"

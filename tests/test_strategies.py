@@ -113,7 +113,7 @@ def test_random_scores_are_seeded():
 
 def test_difficulty_buckets_follow_confidence_and_agreement():
     probs = np.array([[0.97, 0.03], [0.7, 0.3], [0.52, 0.48]], dtype=np.float32)
-    assert list(st.difficulty(probs)) == ["easy", "medium", "medium"]
+    assert list(st.difficulty(probs)) == ["easy", "medium", "hard"]
     probs3 = np.array([[0.4, 0.3, 0.3]], dtype=np.float32)
     assert list(st.difficulty(probs3)) == ["hard"]
     members = np.array([[[0.99, 0.01]], [[0.99, 0.01]], [[0.2, 0.8]]], dtype=np.float32)

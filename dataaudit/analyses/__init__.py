@@ -6,13 +6,15 @@ skipped with the reason. `after` names analyses whose results it reads; they com
 
 from __future__ import annotations
 
-from dataaudit.analyses import label_errors, per_class, swapped_pairs
+from dataaudit.analyses import label_errors, label_next, per_class, slices, swapped_pairs
 from dataaudit.result import Analysis
 
 ANALYSES: tuple[Analysis, ...] = (
     label_errors.ANALYSIS,
     swapped_pairs.ANALYSIS,
     per_class.ANALYSIS,
+    slices.ANALYSIS,
+    label_next.ANALYSIS,  # last: reads label_errors, outliers, lookalikes when present
 )
 
 
