@@ -73,6 +73,7 @@ class AuditConfig:
 
     # Report
     html_max_rows: int = 500
+    embedding_map_points: int = 5000  # items sampled for the 2-D embedding map
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

@@ -6,7 +6,14 @@ skipped with the reason. `after` names analyses whose results it reads; they com
 
 from __future__ import annotations
 
-from dataaudit.analyses import label_errors, label_next, per_class, slices, swapped_pairs
+from dataaudit.analyses import (
+    embedding_map,
+    label_errors,
+    label_next,
+    per_class,
+    slices,
+    swapped_pairs,
+)
 from dataaudit.result import Analysis
 
 ANALYSES: tuple[Analysis, ...] = (
@@ -15,6 +22,7 @@ ANALYSES: tuple[Analysis, ...] = (
     per_class.ANALYSIS,
     slices.ANALYSIS,
     label_next.ANALYSIS,  # last: reads label_errors, outliers, lookalikes when present
+    embedding_map.ANALYSIS,  # reads label_errors / outliers flags when present
 )
 
 

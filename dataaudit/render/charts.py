@@ -232,15 +232,15 @@ def embedding_scatter(
     ids: ArrayLike,
     groups: ArrayLike,
     *,
-    status: ArrayLike | None = None,
+    flags: Mapping[str, ArrayLike] | None = None,
     max_points: int = 5000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """2-D map of items: one colour per group (e.g. split), items with a status drawn on top.
+    """2-D map of items: one colour per group (e.g. split), flagged items ringed on top.
 
-    status : per point "" or a status name ("label error", "outlier", ...); those points get a
-             status colour and a larger ring so they stand out over the group colours.
-    Points beyond max_points are dropped by a seeded random sample (status points kept first).
+    flags : status name -> boolean per point ("label error", "outlier", ...); each becomes a
+            trace of rings over the group colours, so a point can carry several statuses.
+    Beyond max_points, a seeded random sample is drawn, flagged points kept first.
     """
     import plotly.graph_objects as go
 
@@ -248,29 +248,33 @@ def embedding_scatter(
     y = np.asarray(y, dtype=np.float32)
     ids = np.asarray(ids).astype(str)
     groups = np.asarray(groups).astype(str)
-    status = np.full(len(x), "", dtype=object) if status is None else np.asarray(status, object)
+    masks = {name: np.asarray(m, dtype=bool) for name, m in (flags or {}).items()}
     keep = np.arange(len(x))
     if len(keep) > max_points:
+        any_flag = np.zeros(len(x), dtype=bool)
+        for mask in masks.values():
+            any_flag |= mask
         rng = np.random.default_rng(seed)
-        flagged = keep[status != ""]
-        rest = rng.permutation(keep[status == ""])
-        keep = np.sort(np.concatenate([flagged[:max_points], rest])[:max_points])
+        order = np.concatenate([rng.permutation(keep[any_flag]), rng.permutation(keep[~any_flag])])
+        keep = np.sort(order[:max_points])
     figure = go.Figure()
     for index, group in enumerate(sorted(set(groups[keep].tolist()))):
         rows = keep[groups[keep] == group]
         figure.add_trace(
             go.Scatter(
-                name=group,
+                name=f"{group} ({len(rows):,})",
                 x=np.round(x[rows], 4),
                 y=np.round(y[rows], 4),
                 text=ids[rows].tolist(),
                 mode="markers",
-                marker={"size": 5, "color": PALETTE[index % len(PALETTE)], "opacity": 0.6},
+                marker={"size": 5, "color": PALETTE[index % len(PALETTE)], "opacity": 0.55},
                 hovertemplate="%{text}<extra>%{fullData.name}</extra>",
             )
         )
-    for name in [s for s in dict.fromkeys(status[keep].tolist()) if s]:
-        rows = keep[status[keep] == name]
+    for index, (name, mask) in enumerate(masks.items()):
+        rows = keep[mask[keep]]
+        if not len(rows):
+            continue
         figure.add_trace(
             go.Scatter(
                 name=f"{name} ({len(rows):,})",
@@ -279,17 +283,17 @@ def embedding_scatter(
                 text=ids[rows].tolist(),
                 mode="markers",
                 marker={
-                    "size": 8,
+                    "size": 9 + 3 * index,
                     "color": "rgba(0,0,0,0)",
                     "line": {"color": STATUS_COLORS.get(name, "#D55E00"), "width": 1.6},
-                    "symbol": "circle" if name != "outlier" else "diamond",
+                    "symbol": ("circle-open", "diamond-open", "square-open")[index % 3],
                 },
                 hovertemplate="%{text}<extra>%{fullData.name}</extra>",
             )
         )
     return _finish(
         figure,
-        height=520,
+        height=540,
         xaxis={"title": {"text": "component 1"}, "zeroline": False},
         yaxis={"title": {"text": "component 2"}, "zeroline": False},
         legend={"itemsizing": "constant"},

@@ -1,0 +1,51 @@
+"""The embedding map: sampling keeps flagged items, PCA separates planted clusters."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dataaudit.analyses.embedding_map import normalise_rows, pca_2d, sample_rows
+
+
+def test_sample_keeps_every_flagged_item_within_half_the_budget():
+    flagged = np.array([3, 500, 99_999, 42_000])
+    rows, from_flags = sample_rows(100_000, flagged, budget=1000, seed=1)
+    assert len(rows) == 1000
+    assert np.all(np.diff(rows) > 0)  # sorted, unique
+    assert set(flagged) <= set(rows.tolist())
+    assert set(rows[from_flags].tolist()) == set(flagged.tolist())
+
+
+def test_sample_caps_flagged_items_at_half_the_budget():
+    flagged = np.arange(0, 10_000, 2)  # 5,000 flagged
+    rows, from_flags = sample_rows(10_000, flagged, budget=400, seed=0)
+    assert len(rows) == 400
+    assert from_flags.sum() == 200
+    assert np.isin(rows[~from_flags], flagged).sum() == 0  # the random half is unflagged
+
+
+def test_small_datasets_are_drawn_whole():
+    rows, from_flags = sample_rows(50, np.array([7]), budget=5000)
+    assert rows.tolist() == list(range(50))
+    assert from_flags.tolist() == [i == 7 for i in range(50)]
+
+
+def test_pca_separates_two_planted_clusters_on_the_first_axis():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.05, size=(200, 16)) + np.eye(16)[0]
+    b = rng.normal(0, 0.05, size=(200, 16)) + np.eye(16)[1]
+    coords, explained = pca_2d(normalise_rows(np.vstack([a, b]).astype(np.float32)))
+    assert coords.shape == (400, 2)
+    first = coords[:, 0]
+    # Every point of one cluster lies on one side of every point of the other.
+    assert first[:200].max() < first[200:].min() or first[200:].max() < first[:200].min()
+    assert explained[0] > 0.8
+
+
+def test_pca_is_deterministic_and_handles_degenerate_input():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    assert np.array_equal(pca_2d(x)[0], pca_2d(x.copy())[0])
+    same = np.ones((5, 4), dtype=np.float32)
+    coords, explained = pca_2d(same)
+    assert np.all(coords == 0) and np.all(explained == 0)
