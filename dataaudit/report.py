@@ -5,6 +5,10 @@ On disk (inside the output folder):
                                       per-analysis summary / params / notes, skipped and failed
     audit/items.parquet               the per-item facts (id, split, labels, prediction, content)
     audit/<analysis>.<table>.parquet  every table of every analysis
+    audit/comparison.<table>.parquet  the comparison with a baseline run, when the report has one
+
+Schema versions: 1 (first release); 2 adds the optional "comparison" (reports of version 1
+load, migrated, with no comparison).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +29,10 @@ from dataaudit.config import AuditConfig
 from dataaudit.files import atomic_write, atomic_write_text, readable_mode
 from dataaudit.result import AnalysisResult
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from dataaudit.compare import RunDiff
+
+SCHEMA_VERSION = 2
 REPORT_DIR = "audit"
 
 
@@ -63,6 +70,7 @@ class AuditReport:
     failed: dict[str, str] = field(default_factory=dict)
     titles: dict[str, str] = field(default_factory=dict)  # analysis name -> section title
     schema_version: int = SCHEMA_VERSION
+    comparison: RunDiff | None = None  # what changed since a baseline run (dataaudit.compare)
 
     # -- convenience ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -70,6 +78,8 @@ class AuditReport:
         flat: dict[str, Any] = {}
         for result in self.results.values():
             flat.update(jsonable(dict(result.summary)))
+        if self.comparison is not None:  # e.g. `regression`, so --fail-on works with --baseline
+            flat.update(jsonable(dict(self.comparison.summary)))
         return flat
 
     def __getitem__(self, name: str) -> AnalysisResult:
@@ -115,6 +125,10 @@ class AuditReport:
             "failed": self.failed,
             "titles": self.titles,
         }
+        if self.comparison is not None:
+            for table_name, frame in self.comparison.tables.items():
+                _write_parquet(frame, folder / f"comparison.{table_name}.parquet")
+            document["comparison"] = self.comparison.to_document()
         # report.json is written last: a folder with a report.json holds a complete report.
         atomic_write_text(folder / "report.json", json.dumps(document, indent=2))
         if final.exists():
@@ -157,6 +171,7 @@ class AuditReport:
                 for name, saved in document["analyses"].items()
             }
             items = pd.read_parquet(folder / "items.parquet")
+            comparison = _load_comparison(document.get("comparison"), folder)
         except (OSError, KeyError, ValueError) as exc:
             raise ReportLoadError(f"{folder}: the saved report is incomplete ({exc}).") from exc
         return cls(
@@ -169,6 +184,7 @@ class AuditReport:
             failed=document["failed"],
             titles=document.get("titles", {}),
             schema_version=document["schema_version"],
+            comparison=comparison,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -195,12 +211,17 @@ class AuditReport:
                 or not all(_frames_equal(mine.tables[t], theirs.tables[t]) for t in mine.tables)
             ):
                 return False
-        return True
+        if (self.comparison is None) != (other.comparison is None):
+            return False
+        return self.comparison is None or self.comparison == other.comparison
 
 
 def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
     """Bring a report saved by an older version up to SCHEMA_VERSION, or say why not."""
     version = document.get("schema_version")
+    while isinstance(version, int) and version in _MIGRATIONS:
+        document = _MIGRATIONS[version](document)
+        version = document["schema_version"]
     if version == SCHEMA_VERSION:
         return document
     if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -212,6 +233,24 @@ def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:
         f"{path}: report schema version {version!r} is not supported (this dataaudit reads "
         f"version {SCHEMA_VERSION}); re-run the audit with this version."
     )
+
+
+def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
+    # Version 2 added the optional comparison with a baseline run; version 1 reports have none.
+    return {**document, "comparison": None, "schema_version": 2}
+
+
+# version -> step to the next version; migrate() applies them in turn.
+_MIGRATIONS = {1: _v1_to_v2}
+
+
+def _load_comparison(saved: dict[str, Any] | None, folder: Path) -> RunDiff | None:
+    if not saved:
+        return None
+    from dataaudit.compare import RunDiff
+
+    tables = {t: pd.read_parquet(folder / f"comparison.{t}.parquet") for t in saved["tables"]}
+    return RunDiff.from_document(saved, tables)
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
