@@ -7,6 +7,7 @@ of class 0 into class 1 (and a few of 1 into 0), which should come out as the mo
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,3 +68,36 @@ def planted_dataset(planted: Planted, n_unlabeled: int = 50, member_probs=None):
         probs=planted.probs,
         member_probs=member_probs,
     )
+
+
+@functools.cache
+def demo_audit():
+    """The planted digits demo, audited once per test session (inputs, report)."""
+    import dataaudit
+    from dataaudit.demo import make_demo_inputs
+
+    inputs = make_demo_inputs(seed=0)
+    # The probabilities' columns follow inputs.classes, not the sorted label names.
+    report = dataaudit.audit(inputs.table, inputs.probs, inputs.embeddings, classes=inputs.classes)
+    return inputs, report
+
+
+@functools.cache
+def planted_audit():
+    """The planted gaussian data audited end to end (no embeddings, no metadata): cheap."""
+    import pandas as pd
+
+    import dataaudit
+
+    planted = planted_data()
+    n = len(planted.labels)
+    names = np.asarray(CLASSES, dtype=object)[planted.labels]
+    names[-50:] = ""  # unlabeled
+    table = pd.DataFrame(
+        {
+            "id": [f"item-{i}" for i in range(n)],
+            "label": names,
+            "split": np.where(np.arange(n) % 4 == 0, "test", "train"),
+        }
+    )
+    return planted, dataaudit.audit(table, planted.probs, classes=CLASSES)

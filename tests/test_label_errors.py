@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _planted_labels import CLASSES, planted_data, planted_dataset
+from _planted_labels import CLASSES, demo_audit, planted_data, planted_dataset
 from cleanlab.count import get_confident_thresholds
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
@@ -138,3 +138,37 @@ def test_relabel_candidates_are_the_flagged_items_ranked_top_down(planted):
         f"model gives '{first['suggested_label']}' {first['suggested_label_prob']:.2f}, "
         f"label '{first['given_label']}' gets {first['given_label_prob']:.2f}"
     )
+
+
+def test_planted_demo_flips_rank_at_the_top_of_the_audit():
+    demo_inputs, demo_report = demo_audit()
+    items = demo_report["label_errors"].table("items")
+    planted = set(demo_inputs.truth.flipped)
+    ranked = items.sort_values("error_score", ascending=False)["id"]
+    assert len(planted & set(ranked.head(2 * len(planted)))) >= 0.8 * len(planted)
+    assert any("3 models were averaged" in note for note in demo_report["label_errors"].notes)
+
+
+def test_section_table_and_relabel_export_list_the_same_ranked_items(tmp_path):
+    _, demo_report = demo_audit()
+    import pandas as pd
+
+    from dataaudit.render.csv import write_exports
+    from dataaudit.render.sections import label_errors as section
+
+    [view] = section.build(demo_report)
+    [table] = view.blocks
+    assert table.export == "relabel.csv"
+    assert table.total_rows == demo_report.metrics()["n_label_errors"]
+    assert next(c for c in table.columns if c.key == "id").kind == "item"
+    write_exports(demo_report, tmp_path)
+    exported = pd.read_csv(tmp_path / "relabel.csv", dtype={"id": str})
+    assert list(exported.columns[:6]) == [
+        "rank",
+        "id",
+        "given_label",
+        "suggested_label",
+        "error_score",
+        "reason",
+    ]
+    assert exported["id"].head(len(table.frame)).tolist() == table.frame["id"].astype(str).tolist()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _planted_labels import planted_data, planted_dataset
+from _planted_labels import planted_audit, planted_data, planted_dataset
 
 from dataaudit.analyses import label_errors, per_class
 from dataaudit.analyses.per_class import class_rates
@@ -67,3 +67,23 @@ def test_split_rows_add_up_to_the_all_row_and_summary_matches_by_hand():
     worst = max(error_by_class, key=error_by_class.get)
     assert result.summary["worst_class"] == worst == "bee"  # the planted swap's target class
     assert result.summary["worst_class_error_rate"] == pytest.approx(error_by_class[worst])
+
+
+def test_error_bar_chart_spans_each_wilson_interval():
+    _, demo_report = planted_audit()
+    from dataaudit.render.html import script_json
+    from dataaudit.render.sections import per_class as section
+
+    [view] = section.build(demo_report)
+    chart, table = view.blocks
+    script_json(chart.figure)  # no NaN reaches the page
+    classes = demo_report["per_class"].table("classes")
+    bars = {trace["name"]: trace for trace in chart.figure["data"]}
+    assert set(bars) == set(classes.loc[classes["support"] > 0, "split"])
+    rows = classes[(classes["split"] == "all") & (classes["support"] > 0)]
+    bar = bars["all"]
+    np.testing.assert_allclose(np.add(bar["y"], bar["error_y"]["array"]), rows["error_rate_high"])
+    np.testing.assert_allclose(
+        np.subtract(bar["y"], bar["error_y"]["arrayminus"]), rows["error_rate_low"]
+    )
+    assert table.total_rows == len(classes)

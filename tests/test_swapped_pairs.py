@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _planted_labels import CLASSES, planted_data, planted_dataset
+from _planted_labels import CLASSES, planted_audit, planted_data, planted_dataset
 
 from dataaudit.analyses import label_errors, swapped_pairs
 from dataaudit.analyses.swapped_pairs import pair_table
@@ -97,3 +97,23 @@ def test_pair_table_drops_unconfused_pairs_and_keeps_the_top_ones():
         )
         == 1
     )
+
+
+def test_heat_map_counts_flagged_items_by_given_and_suggested_label():
+    _, demo_report = planted_audit()
+    from dataaudit.render.html import script_json
+    from dataaudit.render.sections import swapped_pairs as section
+
+    [view] = section.build(demo_report)
+    table, chart = view.blocks
+    assert table.total_rows == len(demo_report["swapped_pairs"].table("pairs"))
+    script_json(chart.figure)  # serialisable without NaN
+    [heatmap] = chart.figure["data"]
+    items = demo_report["label_errors"].table("items")
+    flagged = items[items["is_label_error"]]
+    z = np.asarray(heatmap["z"])
+    assert z.sum() == len(flagged)
+    i, j = np.unravel_index(z.argmax(), z.shape)
+    given, suggested = heatmap["y"][i], heatmap["x"][j]
+    expected = ((flagged["given_label"] == given) & (flagged["suggested_label"] == suggested)).sum()
+    assert z[i, j] == expected
