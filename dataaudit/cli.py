@@ -40,9 +40,46 @@ def _add_common_output(parser: argparse.ArgumentParser) -> None:
         help="rows per table in report.html (the CSVs hold every row; default 500)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_label_next(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print every step")
+
+
+def _add_label_next(parser: argparse.ArgumentParser) -> None:
+    from dataaudit.analyses.label_next import STRATEGIES, parse_mix
+
+    def mix_spec(text: str) -> str:
+        try:
+            parse_mix(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    def budget(text: str) -> int:
+        if not text.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {text!r}")
+        return int(text)
+
+    group = parser.add_argument_group("label next")
+    group.add_argument(
+        "--budget",
+        type=budget,
+        metavar="N",
+        help="items to queue in label_next.csv (default 100)",
+    )
+    group.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        metavar="NAME",
+        help="how to pick them: " + ", ".join(STRATEGIES) + " (default mix)",
+    )
+    group.add_argument(
+        "--label-next-mix",
+        type=mix_spec,
+        metavar="SPEC",
+        help="budget shares of the mix, e.g. 'uncertainty:0.9,rare:0.04,ood:0.03,lookalike:0.03'",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -251,3 +251,50 @@ def test_auto_label_candidates_are_confident_unlabeled_items_with_estimated_prec
     assert not (set(auto["id"]) & (queue_ids | labeled_ids))
     assert auto["predicted_prob"].min() >= result.params["auto_label_threshold"]
     assert result.summary["auto_label_estimated_precision"] >= 0.98
+
+
+def test_label_next_csv_starts_with_rank_id_priority_reason(audited, tmp_path):
+    from dataaudit.render.csv import EXPORTS, write_csv
+
+    report, _ = audited
+    for name in ("label_next.csv", "auto_label.csv"):
+        write_csv(EXPORTS[name](report), tmp_path / name)
+    header = (tmp_path / "label_next.csv").read_text().splitlines()[0].split(",")
+    assert header[:8] == [
+        "rank",
+        "id",
+        "priority",
+        "reason",
+        "predicted_label",
+        "predicted_prob",
+        "strategy",
+        "difficulty",
+    ]
+    auto = pd.read_csv(tmp_path / "auto_label.csv")
+    assert list(auto["rank"]) == list(range(1, len(auto) + 1))
+
+
+def test_report_section_shows_the_budget_split_and_the_queue_items(audited):
+    from dataaudit.render.sections.label_next import build
+
+    report, _ = audited
+    (section,) = build(report)
+    tables = {b.title: b for b in section.blocks if hasattr(b, "export")}
+    assert tables["Queue"].export == "label_next.csv"
+    assert tables["Queue"].total_rows == 25
+    assert any(c.key == "id" and c.kind == "item" for c in tables["Queue"].columns)
+    assert tables["Auto-label candidates"].export == "auto_label.csv"
+    assert any("mix weights" in n for n in section.notes)
+
+
+def test_cli_budget_and_strategy_reach_the_config():
+    from dataaudit.cli import _config_options, build_parser
+
+    args = build_parser().parse_args(
+        ["demo", "--budget", "7", "--strategy", "entropy", "--label-next-mix", "uncertainty:1"]
+    )
+    options = _config_options(args)
+    assert options["budget"] == 7 and options["strategy"] == "entropy"
+    assert options["label_next_mix"] == "uncertainty:1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--strategy", "smart"])

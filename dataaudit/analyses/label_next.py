@@ -22,8 +22,9 @@ lookalike, diversity, random) ranks by that score alone.
 Every strategy's picks are de-duplicated: an item whose cosine similarity to an already-labeled
 item or to an earlier pick reaches `config.near_duplicate_similarity` is passed over.
 
-Table "queue": rank, id, priority (1 = label first, falling to ~0), reason, strategy,
-predicted_label, predicted_prob, difficulty (easy / medium / hard), score (the strategy's own).
+Table "queue" (= label_next.csv): rank, id, priority (1 = label first, falling to ~0), reason,
+predicted_label, predicted_prob, strategy, difficulty (easy / medium / hard), score (the
+strategy's own score).
 Table "auto_label": rank, id, predicted_label, predicted_prob, agreement: unlabeled items so
 confidently (and unanimously, with a committee) predicted that a reviewer could accept the label;
 the confidence cut is the lowest at which labeled items reach `config.auto_label_precision`.
@@ -130,11 +131,11 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         {
             "rank": np.arange(1, n_q + 1, dtype=np.int64),
             "id": data.ids[rows],
-            "priority": (1.0 - np.arange(n_q) / max(n_q, 1)).astype(np.float32),
+            "priority": np.round(1.0 - np.arange(n_q) / max(n_q, 1), 4),
             "reason": np.asarray(reasons, dtype=object),
-            "strategy": queue.strategy,
             "predicted_label": data.label_names(data.predicted[rows]),
             "predicted_prob": data.probs[rows].max(axis=1).astype(np.float32),
+            "strategy": queue.strategy,
             "difficulty": st.difficulty(
                 data.probs[rows], None if data.member_probs is None else data.member_probs[:, rows]
             ),

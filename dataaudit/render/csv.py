@@ -24,9 +24,21 @@ def _relabel(report: AuditReport) -> pd.DataFrame | None:
     return None if result is None else relabel_candidates(result.table("items"))
 
 
+def _label_next(report: AuditReport) -> pd.DataFrame | None:
+    result = report.results.get("label_next")
+    return None if result is None else result.table("queue")
+
+
+def _auto_label(report: AuditReport) -> pd.DataFrame | None:
+    result = report.results.get("label_next")
+    return None if result is None else result.table("auto_label")
+
+
 # filename -> builder; a builder returns None when its analysis did not run.
 EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
     "relabel.csv": _relabel,
+    "label_next.csv": _label_next,
+    "auto_label.csv": _auto_label,
 }
 
 

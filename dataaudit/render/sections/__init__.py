@@ -7,12 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dataaudit.render.sections import embedding_map, label_errors, per_class, swapped_pairs
+from dataaudit.render.sections import (
+    embedding_map,
+    label_errors,
+    label_next,
+    per_class,
+    swapped_pairs,
+)
 from dataaudit.render.view import SectionView
 
 SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     label_errors.build,
     swapped_pairs.build,
     per_class.build,
+    label_next.build,
     embedding_map.build,  # last: a picture of everything flagged above
 )
