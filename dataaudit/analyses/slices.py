@@ -8,14 +8,15 @@ An error is a labeled item whose predicted class differs from its given label. T
 - Given slices: every metadata value (categoricals: top values, "(other)", "(missing)"; numerics:
   quantile bins) and every pair of such slices from two columns, over all splits (split "all")
   and within each split that has labels. Each with support, error rate and label-error rate with
-  Wilson intervals, and a one-sided two-proportion z-test against the rest of its split, with
+  Wilson intervals, and a one-sided exact (Fisher) test against the rest of its split, with
   Benjamini-Hochberg q-values over every given slice tested. Slices with fewer labeled items than
   the minimum support are not tested; their count is reported.
 - Discovered rules: every 1- and 2-predicate conjunction of metadata values, `x < t` / `x >= t`
   on quantile thresholds, and the split, counted exactly and tested the same way (BH over all of
-  them), kept when significant and at least `slice_min_lift` × or `slice_min_gap` above the
-  overall rate, then de-duplicated by sequential covering (take the slice with the most excess
-  errors, remove its rows, re-test the rest against the first-stage BH cutoff).
+  them, at half the FDR when clusters are searched too), kept when significant and at least
+  `slice_min_lift` × or `slice_min_gap` above the overall rate, then de-duplicated by sequential
+  covering (take the slice with the most excess errors, remove its rows, re-test the rest
+  against the first-stage BH cutoff).
 - Discovered clusters: k-means over L2-normalised embeddings at several granularities, tested,
   gated and covered the same way; each described by its over-represented metadata values, its
   majority class and its most frequent confusions.
@@ -39,6 +40,8 @@ worst_slice "" when no slice is significantly worse than the rest).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -105,12 +108,15 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     )
     given = given_table(columns, enum.given, totals, list(split_names), gates)
     rule_columns = [*columns, group_col] if multi else columns
-    discovered_rules = sl.discover_rules(rule_columns, enum, outcome, gates)
+    # Rules and clusters share the false-discovery budget, so discovery as a whole controls it.
+    searches_clusters = data.embeddings is not None and n_labeled >= 4 * min_support
+    family = dataclasses.replace(gates, fdr=gates.fdr / (2 if searches_clusters else 1))
+    discovered_rules = sl.discover_rules(rule_columns, enum, outcome, family)
 
     assign = None
     discovered_clusters = None
     levels: list[NDArray[np.int32]] = []
-    if data.embeddings is not None and n_labeled >= 4 * min_support:
+    if searches_clusters:
         with ctx.progress.step("cluster embeddings"):
             k = int(min(config.slice_clusters, max(4, n_labeled // (2 * min_support))))
             model = sl.fit_kmeans(
@@ -118,7 +124,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             )
             assign = sl.assign_clusters(data.embeddings, model, progress=ctx.progress.bar)
             levels = sl.cluster_levels(model, assign, seed=config.seed)
-            discovered_clusters = sl.discover_clusters(assign, levels, outcome, gates)
+            discovered_clusters = sl.discover_clusters(assign, levels, outcome, family)
 
     base = float(errors.sum() / max(n_labeled, 1))
     rows, masks = [], []
@@ -169,9 +175,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     notes.append(
         f"A slice needs at least {min_support:,} labeled items to be tested ({skipped_small})."
     )
-    families = "given slices, rules, clusters"
     notes.append(
-        f"p-values are one-sided (slice worse than the rest of its split), corrected by Benjamini-Hochberg at q = {config.slice_fdr:g} within each family ({families})."
+        f"p-values are one-sided exact (Fisher) tests that a slice errs more than the rest of its split, corrected by Benjamini-Hochberg: given slices at q = {config.slice_fdr:g}; discovered rules and clusters share q = {config.slice_fdr:g} (half each when both are searched)."
     )
     notes.append(
         f"Discovered slices must also err at least {config.slice_min_lift:g}x the overall rate or {config.slice_min_gap:.0%} above it."
