@@ -54,8 +54,9 @@ class AuditConfig:
     # Share of the budget per part of the "mix" strategy (normalised to sum 1). Quotas whose
     # inputs are missing (no OOD scores, no known failures, no rare class) go to uncertainty.
     label_next_mix: str = "uncertainty:0.90,rare:0.04,ood:0.03,lookalike:0.03"
-    # Auto-label candidates: the confidence cut at which labeled items reach this precision.
-    auto_label_precision: float = 0.98
+    # Auto-label candidates: the confidence cut at which labeled items reach this precision
+    # (label noise among the labeled items counts against it, so the estimate is conservative).
+    auto_label_precision: float = 0.95
 
     # Slices: given slices (metadata values, quartile bins, pairs) and discovered failure slices
     slice_min_support: int = 30  # labeled items a slice needs to be tested ...

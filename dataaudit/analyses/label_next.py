@@ -84,12 +84,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     mix = parse_mix(config.label_next_mix)
     eligible = ~data.labeled
     ood_score = _ood_scores(data, ctx.results.get("outliers"))
-    if ood_score is None:
-        notes.append("no OOD scores (the outliers analysis did not run): no OOD quota")
     failure_rows, failure_kind = _failures(data, ctx.results.get("label_errors"))
     lookalike_score, nearest = _lookalike_scores(data, ctx, failure_rows, eligible)
-    if lookalike_score is None:
-        notes.append("no known failures with embeddings: no look-alike quota")
 
     with ctx.progress.step("label-next queue"):
         queue = select_queue(
@@ -579,7 +575,7 @@ def select_queue(
     unavailable = {
         "ood": None
         if ood_score is not None and np.isfinite(ood_score[pool]).any()
-        else "no OOD scores",
+        else "no OOD scores (the outliers analysis did not run)",
         "lookalike": None
         if lookalike_score is not None and np.isfinite(lookalike_score[pool]).any()
         else "no known failures with embeddings",
