@@ -239,12 +239,17 @@ def test_label_error_rates_come_from_the_label_errors_result_by_id():
     )
 
 
-def test_demo_bad_scanner_is_discovered_at_the_top():
+@pytest.fixture(scope="module")
+def demo():
     from dataaudit import audit
     from dataaudit.demo import make_demo_inputs
 
     inputs = make_demo_inputs(seed=0)
-    report = audit(inputs.table, inputs.probs, inputs.embeddings, classes=inputs.classes)
+    return inputs, audit(inputs.table, inputs.probs, inputs.embeddings, classes=inputs.classes)
+
+
+def test_demo_bad_scanner_is_discovered_at_the_top(demo):
+    inputs, report = demo
     result = report.results["slices"]
     top = result.table("discovered").iloc[0]
     column, value = inputs.truth.bad_slice
@@ -252,3 +257,26 @@ def test_demo_bad_scanner_is_discovered_at_the_top():
     assert top["support"] == len(inputs.truth.bad_slice_ids)
     clusters = result.table("discovered").query("kind == 'cluster'")
     assert f"{column} = {value}" in clusters.iloc[0]["description"]
+
+
+def test_report_section_charts_discovered_slices_against_the_overall_rate(demo):
+    from dataaudit.render.csv import EXPORTS
+    from dataaudit.render.sections import slices as section
+    from dataaudit.render.view import ChartView
+
+    inputs, report = demo
+    result = report.results["slices"]
+    (view,) = section.build(report)
+    chart = next(b for b in view.blocks if isinstance(b, ChartView)).figure
+    bars = {x: y for trace in chart["data"] for x, y in zip(trace["x"], trace["y"], strict=True)}
+    column, value = inputs.truth.bad_slice
+    top = result.table("discovered").iloc[0]
+    assert bars[f"R1: {column} = {value}"] == pytest.approx(top["error_rate"])
+    line = chart["layout"]["shapes"][0]
+    assert line["y0"] == pytest.approx(result.params["overall_error_rate"])
+
+    exported = EXPORTS["slices.csv"](report)
+    assert len(exported) == len(result.table("discovered")) + len(result.table("given"))
+    first = exported.iloc[0]
+    assert (first["slice_id"], first["kind"]) == ("R1", "rule")
+    assert len(first["example_failures"].split()) == 5

@@ -482,3 +482,36 @@ def split_table(totals: NDArray, split_names: list[str], confidence: float) -> p
     )
     _rates(frame, counts, confidence)
     return frame
+
+
+def export_table(result: AnalysisResult) -> pd.DataFrame:
+    """slices.csv: discovered failure slices (ranked), then given slices (most severe first).
+
+    Discovered rows carry the ids of their example failures and of the unlabeled items to label.
+    """
+    discovered = result.table("discovered").copy()
+    examples = result.table("examples")
+    for role, column in (("failure", "example_failures"), ("to_label", "to_label")):
+        chosen = examples[examples["role"] == role]
+        joined = chosen.groupby("slice_id", sort=False)["id"].agg(
+            lambda ids: " ".join(map(str, ids))
+        )
+        discovered[column] = discovered["slice_id"].map(joined).fillna("")
+    discovered["split"] = ALL_SPLITS
+    discovered["significant"] = True
+    given = result.table("given").copy()
+    given.insert(0, "kind", "given")
+    frames = [frame for frame in (discovered, given) if len(frame)]
+    if not frames:
+        return pd.DataFrame(columns=["kind", "slice"])
+    combined = pd.concat(frames, ignore_index=True)
+    for column in ("rank", "level", "new_labeled", "n_unlabeled"):
+        if column in combined:  # integers with gaps, not floats, in the CSV
+            combined[column] = combined[column].astype("Int64")
+    first = ["rank", "slice_id", "kind", "slice", "description", "split", "columns", "level"]
+    if "diff" in combined:
+        rest = list(combined.columns)
+        rest.remove("diff")
+        rest.insert(rest.index("rest_error_rate") + 1, "diff")
+        combined = combined[rest]
+    return combined[[c for c in first if c in combined] + [c for c in combined if c not in first]]

@@ -34,11 +34,19 @@ def _auto_label(report: AuditReport) -> pd.DataFrame | None:
     return None if result is None else result.table("auto_label")
 
 
+def _slices(report: AuditReport) -> pd.DataFrame | None:
+    from dataaudit.analyses.slices import export_table
+
+    result = report.results.get("slices")
+    return None if result is None else export_table(result)
+
+
 # filename -> builder; a builder returns None when its analysis did not run.
 EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
     "relabel.csv": _relabel,
     "label_next.csv": _label_next,
     "auto_label.csv": _auto_label,
+    "slices.csv": _slices,
 }
 
 

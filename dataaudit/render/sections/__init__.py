@@ -12,6 +12,7 @@ from dataaudit.render.sections import (
     label_errors,
     label_next,
     per_class,
+    slices,
     swapped_pairs,
 )
 from dataaudit.render.view import SectionView
@@ -20,6 +21,7 @@ SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     label_errors.build,
     swapped_pairs.build,
     per_class.build,
+    slices.build,
     label_next.build,
     embedding_map.build,  # last: a picture of everything flagged above
 )
