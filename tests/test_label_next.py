@@ -219,6 +219,8 @@ def audited():
     _plant_tie(probs, 420)  # cat/dog coin flip
     emb[421] = emb[420]  # and its exact copy
     _plant_tie(probs, 421)
+    emb[430] = emb[5]  # an unlabeled copy of a labeled item, just as uncertain
+    _plant_tie(probs, 430)
     report = dataaudit.audit(table, probs, emb, budget=25, classes=classes)
     return report, table
 
@@ -234,6 +236,7 @@ def test_analysis_writes_a_ranked_queue_with_reasons(audited):
     labeled_ids = set(table.loc[table["label"] != "", "id"])
     assert not labeled_ids & set(queue["id"])
     assert len({"item-420", "item-421"} & set(queue["id"])) == 1
+    assert "item-430" not in set(queue["id"])
     row = queue[queue["id"].isin(["item-420", "item-421"])].iloc[0]
     assert row["reason"] == "margin 0.00 between cat/dog"
     assert row["difficulty"] == "hard"

@@ -87,6 +87,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     failure_rows, failure_kind = _failures(data, ctx.results.get("label_errors"))
     lookalike_score, nearest = _lookalike_scores(data, ctx, failure_rows, eligible)
 
+    near_labeled = _near_labeled(data, ctx, config) if data.embeddings is not None else None
     with ctx.progress.step("label-next queue"):
         queue = select_queue(
             data.probs,
@@ -100,6 +101,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             ood_score=ood_score,
             lookalike_score=lookalike_score,
             near_duplicate=config.near_duplicate_similarity,
+            near_labeled=near_labeled,
             seed=config.seed,
         )
     notes.extend(queue.notes)
@@ -239,6 +241,26 @@ def auto_label(
         "threshold": None if not np.isfinite(threshold) else float(threshold),
         "note": note,
     }
+
+
+def _near_labeled(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> NDArray[np.bool_]:
+    """Rows whose neighbours in the run's shared kNN graph include a labeled near-duplicate.
+
+    The graph is built once per run (duplicates and outliers use it too). It holds k
+    neighbours per item, so a labeled copy hidden behind more than k unlabeled copies is missed.
+    """
+    from dataaudit.neighbors import shared_graph
+
+    graph = shared_graph(data, ctx)
+    near = np.zeros(data.n, dtype=bool)
+    labeled = np.r_[data.labeled, False]  # index -1 (no neighbour) maps to False
+    for start in range(0, data.n, 200_000):
+        sims = graph.similarities[start : start + 200_000]
+        idx = graph.indices[start : start + 200_000]
+        near[start : start + len(sims)] = (
+            (sims >= config.near_duplicate_similarity) & labeled[idx]
+        ).any(axis=1)
+    return near
 
 
 def _rows_of(data: AuditDataset, ids) -> NDArray[np.int64]:
@@ -400,9 +422,11 @@ class _Deduper:
         labeled_rows: NDArray[np.int64],
         threshold: float,
         knn: KnnFn | None,
+        near_labeled: NDArray[np.bool_] | None = None,
     ):
         self.emb = embeddings
         self.labeled = labeled_rows
+        self.near_labeled = near_labeled
         self.threshold = threshold
         self.knn = knn
         self.selected: list[int] = []
@@ -434,7 +458,10 @@ class _Deduper:
             block = block[[int(r) not in seen for r in block]]
             if len(block) == 0:
                 continue
-            ok = ~self._near(block, self.labeled)
+            if self.near_labeled is not None:
+                ok = ~self.near_labeled[block]
+            else:
+                ok = ~self._near(block, self.labeled)
             ok &= ~self._near(block, np.asarray(self.selected, dtype=np.int64))
             block_ok = block[ok]
             keep = _greedy_unique(self._vecs(block_ok), self.threshold, self.knn)
@@ -463,6 +490,13 @@ def _greedy_unique(vecs: NDArray[np.float32], threshold: float, knn: KnnFn) -> N
     return keep
 
 
+def _scatter(n: int, rows: NDArray[np.int64], values: NDArray) -> NDArray[np.float32]:
+    """A length-n array holding `values` at `rows` (NaN elsewhere), for lookups by row."""
+    out = np.full(n, np.nan, dtype=np.float32)
+    out[rows] = values
+    return out
+
+
 def _top_order(scores: NDArray, rows: NDArray[np.int64]) -> NDArray[np.int64]:
     """Rows sorted by score, highest first (stable, so ties keep row order)."""
     return rows[np.argsort(-scores, kind="stable")]
@@ -487,6 +521,7 @@ def select_queue(
     ood_score: NDArray | None = None,
     lookalike_score: NDArray | None = None,
     near_duplicate: float = 0.98,
+    near_labeled: NDArray[np.bool_] | None = None,
     seed: int = 0,
     knn: KnnFn | None = None,
 ) -> Queue:
@@ -498,6 +533,8 @@ def select_queue(
     labels : N class indices, -1 = unlabeled.
     eligible : rows that may be queued (default: unlabeled rows).
     ood_score, lookalike_score : per-row scores from the similarity engine (NaN = none).
+    near_labeled : rows already known to be near-duplicates of a labeled row (from the run's
+        kNN graph); without it each candidate block is searched against every labeled row.
     knn : `dataaudit.neighbors.knn` (default) or a compatible function.
 
     Returns
@@ -517,7 +554,7 @@ def select_queue(
     labeled_rows = np.flatnonzero(labels >= 0)
     budget = int(min(max(budget, 0), len(pool)))
     notes: list[str] = []
-    dedup = _Deduper(embeddings, labeled_rows, near_duplicate, knn)
+    dedup = _Deduper(embeddings, labeled_rows, near_duplicate, knn, near_labeled)
     if embeddings is None:
         notes.append("no embeddings: the queue is not de-duplicated or diversified")
 
@@ -566,8 +603,7 @@ def select_queue(
     if strategy != "mix":
         s, order = score_of(strategy)
         rows = dedup.take(order, budget)
-        lookup = dict(zip(pool.tolist(), s.tolist()))
-        score = np.array([lookup[r] for r in rows], dtype=np.float32)
+        score = _scatter(n, pool, s)[rows]
         return Queue(rows, np.full(len(rows), strategy, object), score, notes=notes)
 
     # -- mix ----------------------------------------------------------------------------------
@@ -604,8 +640,7 @@ def select_queue(
         ranked = s[np.argsort(-s, kind="stable")]
         order = order[np.isfinite(ranked) & ((ranked > 0) | (part != "rare"))]
         rows = dedup.take(order, quota)
-        lookup = dict(zip(pool.tolist(), s.tolist()))
-        picks[part] = (rows, np.array([lookup[r] for r in rows], dtype=np.float32))
+        picks[part] = (rows, _scatter(n, pool, s)[rows])
         allocation.append(
             dict(strategy=part, weight=weights.get(part, 0.0), quota=quota, selected=len(rows))
         )
@@ -677,21 +712,20 @@ def _backbone(probs, labels, pool, labeled_rows, member_probs, embeddings, quota
         priority = size - covered * (size.max() + 1)
         order = cand[st.stratified_order(clusters[: len(cand)], typical, priority)]
         rows = dedup.take(order, quota)
-        lookup = dict(zip(cand.tolist(), typical.tolist()))
-        return "typicality", rows, np.array([lookup[r] for r in rows], dtype=np.float32)
+        return "typicality", rows, _scatter(len(probs), cand, typical)[rows]
 
     if member_probs is not None:
         name, s = "bald", st.bald(np.asarray(member_probs)[:, pool])
     else:
         name, s = "margin", st.margin(probs[pool])
     order = _top_order(s, pool)
-    lookup = dict(zip(pool.tolist(), s.tolist()))
+    full = _scatter(len(probs), pool, s)
     if embeddings is not None:
         cand_n = min(len(pool), CANDIDATES_PER_PICK * quota)
         cand = order[:cand_n]
-        cand_scores = np.array([lookup[r] for r in cand], dtype=np.float32)
+        cand_scores = full[cand]
         strat = st.cluster_margin_order(cand_scores, np.asarray(embeddings[cand]), quota, seed=seed)
         order = np.concatenate([cand[strat], order[cand_n:]])
         name = "cluster_" + name
     rows = dedup.take(order, quota)
-    return name, rows, np.array([lookup[r] for r in rows], dtype=np.float32)
+    return name, rows, full[rows]
