@@ -1,7 +1,7 @@
 """Label next: one ranked queue of unlabeled items worth an annotator's time, within a budget.
 
 Requires: probs and unlabeled items. Uses embeddings (diversity, de-duplication, look-alikes),
-committee probabilities (BALD), and, when those analyses ran, `label_errors` (is_label_error),
+committee probabilities (committee strategies, difficulty, auto-label), and, when those analyses ran, `label_errors` (is_label_error),
 `outliers` (ood_score) and `lookalikes`. A missing input drops the quota that needs it, and the
 result's notes say so.
 
@@ -12,9 +12,10 @@ Strategy `mix` (default; `config.label_next_mix` sets the weights):
   vs train), `lookalike` (nearest to a known failure: label-error candidate or misclassified
   labeled item), `rare` (predicted as a class rare among the labels);
 - the rest goes to the backbone: cluster-margin (the most uncertain candidates, 10× the quota,
-  clustered over embeddings, best of each cluster in turn; BALD instead of margin when several
-  models were given), or typicality (TypiClust) at cold start, while fewer than 3 labels per
-  class exist. Without embeddings the backbone is plain margin.
+  clustered over embeddings, best of each cluster in turn), or typicality (TypiClust) at cold
+  start, while fewer than 3 labels per class exist. Without embeddings it is plain margin.
+  With several models the margin is that of their mean: in benchmarks/active_learning.py a BALD
+  backbone over a bootstrap committee did worse than random, margin of the mean did not.
 - the strategies' picks are interleaved in proportion, so any prefix of the queue has the mix.
 Any single strategy name (margin, entropy, least_confidence, bald, vote_entropy, kl, rare, ood,
 lookalike, diversity, random) ranks by that score alone.
@@ -154,7 +155,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "mix weights: "
             + ", ".join(f"{name} {w:.0%}" for name, w in mix.items())
             + " (config label_next_mix); the uncertainty share is cluster-margin "
-            "(BALD with several models), typicality at cold start",
+            "(margin of the models' mean when several are given), typicality at cold start",
         )
     if n_q < config.budget:
         notes.append(
@@ -647,7 +648,7 @@ def select_queue(
 
     remaining = budget - sum(len(r) for r, _ in picks.values())
     backbone, rows, score = _backbone(
-        probs, labels, pool, labeled_rows, member_probs, embeddings, remaining, dedup, seed, knn
+        probs, labels, pool, labeled_rows, embeddings, remaining, dedup, seed, knn
     )
     picks[backbone] = (rows, score)
     allocation.insert(
@@ -690,8 +691,8 @@ def select_queue(
     )
 
 
-def _backbone(probs, labels, pool, labeled_rows, member_probs, embeddings, quota, dedup, seed, knn):
-    """(name, rows, scores) of the mix's main share: cluster-margin, BALD, typicality or margin."""
+def _backbone(probs, labels, pool, labeled_rows, embeddings, quota, dedup, seed, knn):
+    """(name, rows, scores) of the mix's main share: cluster-margin, typicality or margin."""
     k = probs.shape[1]
     if quota <= 0:
         return "cluster_margin", np.empty(0, np.int64), np.empty(0, np.float32)
@@ -714,10 +715,8 @@ def _backbone(probs, labels, pool, labeled_rows, member_probs, embeddings, quota
         rows = dedup.take(order, quota)
         return "typicality", rows, _scatter(len(probs), cand, typical)[rows]
 
-    if member_probs is not None:
-        name, s = "bald", st.bald(np.asarray(member_probs)[:, pool])
-    else:
-        name, s = "margin", st.margin(probs[pool])
+    # `probs` is the committee's mean when several models were given.
+    name, s = "margin", st.margin(probs[pool])
     order = _top_order(s, pool)
     full = _scatter(len(probs), pool, s)
     if embeddings is not None:
