@@ -1,35 +1,147 @@
-"""The overview: what was audited, the health summary, and what was skipped."""
+"""The overview: what was audited, the health summary, the worst slices, and what was skipped.
+
+Reads only analyses' summaries (and the slices' ranked table), so it works with any subset of
+analyses; a metric whose analysis did not run is simply absent. Every number says what it is
+computed on.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dataaudit.render.format import format_rate_ci, format_value
+from dataaudit.render.format import format_rate_ci, format_value, is_missing
 from dataaudit.render.view import Card, Column, SectionView, TableView
 
 if TYPE_CHECKING:
     from dataaudit.report import AuditReport
 
+WORST_SLICES = 5
 
-def _pct(value) -> str:
+
+def _pct(value: Any) -> str:
     return format_value(value, "percent")
+
+
+def _count(value: Any) -> str:
+    return "—" if is_missing(value) else f"{int(value):,}"
+
+
+def _rate_ci(m: dict[str, Any], key: str, low: str | None = None, high: str | None = None) -> str:
+    rate = m.get(key)
+    lo, hi = m.get(low or f"{key}_ci_low"), m.get(high or f"{key}_ci_high")
+    if is_missing(rate):
+        return "—"
+    if is_missing(lo) or is_missing(hi):
+        return _pct(rate)
+    return format_rate_ci(rate, lo, hi)
+
+
+def _tone(value: Any, warn: float, bad: float) -> str:
+    if is_missing(value):
+        return "neutral"
+    return "bad" if value > bad else "warn" if value > warn else "good"
+
+
+def health_rows(report: AuditReport) -> list[dict[str, str]]:
+    """The health summary: one row per check that ran, with what it was computed on."""
+    m = report.metrics()
+    d = report.dataset
+    labeled = f"{d['n_labeled']:,} labeled items, all splits"
+    rows = []
+
+    def add(check: str, result: str, on: str, section: str) -> None:
+        rows.append({"check": check, "result": result, "computed_on": on, "section": section})
+
+    if "label_error_rate" in m:
+        add(
+            "label-error candidates",
+            f"{_count(m.get('n_label_errors'))} items, {_rate_ci(m, 'label_error_rate')}",
+            labeled,
+            "Label errors",
+        )
+    if "accuracy" in m:
+        add("model accuracy vs given labels", _rate_ci(m, "accuracy"), labeled, "Per-class errors")
+    if m.get("worst_class") is not None:
+        add(
+            "worst class",
+            f"{m['worst_class']}: {_pct(m.get('worst_class_error_rate'))} error rate",
+            "labeled items of that class",
+            "Per-class errors",
+        )
+    if m.get("top_pair") is not None:
+        add(
+            "most confused class pair",
+            f"{m['top_pair']} (joint probability {_pct(m.get('top_pair_joint_probability'))})",
+            labeled,
+            "Swapped class pairs",
+        )
+    if "n_duplicate_groups" in m:
+        add(
+            "duplicate groups",
+            f"{_count(m['n_duplicate_groups'])} groups, {_count(m.get('n_duplicate_items'))} items",
+            f"all {d['n_items']:,} items (embeddings)",
+            "Duplicates",
+        )
+    if "leakage" in m:
+        add(
+            "leakage across splits",
+            f"{_count(m['leakage'])} duplicate groups span two or more splits",
+            f"all {d['n_items']:,} items (embeddings)",
+            "Duplicates",
+        )
+    if "n_outliers" in m:
+        add(
+            "outliers",
+            f"{_count(m['n_outliers'])} items",
+            f"all {d['n_items']:,} items (embeddings)",
+            "Outliers",
+        )
+    if "n_failure_slices" in m:
+        worst = m.get("worst_slice")
+        add(
+            "failure slices",
+            f"{_count(m['n_failure_slices'])} significant"
+            + (
+                f"; worst: {worst} ({_pct(m.get('worst_slice_error_rate'))} error)" if worst else ""
+            ),
+            f"{_count(m.get('n_slices_tested'))} slices tested on labeled items, "
+            "after multiple-testing correction",
+            "Slices",
+        )
+    if "label_next_count" in m:
+        add(
+            "label next",
+            f"{_count(m['label_next_count'])} items queued for a budget of "
+            f"{_count(m.get('label_next_budget'))}",
+            f"{d['n_unlabeled']:,} unlabeled items",
+            "Label next",
+        )
+    if m.get("auto_label_count"):
+        add(
+            "auto-label candidates",
+            f"{_count(m['auto_label_count'])} items, estimated precision "
+            f"{_pct(m.get('auto_label_estimated_precision'))}",
+            f"{d['n_unlabeled']:,} unlabeled items",
+            "Label next",
+        )
+    return rows
 
 
 def health_cards(report: AuditReport) -> list[Card]:
     """One card per headline metric that exists in this run, each saying what it is computed on."""
     m = report.metrics()
+    d = report.dataset
     cards = []
     if "label_error_rate" in m:
         rate = m["label_error_rate"]
         cards.append(
             Card(
                 "label-error candidates",
-                f"{m.get('n_label_errors', 0):,}",
-                f"{format_rate_ci(rate, m.get('label_error_rate_ci_low'), m.get('label_error_rate_ci_high'))}"
-                f" of {report.dataset['n_labeled']:,} labeled items",
-                "bad" if rate and rate > 0.05 else "warn" if rate and rate > 0.01 else "good",
+                _count(m.get("n_label_errors", 0)),
+                f"{_rate_ci(m, 'label_error_rate')} of {d['n_labeled']:,} labeled items",
+                _tone(rate, 0.01, 0.05),
             )
         )
     if "accuracy" in m:
@@ -37,15 +149,17 @@ def health_cards(report: AuditReport) -> list[Card]:
             Card(
                 "model accuracy",
                 _pct(m["accuracy"]),
-                f"on {report.dataset['n_labeled']:,} labeled items, all splits",
+                f"95% CI {_pct(m.get('accuracy_ci_low'))}–{_pct(m.get('accuracy_ci_high'))}, "
+                f"on {d['n_labeled']:,} labeled items vs given labels",
             )
         )
     if "n_duplicate_groups" in m:
         cards.append(
             Card(
                 "duplicate groups",
-                f"{m['n_duplicate_groups']:,}",
-                f"{m.get('n_duplicate_items', 0):,} items in exact or near-duplicate groups",
+                _count(m["n_duplicate_groups"]),
+                f"{_count(m.get('n_duplicate_items', 0))} of {d['n_items']:,} items in exact or "
+                "near-duplicate groups",
                 "warn" if m["n_duplicate_groups"] else "good",
             )
         )
@@ -53,7 +167,7 @@ def health_cards(report: AuditReport) -> list[Card]:
         cards.append(
             Card(
                 "leakage across splits",
-                f"{m['leakage']:,}",
+                _count(m["leakage"]),
                 "duplicate groups spanning two or more splits",
                 "bad" if m["leakage"] else "good",
             )
@@ -62,8 +176,8 @@ def health_cards(report: AuditReport) -> list[Card]:
         cards.append(
             Card(
                 "outliers",
-                f"{m['n_outliers']:,}",
-                "items flagged by kNN distance",
+                _count(m["n_outliers"]),
+                f"of {d['n_items']:,} items, flagged by kNN distance",
                 "warn" if m["n_outliers"] else "good",
             )
         )
@@ -72,7 +186,7 @@ def health_cards(report: AuditReport) -> list[Card]:
         cards.append(
             Card(
                 "failure slices",
-                f"{m['n_failure_slices']:,}",
+                _count(m["n_failure_slices"]),
                 f"worst: {worst} ({_pct(m.get('worst_slice_error_rate'))} error)"
                 if worst
                 else "none significant after correction",
@@ -83,11 +197,52 @@ def health_cards(report: AuditReport) -> list[Card]:
         cards.append(
             Card(
                 "label next",
-                f"{m['label_next_count']:,}",
-                f"items queued within a budget of {m.get('label_next_budget', 0):,}",
+                _count(m["label_next_count"]),
+                f"items queued within a budget of {_count(m.get('label_next_budget', 0))}, "
+                f"from {d['n_unlabeled']:,} unlabeled",
             )
         )
     return cards
+
+
+def worst_slices(report: AuditReport) -> TableView | None:
+    """The top failure slices (ranked by the slices analysis), with intervals."""
+    result = report.results.get("slices")
+    if result is None or "discovered" not in result.tables:
+        return None
+    table = result.tables["discovered"]
+    needed = {"slice", "n_labeled", "error_rate", "error_rate_low", "error_rate_high"}
+    if not needed <= set(table.columns):
+        return None
+    top = table.head(WORST_SLICES).copy()
+    if "description" in top:
+        top["slice"] = [
+            d if isinstance(d, str) and d else s for s, d in zip(top["slice"], top["description"])
+        ]
+    top["error_rate_ci"] = [
+        format_rate_ci(r, lo, hi)
+        for r, lo, hi in zip(top["error_rate"], top["error_rate_low"], top["error_rate_high"])
+    ]
+    columns = [
+        Column("slice", "slice"),
+        Column("n_labeled", "labeled items", "number"),
+        Column("error_rate", "error rate", "percent"),
+        Column("error_rate_ci", "95% CI", help="Wilson interval of the slice's error rate"),
+    ]
+    if "rest_error_rate" in top:
+        columns.append(
+            Column("rest_error_rate", "rest of data", "percent", "error rate outside the slice")
+        )
+    return TableView(
+        "Worst slices",
+        top,
+        tuple(columns),
+        total_rows=len(table),
+        caption=(
+            "Error rate against the given labels on the slice's labeled items; significant after "
+            "multiple-testing correction. The Slices section explains each."
+        ),
+    )
 
 
 def build_overview(report: AuditReport) -> SectionView:
@@ -99,11 +254,12 @@ def build_overview(report: AuditReport) -> SectionView:
                 "n_items": c["n_items"],
                 "n_labeled": c["n_labeled"],
                 "n_unlabeled": c["n_items"] - c["n_labeled"],
+                "share_labeled": c["n_labeled"] / c["n_items"] if c["n_items"] else None,
             }
             for name, c in dataset["splits"].items()
         ]
     )
-    blocks = [
+    blocks: list[TableView] = [
         TableView(
             "Items per split",
             split_rows,
@@ -112,10 +268,31 @@ def build_overview(report: AuditReport) -> SectionView:
                 Column("n_items", "items", "number"),
                 Column("n_labeled", "labeled", "number"),
                 Column("n_unlabeled", "unlabeled", "number"),
+                Column("share_labeled", "labeled share", "percent"),
             ),
             total_rows=len(split_rows),
+            caption="Counts of every item in the examples table, by its split column.",
         )
     ]
+    health = health_rows(report)
+    if health:
+        blocks.append(
+            TableView(
+                "Health summary",
+                pd.DataFrame(health),
+                (
+                    Column("check", "check"),
+                    Column("result", "result"),
+                    Column("computed_on", "computed on"),
+                    Column("section", "details in"),
+                ),
+                total_rows=len(health),
+                caption="Intervals are 95% Wilson intervals.",
+            )
+        )
+    slices_table = worst_slices(report)
+    if slices_table is not None:
+        blocks.append(slices_table)
     status = [
         {"analysis": report.titles.get(name, name), "status": "skipped", "reason": why}
         for name, why in report.skipped.items()
@@ -138,6 +315,7 @@ def build_overview(report: AuditReport) -> SectionView:
                     Column("reason", "reason"),
                 ),
                 total_rows=len(status),
+                caption="An analysis is skipped when an input it needs was not given.",
             )
         )
     notes = [
@@ -147,6 +325,13 @@ def build_overview(report: AuditReport) -> SectionView:
     ]
     if dataset.get("embedding_dim") is None:
         notes.append("No embeddings were given: similarity analyses were skipped.")
+    else:
+        notes.append(f"Embeddings: {dataset['embedding_dim']} dimensions.")
+    if report.failed:
+        notes.append(
+            f"{len(report.failed)} analysis(es) failed; their sections are missing and the "
+            "command exited with status 1."
+        )
     return SectionView(
         id="overview",
         title="Overview",
@@ -156,7 +341,16 @@ def build_overview(report: AuditReport) -> SectionView:
             f"{len(dataset['splits'])} split(s)."
         ),
         cards=(
-            Card("items", f"{dataset['n_items']:,}", f"{len(dataset['splits'])} split(s)"),
+            Card(
+                "items",
+                f"{dataset['n_items']:,}",
+                f"in {len(dataset['splits'])} split(s)"
+                + (
+                    ": " + ", ".join(f"{k} {v['n_items']:,}" for k, v in dataset["splits"].items())
+                    if len(dataset["splits"]) <= 6
+                    else ""
+                ),
+            ),
             Card("labeled", f"{dataset['n_labeled']:,}", f"{dataset['n_unlabeled']:,} unlabeled"),
             *health_cards(report),
         ),
