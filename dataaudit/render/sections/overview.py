@@ -242,6 +242,7 @@ def worst_slices(report: AuditReport) -> TableView | None:
             "Error rate against the given labels on the slice's labeled items; significant after "
             "multiple-testing correction. The Slices section explains each."
         ),
+        empty_message="No slice is significantly worse than the rest of the data.",
     )
 
 
