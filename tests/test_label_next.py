@@ -209,6 +209,16 @@ def audited():
 
     probs, labels, emb = _pool(n=500, n_labeled=300, seed=4)
     classes = ["cat", "dog", "fox", "owl"]
+    _plant_tie(probs, 420)  # cat/dog coin flip
+    emb[421] = emb[420]  # and its exact copy
+    _plant_tie(probs, 421)
+    emb[430] = emb[5]  # an unlabeled copy of a labeled item, just as uncertain
+    _plant_tie(probs, 430)
+    # A label error (item 10 labeled as the wrong class) and an unlabeled look-alike of it.
+    labels[10] = (probs[10].argmax() + 1) % 4
+    rng = np.random.default_rng(9)
+    emb[440] = emb[10] + rng.normal(scale=0.4, size=emb.shape[1])
+    probs[440] = probs[10]
     table = pd.DataFrame(
         {
             "id": [f"item-{i}" for i in range(len(labels))],
@@ -216,11 +226,6 @@ def audited():
             "split": np.where(labels >= 0, "train", "production"),
         }
     )
-    _plant_tie(probs, 420)  # cat/dog coin flip
-    emb[421] = emb[420]  # and its exact copy
-    _plant_tie(probs, 421)
-    emb[430] = emb[5]  # an unlabeled copy of a labeled item, just as uncertain
-    _plant_tie(probs, 430)
     report = dataaudit.audit(table, probs, emb, budget=25, classes=classes)
     return report, table
 
@@ -275,6 +280,14 @@ def test_label_next_csv_starts_with_rank_id_priority_reason(audited, tmp_path):
     ]
     auto = pd.read_csv(tmp_path / "auto_label.csv")
     assert list(auto["rank"]) == list(range(1, len(auto) + 1))
+
+
+def test_mix_queues_the_look_alike_of_a_label_error_and_names_it(audited):
+    report, _ = audited
+    queue = report.results["label_next"].tables["queue"]
+    row = queue[queue["strategy"] == "lookalike"]
+    assert list(row["id"]) == ["item-440"]
+    assert row["reason"].iloc[0].startswith("near label error #item-10 (similarity 0.9")
 
 
 def test_report_section_shows_the_budget_split_and_the_queue_items(audited):

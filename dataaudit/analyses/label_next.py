@@ -71,8 +71,8 @@ COLD_START_PER_CLASS = 3
 TYPICALITY_K = 20
 # Diversity and typicality work on a sample of the pool, so their cost does not grow with N.
 SAMPLE_ROWS = 20_000
-# Failures whose look-alikes are searched: label-error candidates first, then misclassified.
-MAX_FAILURES = 20_000
+# Known failures whose look-alikes count: label-error candidates first, then misclassified.
+MAX_FAILURES = 100_000
 # De-duplication checks picks against each other in blocks of this many.
 DEDUP_BLOCK = 1024
 
@@ -299,28 +299,32 @@ def _failures(data: AuditDataset, label_errors) -> tuple[NDArray[np.int64] | Non
 
 
 def _lookalike_scores(data, ctx, failure_rows, eligible):
-    """(similarity to the nearest failure per row, index into failure_rows) or (None, None)."""
+    """(similarity to the nearest failure per row, index into failure_rows) or (None, None).
+
+    Read off the run's shared kNN graph: an unlabeled item is a look-alike when a known failure
+    is among its k nearest neighbours. O(N·k), no extra search; NaN where no failure is near.
+    """
     if failure_rows is None or data.embeddings is None or not eligible.any():
         return None, None
-    from dataaudit.neighbors import knn
+    from dataaudit.neighbors import shared_graph
 
-    pool = np.flatnonzero(eligible)
-
-    def compute():
-        return knn(
-            np.asarray(data.embeddings[pool], dtype=np.float32),
-            np.asarray(data.embeddings[failure_rows], dtype=np.float32),
-            k=1,
-            exclude_self=False,
-            device=ctx.config.knn_device,
-        )
-
-    sims, idx = ctx.cached(f"label_next:lookalike:{len(failure_rows)}", compute)
+    graph = shared_graph(data, ctx)
+    # One extra slot so that a missing neighbour (index -1) reads as "not a failure".
+    failure_pos = np.full(data.n + 1, -1, dtype=np.int64)
+    failure_pos[failure_rows] = np.arange(len(failure_rows))
     score = np.full(data.n, np.nan, dtype=np.float32)
     nearest = np.full(data.n, -1, dtype=np.int64)
-    score[pool] = sims[:, 0]
-    nearest[pool] = idx[:, 0]
-    return score, nearest
+    pool = np.flatnonzero(eligible)
+    for start in range(0, len(pool), 200_000):
+        rows = pool[start : start + 200_000]
+        sims, idx = graph.similarities[rows], graph.indices[rows]
+        pos = failure_pos[idx]
+        masked = np.where(pos >= 0, sims, -np.inf)
+        best = masked.argmax(axis=1)
+        found = np.isfinite(masked[np.arange(len(rows)), best])
+        score[rows[found]] = masked[np.arange(len(rows)), best][found]
+        nearest[rows[found]] = pos[np.arange(len(rows)), best][found]
+    return (score, nearest) if np.isfinite(score).any() else (None, None)
 
 
 @dataclass
