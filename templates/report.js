@@ -6,7 +6,8 @@
 
   function cellValue(row, index) {
     var cell = row.cells[index];
-    return cell ? cell.getAttribute("data-sort") || "" : "";
+    if (!cell) return "";
+    return cell.hasAttribute("data-sort") ? cell.getAttribute("data-sort") : cell.textContent.trim();
   }
 
   function sortTable(table, index, header) {

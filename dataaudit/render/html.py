@@ -50,7 +50,7 @@ class Cell:
     sort: str
     kind: str
     snippet: str = ""  # for item cells: the item's text, truncated
-    thumbnail: str = ""  # for item cells: a data: URI
+    thumbnail: str = ""  # for item cells: the CSS class drawing its thumbnail (see thumbnail_css)
     no_image: str = ""  # for item cells with an image path but no thumbnail: why
 
 
@@ -120,6 +120,8 @@ class ItemLookup:
             from dataaudit.render.thumbnails import ThumbnailCache
 
             self.thumbnails = ThumbnailCache()
+        # Each image is embedded once, as a CSS rule, however many tables show its item.
+        self.classes: dict[str, str] = {}  # data: URI -> class name
 
     def cell(self, item_id: Any) -> Cell:
         snippet = self.text.get(item_id)
@@ -129,8 +131,10 @@ class ItemLookup:
             if path is None:
                 no_image = "no image path"
             else:
-                thumb = self.thumbnails.data_uri(path)
+                uri = self.thumbnails.data_uri(path)
                 no_image = self.thumbnails.problem(path)
+                if uri:
+                    thumb = self.classes.setdefault(uri, f"t{len(self.classes)}")
         return Cell(
             text=fmt.format_value(item_id, "id"),
             sort=fmt.sort_key(item_id, "id"),
@@ -138,6 +142,12 @@ class ItemLookup:
             snippet="" if fmt.is_missing(snippet) else fmt.truncate(snippet),
             thumbnail=thumb,
             no_image=no_image,
+        )
+
+    def thumbnail_css(self) -> str:
+        """One rule per distinct thumbnail; the URIs are base64 we made, safe in CSS url()."""
+        return "\n".join(
+            f".{name}{{background-image:url({uri})}}" for uri, name in self.classes.items()
         )
 
     def notice(self) -> str:
@@ -261,7 +271,7 @@ def prepare(report: AuditReport) -> tuple[list[Section], ItemLookup]:
 
 
 def render_html(report: AuditReport) -> str:
-    sections, _ = prepare(report)
+    sections, items = prepare(report)
     uses_plotly = any(b.kind == "chart" for s in sections for b in s.blocks)
     template = _environment().get_template("report.html.j2")
     return template.render(
@@ -270,6 +280,7 @@ def render_html(report: AuditReport) -> str:
         max_rows=report.config.html_max_rows,
         number=lambda n: f"{int(n):,}",
         css=Markup(_asset("report.css")),
+        thumbnail_css=Markup(items.thumbnail_css()),
         script=Markup(_script_asset("report.js")),
         plotly_js=Markup(_plotly_js()) if uses_plotly else "",
         # Our own JSON, already escaped for a <script> element by script_json.

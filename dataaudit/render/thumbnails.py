@@ -13,7 +13,7 @@ from pathlib import Path
 
 MAX_SIDE = 64
 MAX_BYTES = 8_000
-PAGE_BUDGET_BYTES = 3_000_000
+PAGE_BUDGET_BYTES = 2_000_000
 MAX_PIXELS = 60_000_000  # larger images are not decoded (decompression bombs, huge scans)
 
 
