@@ -17,7 +17,13 @@ def demo_inputs():
 def demo_report(demo_inputs):
     import dataaudit
 
-    return dataaudit.audit(demo_inputs.table, demo_inputs.probs, demo_inputs.embeddings)
+    # The probabilities' columns follow demo_inputs.classes, not the sorted label names.
+    return dataaudit.audit(
+        demo_inputs.table,
+        demo_inputs.probs,
+        demo_inputs.embeddings,
+        classes=demo_inputs.classes,
+    )
 
 
 @pytest.fixture(scope="session")
