@@ -1,9 +1,10 @@
 """Label next: one ranked queue of unlabeled items worth an annotator's time, within a budget.
 
-Requires: probs and unlabeled items. Uses embeddings (diversity, de-duplication, look-alikes),
-committee probabilities (committee strategies, difficulty, auto-label), and, when those analyses ran, `label_errors` (is_label_error),
-`outliers` (ood_score) and `lookalikes`. A missing input drops the quota that needs it, and the
-result's notes say so.
+Requires: probs and unlabeled items. Uses embeddings (diversity, de-duplication, look-alikes,
+all through the run's shared kNN graph), committee probabilities (committee strategies,
+difficulty, auto-label), and, when those analyses ran, `label_errors` (is_label_error) and
+`outliers` (ood_score in its "items" table). A missing input drops the quota that needs it, and
+the result's notes say so.
 
 Eligible items: every item without a label (unlabeled pool and production rows alike).
 
