@@ -259,3 +259,26 @@ def test_overview_states_what_each_number_is_computed_on(demo_report):
     splits = overview.blocks[0].frame
     assert splits["n_items"].sum() == demo_report.dataset["n_items"]
     assert isinstance(overview.blocks[0].columns[0], Column)
+
+
+def test_overview_confidence_chart_bins_every_item(demo_report):
+    from dataaudit.render.sections.overview import confidence_chart
+
+    chart = confidence_chart(demo_report)
+    counts = {t["name"].split(" (")[0]: sum(t["y"]) for t in chart.figure["data"]}
+    assert sum(counts.values()) == demo_report.dataset["n_items"]
+    assert counts["unlabeled"] == demo_report.dataset["n_unlabeled"]
+
+
+def test_groups_are_capped_below_tables_and_say_so(monkeypatch, hostile):
+    report, _ = hostile
+    report = dataclasses.replace(report, config=report.config.replace(html_max_rows=500))
+    ids = report.items["id"].tolist()
+    groups = tuple(ItemGroup(f"g{i}", (ids[i % 50], ids[i % 50 + 1])) for i in range(260))
+    section = SectionView("d", "D", blocks=(GroupsView("Groups", groups, 260, "d.csv"),))
+    monkeypatch.setattr(html_render, "SECTIONS", (lambda r: [section],))
+    text = html_render.render_html(report)
+    capped = html_render.MAX_GROUPS
+    assert capped < 260 and capped < report.config.html_max_rows
+    assert f"Showing {capped} of 260 groups (this page shows at most {capped};" in text
+    assert text.count('<div class="group neutral">') == capped

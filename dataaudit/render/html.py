@@ -174,6 +174,14 @@ class ItemLookup:
         return sentence.strip()
 
 
+# Groups cost ~8 item cards each; fewer fit the page than table rows.
+MAX_GROUPS = 200
+
+
+def _group_cap(max_rows: int) -> int:
+    return min(max_rows, MAX_GROUPS)
+
+
 def _item_ids(sections: list[SectionView], max_rows: int) -> set[Any]:
     ids: set[Any] = set()
     for section in sections:
@@ -184,7 +192,7 @@ def _item_ids(sections: list[SectionView], max_rows: int) -> set[Any]:
                     if column.kind == "item" and column.key in frame:
                         ids.update(frame[column.key].tolist())
             elif isinstance(block, GroupsView):
-                for group in block.groups[:max_rows]:
+                for group in block.groups[: _group_cap(max_rows)]:
                     ids.update(group.ids[: block.max_members])
     return ids
 
@@ -213,7 +221,7 @@ def _table_rows(table: TableView, items: ItemLookup, max_rows: int) -> tuple[tup
 
 def _group_members(view: GroupsView, items: ItemLookup, max_rows: int):
     groups = []
-    for group in view.groups[:max_rows]:
+    for group in view.groups[: _group_cap(max_rows)]:
         shown = group.ids[: view.max_members]
         captions = tuple(group.captions) + ("",) * len(shown)
         members = tuple(Member(items.cell(i), captions[n]) for n, i in enumerate(shown))
@@ -278,6 +286,7 @@ def render_html(report: AuditReport) -> str:
         report=report,
         sections=sections,
         max_rows=report.config.html_max_rows,
+        max_groups=_group_cap(report.config.html_max_rows),
         number=lambda n: f"{int(n):,}",
         css=Markup(_asset("report.css")),
         thumbnail_css=Markup(items.thumbnail_css()),

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dataaudit.render.charts import score_histogram
 from dataaudit.render.format import format_rate_ci, format_value, is_missing
-from dataaudit.render.view import Card, Column, SectionView, TableView
+from dataaudit.render.view import Card, ChartView, Column, SectionView, TableView
 
 if TYPE_CHECKING:
     from dataaudit.report import AuditReport
@@ -246,6 +247,33 @@ def worst_slices(report: AuditReport) -> TableView | None:
     )
 
 
+def confidence_chart(report: AuditReport) -> ChartView | None:
+    """Histogram of the model's top-class probability: agreeing, disagreeing, unlabeled items."""
+    items = report.items
+    if not {"predicted_prob", "given_label", "predicted_label"} <= set(items.columns):
+        return None
+    prob = items["predicted_prob"].to_numpy(dtype="float64")
+    given = items["given_label"].astype(str).to_numpy()
+    labeled = given != ""
+    agrees = labeled & (given == items["predicted_label"].astype(str).to_numpy())
+    groups = {
+        "labeled, prediction = given label": prob[agrees],
+        "labeled, prediction ≠ given label": prob[labeled & ~agrees],
+        "unlabeled": prob[~labeled],
+    }
+    groups = {name: values for name, values in groups.items() if len(values)}
+    if not groups:
+        return None
+    return ChartView(
+        "Model confidence",
+        score_histogram(groups, bins=40, x_title="probability of the predicted class"),
+        caption=(
+            f"All {len(items):,} items, binned. Disagreements at high confidence are the likeliest "
+            "label errors; unlabeled items at low confidence are what the model knows least."
+        ),
+    )
+
+
 def build_overview(report: AuditReport) -> SectionView:
     dataset = report.dataset
     split_rows = pd.DataFrame(
@@ -260,7 +288,7 @@ def build_overview(report: AuditReport) -> SectionView:
             for name, c in dataset["splits"].items()
         ]
     )
-    blocks: list[TableView] = [
+    blocks: list[TableView | ChartView] = [
         TableView(
             "Items per split",
             split_rows,
@@ -291,6 +319,9 @@ def build_overview(report: AuditReport) -> SectionView:
                 caption="Intervals are 95% Wilson intervals.",
             )
         )
+    chart = confidence_chart(report)
+    if chart is not None:
+        blocks.append(chart)
     slices_table = worst_slices(report)
     if slices_table is not None:
         blocks.append(slices_table)
