@@ -63,6 +63,7 @@ class Task:
     n0: int  # seed-set size
     batch: int
     rounds: int
+    minority: tuple[int, ...] = ()  # classes whose recall is reported (long-tail task)
 
 
 def load_tasks(names: list[str]) -> list[Task]:
@@ -79,6 +80,16 @@ def load_tasks(names: list[str]) -> list[Task]:
         x, y = load_digits(return_X_y=True)
         f = StandardScaler().fit_transform(x)
         tasks.append(Task("digits_cold", f, x.astype(np.float32), y, n0=10, batch=10, rounds=30))
+    if "digits_longtail" in names:
+        # Classes 0, 1, 2 cut to 10% of their rows: what the rare-class quota is for.
+        x, y = load_digits(return_X_y=True)
+        rng = np.random.default_rng(0)
+        keep = (y > 2) | (rng.random(len(y)) < 0.1)
+        x, y = x[keep], y[keep]
+        f = StandardScaler().fit_transform(x)
+        tasks.append(
+            Task("digits_longtail", f, x.astype(np.float32), y, 40, 20, 16, minority=(0, 1, 2))
+        )
     if "breast_cancer" in names:
         x, y = load_breast_cancer(return_X_y=True)
         f = StandardScaler().fit_transform(x)
@@ -100,7 +111,7 @@ def load_tasks(names: list[str]) -> list[Task]:
 def simulate(
     task: Task, strategy: str, seed: int, mix: dict[str, float]
 ) -> tuple[list, list, float]:
-    """(labels used per round, test accuracy per round, seconds spent in the queue)."""
+    """(labels used per round, test accuracy per round, queue seconds, final minority recall)."""
     idx = np.arange(len(task.y))
     pool, test = train_test_split(idx, test_size=1 / 3, stratify=task.y, random_state=seed)
     rng = np.random.default_rng(seed)
@@ -110,6 +121,8 @@ def simulate(
     xp, xt, yt = task.features[pool], task.features[test], task.y[test]
     emb = task.embeddings[pool]
     name, _, variant = strategy.partition("@")
+    if name == "mix_no_quotas":  # the mix's backbone alone, to measure what the quotas add
+        name, mix = "mix", {"uncertainty": 1.0}
     k = int(task.y.max()) + 1
     used, acc, queue_s = [], [], 0.0
     for r in range(task.rounds + 1):
@@ -146,7 +159,9 @@ def simulate(
         )
         queue_s += time.perf_counter() - t
         labels[queue.rows] = task.y[pool[queue.rows]]
-    return used, acc, queue_s
+    minority = np.isin(yt, task.minority)
+    recall = float((model.predict(xt[minority]) == yt[minority]).mean()) if minority.any() else 0.0
+    return used, acc, queue_s, recall
 
 
 def labels_to_reach(used: np.ndarray, curve: np.ndarray, target: float) -> float:
@@ -204,14 +219,19 @@ def run(args) -> str:
     out: list[str] = []
     figures = []
     for task in load_tasks(args.datasets):
-        curves, times = {}, {}
-        for name in args.strategies:
-            accs, total = [], 0.0
+        curves, times, recalls = {}, {}, {}
+        strategies = list(args.strategies)
+        if task.minority and "mix_no_quotas" not in strategies:
+            strategies.append("mix_no_quotas")
+        for name in strategies:
+            accs, total, rec = [], 0.0, []
             for seed in range(args.seeds):
-                used, acc, qs = simulate(task, name, seed, mix)
+                used, acc, qs, recall = simulate(task, name, seed, mix)
                 accs.append(acc)
+                rec.append(recall)
                 total += qs
             curves[name] = np.asarray(accs)
+            recalls[name] = np.asarray(rec)
             times[name] = total / (args.seeds * task.rounds)
             print(f"  {task.name} {name}: done", file=sys.stderr, flush=True)
         used_arr = np.asarray(used)
@@ -227,18 +247,22 @@ def run(args) -> str:
             cells = [f"{c[:, r].mean():.3f} ± {c[:, r].std(ddof=1):.3f}" for c in curves.values()]
             out.append(f"| {n_used} | " + " | ".join(cells) + " |")
         out.append("")
+        extra = " minority recall (final) |" if task.minority else ""
         out.append(
             "| strategy | LMR (95% CI) | ΔAULC vs random, pp (95% CI) | rounds below random "
-            "(significantly) | final accuracy | queue time / round |"
+            "(significantly) | final accuracy | queue time / round |" + extra
         )
-        out.append("|---|---:|---:|---:|---:|---:|")
+        out.append("|---|---:|---:|---:|---:|---:|" + ("---:|" if extra else ""))
         for name, point, ci, d, half, below, sig, final, qt in summarize(
             task, used_arr, curves, times, args.seeds
         ):
+            cell = (
+                f" {recalls[name].mean():.3f} ± {recalls[name].std(ddof=1):.3f} |" if extra else ""
+            )
             out.append(
                 f"| {name} | {fmt_lmr(point)} ({fmt_lmr(ci[0])}–{fmt_lmr(ci[1])}) | "
                 f"{d:+.2f} (±{half:.2f}) | {below} ({sig}) of {len(used_arr)} | "
-                f"{final.mean():.3f} | {1000 * qt:.0f} ms |"
+                f"{final.mean():.3f} | {1000 * qt:.0f} ms |" + cell
             )
         out.append("")
         figures.append((task.name, used_arr, curves))
