@@ -324,7 +324,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument(
-        "--datasets", nargs="+", default=["digits", "digits_cold", "breast_cancer", "mnist_5k"]
+        "--datasets",
+        nargs="+",
+        default=["digits", "digits_cold", "digits_longtail", "breast_cancer", "mnist_5k"],
     )
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument(
