@@ -144,7 +144,9 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         }
     )
 
-    auto_frame, auto = auto_label(data, eligible & ~np.isin(np.arange(data.n), rows), config)
+    not_queued = eligible.copy()
+    not_queued[rows] = False
+    auto_frame, auto = auto_label(data, not_queued, config)
     notes.append(auto["note"])
     allocation = pd.DataFrame(
         queue.allocation
@@ -192,8 +194,8 @@ ANALYSIS = Analysis(
     title="Label next",
     run=run,
     requires=("probs", "unlabeled"),
-    # Reads outliers / lookalikes too when they ran, but works without them, so they are not
-    # listed: a skipped `after` entry would skip this analysis.
+    # Reads `outliers` too when it ran (registered earlier), but works without it, so it is not
+    # listed: the pipeline skips an analysis whose `after` entry was skipped.
     after=("label_errors",),
 )
 
