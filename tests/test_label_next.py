@@ -314,3 +314,41 @@ def test_cli_budget_and_strategy_reach_the_config():
     assert options["label_next_mix"] == "uncertainty:1"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["demo", "--strategy", "smart"])
+
+
+def test_analysis_fills_the_ood_quota_from_the_outliers_result():
+    from dataaudit.analyses import label_next
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.result import AnalysisResult
+    from dataaudit.validate import load_dataset
+
+    probs, labels, emb = _pool(n=400, n_labeled=250, seed=6)
+    classes = ["cat", "dog", "fox", "owl"]
+    ids = [f"item-{i}" for i in range(len(labels))]
+    table = pd.DataFrame(
+        {
+            "id": ids,
+            "label": [classes[c] if c >= 0 else "" for c in labels],
+            "split": np.where(labels >= 0, "train", "production"),
+        }
+    )
+    config = AuditConfig(
+        classes=tuple(classes), budget=40, label_next_mix="uncertainty:0.9,ood:0.1"
+    )
+    data = load_dataset(table, probs, emb, config)
+    ood = np.random.default_rng(0).uniform(0, 0.2, 150)
+    ood[[7, 70]] = [0.99, 0.95]  # production rows 257 and 320
+    ctx = AuditContext(config)
+    ctx.record(
+        AnalysisResult(
+            "outliers", tables={"items": pd.DataFrame({"id": ids[250:], "ood_score": ood})}
+        )
+    )
+    result = label_next.run(data, ctx, config)
+    queue = result.tables["queue"]
+    picked = queue[queue["strategy"] == "ood"]
+    assert len(picked) == 4
+    assert {"item-257", "item-320"} <= set(picked["id"])
+    assert picked.set_index("id").loc["item-257", "reason"] == "OOD vs train (score 0.99)"
+    assert len(queue) == 40
