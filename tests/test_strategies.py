@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra.numpy import arrays
 
 from dataaudit import strategies as st
 
@@ -185,3 +188,22 @@ def test_bad_shapes_raise_clear_errors():
         st.bald(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="one value per class"):
         st.rare_prediction(np.zeros((2, 3)), [1, 2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        hs.tuples(hs.integers(1, 20), hs.integers(2, 6)),
+        elements=hs.floats(0.015625, 1.0, width=32, allow_subnormal=False),
+    ),
+    hs.randoms(use_true_random=False),
+)
+def test_uncertainty_scores_are_bounded_and_ignore_class_order(raw, rnd):
+    probs = raw / raw.sum(axis=1, keepdims=True)
+    perm = list(range(probs.shape[1]))
+    rnd.shuffle(perm)
+    for scorer in (st.least_confidence, st.margin, st.entropy):
+        s = scorer(probs)
+        assert np.all((s >= -1e-6) & (s <= 1 + 1e-6))
+        np.testing.assert_allclose(scorer(probs[:, perm]), s, atol=1e-6)
