@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dataaudit.analyses.embedding_map import normalise_rows, pca_2d, sample_rows
+from dataaudit.analyses.embedding_map import normalise_rows, pca_2d, sample_rows, tsne_2d
 
 
 def test_sample_keeps_every_flagged_item_within_half_the_budget():
@@ -49,3 +49,16 @@ def test_pca_is_deterministic_and_handles_degenerate_input():
     same = np.ones((5, 4), dtype=np.float32)
     coords, explained = pca_2d(same)
     assert np.all(coords == 0) and np.all(explained == 0)
+
+
+def test_tsne_keeps_planted_clusters_apart():
+    rng = np.random.default_rng(2)
+    centres = np.eye(12)[:3]
+    points = np.vstack([c + rng.normal(0, 0.05, size=(60, 12)) for c in centres])
+    coords = tsne_2d(normalise_rows(points.astype(np.float32)), seed=0)
+    assert coords.shape == (180, 2)
+    # Each point's nearest neighbour on the map comes from its own cluster.
+    distance = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(axis=2)
+    np.fill_diagonal(distance, np.inf)
+    cluster = np.repeat(np.arange(3), 60)
+    assert (cluster[distance.argmin(axis=1)] == cluster).mean() > 0.97

@@ -283,9 +283,10 @@ def embedding_scatter(
                 text=ids[rows].tolist(),
                 mode="markers",
                 marker={
+                    # "-open" symbols stroke with the marker colour and have no fill.
                     "size": 9 + 3 * index,
-                    "color": "rgba(0,0,0,0)",
-                    "line": {"color": STATUS_COLORS.get(name, "#D55E00"), "width": 1.6},
+                    "color": STATUS_COLORS.get(name, "#D55E00"),
+                    "line": {"width": 1.8},
                     "symbol": ("circle-open", "diamond-open", "square-open")[index % 3],
                 },
                 hovertemplate="%{text}<extra>%{fullData.name}</extra>",
