@@ -40,6 +40,13 @@ def _add_common_output(parser: argparse.ArgumentParser) -> None:
         help="rows per table in report.html (the CSVs hold every row; default 500)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--embedding-map",
+        dest="embedding_map_method",
+        choices=("pca", "tsne"),
+        help="2-D projection of the embedding map: pca (instant) or tsne (clearer clusters, "
+        "a few seconds; default pca, tsne for the demo)",
+    )
     _add_label_next(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
@@ -151,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: dataaudit-demo)",
     )
     _add_common_output(demo)
+    demo.set_defaults(embedding_map_method="tsne")  # the demo's picture shows the classes
     return parser
 
 

@@ -9,11 +9,13 @@ every flagged item in the sample (up to half of it), but works without them.
 Method: rows are L2-normalised (the similarity analyses use cosine similarity too), a sample of
 at most `config.embedding_map_points` items is drawn (flagged items first, the rest uniformly at
 random, seeded), and projected to two coordinates by `config.embedding_map_method`:
-- "tsne" (default): scikit-learn's t-SNE, PCA-initialised, seeded; ~5 s for 4k points on 2 cores,
-  whatever N is. Keeps neighbours together, so classes show as islands and a mislabeled item
-  sits inside another class's island; distances between islands mean little.
-- "pca": the first two principal axes; milliseconds, faithful distances, but on real embeddings
-  (dozens of directions carry the classes) the classes mostly overlap.
+- "pca" (default): the first two principal axes; milliseconds, deterministic, faithful large-scale
+  distances, but on real embeddings (dozens of directions carry the classes) classes overlap.
+- "tsne" (`--embedding-map tsne`, the demo's choice): scikit-learn's t-SNE, PCA-initialised,
+  seeded, 500 iterations. Classes show as islands and a mislabeled item sits inside another
+  class's island; distances between islands mean little. It costs ~4 s for 2k points on an idle
+  2-core machine (several times that under load), whatever N is, so it is not the default: every
+  audit, test and CI run would pay it.
 UMAP would look like t-SNE and be faster, but it is a heavy dependency (numba) for one picture.
 
 Output table "items": id, split, x, y, sampled ("flagged" | "random").
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from dataaudit.context import AuditContext
     from dataaudit.dataset import AuditDataset
 
-DEFAULT_POINTS = 4000
+DEFAULT_POINTS = 5000
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
