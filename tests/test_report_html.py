@@ -282,3 +282,17 @@ def test_groups_are_capped_below_tables_and_say_so(monkeypatch, hostile):
     assert capped < 260 and capped < report.config.html_max_rows
     assert f"Showing {capped} of 260 groups (this page shows at most {capped};" in text
     assert text.count('<div class="group neutral">') == capped
+
+
+def test_skipped_analyses_are_listed_with_their_reason(demo_inputs):
+    import dataaudit
+
+    report = dataaudit.audit(demo_inputs.table, demo_inputs.probs, classes=demo_inputs.classes)
+    assert "embedding_map" in report.skipped
+    text = html_render.render_html(report)
+    assert 'id="embedding-map"' not in text
+    assert "Skipped or failed analyses" in text
+    assert (
+        'Embedding map</td><td class="text">skipped</td><td class="text">needs embeddings' in text
+    )
+    assert "No embeddings were given" in text
