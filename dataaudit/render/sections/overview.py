@@ -221,8 +221,7 @@ def worst_slices(report: AuditReport) -> TableView | None:
             d if isinstance(d, str) and d else s for s, d in zip(top["slice"], top["description"])
         ]
     top["error_rate_ci"] = [
-        format_rate_ci(r, lo, hi)
-        for r, lo, hi in zip(top["error_rate"], top["error_rate_low"], top["error_rate_high"])
+        f"{_pct(lo)}–{_pct(hi)}" for lo, hi in zip(top["error_rate_low"], top["error_rate_high"])
     ]
     columns = [
         Column("slice", "slice"),
