@@ -71,18 +71,6 @@ def planted_dataset(planted: Planted, n_unlabeled: int = 50, member_probs=None):
 
 
 @functools.cache
-def demo_audit():
-    """The planted digits demo, audited once per test session (inputs, report)."""
-    import dataaudit
-    from dataaudit.demo import make_demo_inputs
-
-    inputs = make_demo_inputs(seed=0)
-    # The probabilities' columns follow inputs.classes, not the sorted label names.
-    report = dataaudit.audit(inputs.table, inputs.probs, inputs.embeddings, classes=inputs.classes)
-    return inputs, report
-
-
-@functools.cache
 def planted_audit():
     """The planted gaussian data audited end to end (no embeddings, no metadata): cheap."""
     import pandas as pd

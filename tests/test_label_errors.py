@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _planted_labels import CLASSES, demo_audit, planted_data, planted_dataset
+from _planted_labels import CLASSES, planted_data, planted_dataset
 from cleanlab.count import get_confident_thresholds
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
@@ -140,8 +140,7 @@ def test_relabel_candidates_are_the_flagged_items_ranked_top_down(planted):
     )
 
 
-def test_planted_demo_flips_rank_at_the_top_of_the_audit():
-    demo_inputs, demo_report = demo_audit()
+def test_planted_demo_flips_rank_at_the_top_of_the_audit(demo_inputs, demo_report):
     items = demo_report["label_errors"].table("items")
     planted = set(demo_inputs.truth.flipped)
     ranked = items.sort_values("error_score", ascending=False)["id"]
@@ -149,8 +148,7 @@ def test_planted_demo_flips_rank_at_the_top_of_the_audit():
     assert any("3 models were averaged" in note for note in demo_report["label_errors"].notes)
 
 
-def test_section_table_and_relabel_export_list_the_same_ranked_items(tmp_path):
-    _, demo_report = demo_audit()
+def test_section_table_and_relabel_export_list_the_same_ranked_items(demo_report, tmp_path):
     import pandas as pd
 
     from dataaudit.render.csv import write_exports
