@@ -1,4 +1,4 @@
-"""Command line: `dataaudit run`, `dataaudit demo`.
+"""Command line: `dataaudit run`, `dataaudit demo`, `dataaudit compare`.
 
 Exit codes: 0 success; 1 a --fail-on condition is met (or an analysis failed);
 2 bad input or usage.
@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ignore-cols", default="", metavar="A,B", help="columns that are not slice metadata"
     )
     run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    run.add_argument(
+        "--baseline",
+        metavar="OLD_DIR",
+        help="output folder of an earlier run: the report shows what changed since, "
+        "comparison.json is written, and --fail-on can use its keys (e.g. 'regression>0')",
+    )
     _add_common_output(run)
 
     demo = commands.add_parser(
@@ -159,6 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common_output(demo)
     demo.set_defaults(embedding_map_method="tsne")  # the demo's picture shows the classes
+
+    compare = commands.add_parser(
+        "compare",
+        help="what changed between two saved runs",
+        description="Compare two earlier runs (their --out folders), matching items by id: "
+        "error rates per split, class and slice with a paired test, label errors fixed / new, "
+        "duplicates and leakage, the label-next queue, items added or removed. Writes the newer "
+        "run's report with a 'what changed' section, comparison.json and comparison CSVs.",
+    )
+    compare.add_argument("old_dir", metavar="OLD_DIR", help="output folder of the baseline run")
+    compare.add_argument("new_dir", metavar="NEW_DIR", help="output folder of the newer run")
+    compare.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    compare.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty output folder, replacing dataaudit's files there",
+    )
+    compare.add_argument(
+        "--fail-on",
+        action="append",
+        default=[],
+        metavar="COND",
+        help="exit 1 when a condition holds, e.g. 'regression>0' or 'leakage_appeared>0' "
+        "(keys: the comparison's summary in comparison.json and the newer run's metrics)",
+    )
+    quiet = compare.add_mutually_exclusive_group()
+    quiet.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    quiet.add_argument("-v", "--verbose", action="store_true", help="print every step")
     return parser
 
 
@@ -195,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     verbosity = 0 if args.quiet else 2 if args.verbose else 1
     try:
+        if args.command == "compare":
+            return _compare_command(args, verbosity)
         return _run_command(args, verbosity)
     except KeyboardInterrupt:
         print(
@@ -217,8 +253,9 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
 
     try:
         conditions = parse_conditions(args.fail_on)
+        baseline = _load_report(getattr(args, "baseline", None), "--baseline")
         out = prepare_output_dir(args.out, args.force)
-    except (FailOnError, OutputExistsError) as exc:
+    except (FailOnError, OutputExistsError, UsageError) as exc:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -252,6 +289,9 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
 
+    if baseline is not None:
+        report = _with_comparison(baseline, report, args.baseline)
+        say(_describe_comparison(report.comparison))
     written = write_outputs(report, out)
     say(f"Wrote {len(written)} outputs to {out}/ in {time.perf_counter() - start:.1f} s:")
     for path in written:
@@ -260,6 +300,70 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         for name, why in report.failed.items():
             print(f"dataaudit: analysis {name!r} failed: {why.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAIL_ON
+    try:
+        met = check_conditions(conditions, report.metrics())
+    except FailOnError as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if met:
+        for sentence in met:
+            print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
+        return EXIT_FAIL_ON
+    return EXIT_OK
+
+
+def _load_report(folder: str | None, flag: str):
+    """The report saved in an earlier run's output folder (None when no folder was given)."""
+    if folder is None:
+        return None
+    from dataaudit.report import AuditReport, ReportLoadError
+
+    try:
+        return AuditReport.load(folder)
+    except ReportLoadError as exc:
+        raise UsageError(f"{flag} {folder}: {exc}") from exc
+
+
+def _with_comparison(baseline, report, baseline_path: str):
+    import dataclasses
+
+    from dataaudit.compare import compare
+
+    diff = compare(baseline, report, baseline_path=str(Path(baseline_path).resolve()))
+    return dataclasses.replace(report, comparison=diff)
+
+
+def _describe_comparison(diff) -> str:
+    s = diff.summary
+    text = (
+        f"Compared with the baseline: {s['regression']} regression(s), {s['improvement']} "
+        f"improvement(s); {s['items_only_new']:,} items added, {s['items_only_old']:,} removed"
+    )
+    if "label_errors_fixed" in s:
+        text += f"; label errors {s['label_errors_fixed']:,} fixed, {s['label_errors_new']:,} new"
+    return text + "."
+
+
+def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.fail_on import FailOnError, check_conditions, parse_conditions
+    from dataaudit.files import OutputExistsError, prepare_output_dir
+    from dataaudit.outputs import write_outputs
+
+    try:
+        conditions = parse_conditions(args.fail_on)
+        old = _load_report(args.old_dir, "OLD_DIR")
+        new = _load_report(args.new_dir, "NEW_DIR")
+        out = prepare_output_dir(args.out, args.force)
+    except (FailOnError, OutputExistsError, UsageError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = _with_comparison(old, new, args.old_dir)
+    written = write_outputs(report, out)
+    if verbosity:
+        print(_describe_comparison(report.comparison), file=sys.stderr)
+        print(f"Wrote {len(written)} outputs to {out}/:", file=sys.stderr)
+        for path in written:
+            print(f"  {path}", file=sys.stderr)
     try:
         met = check_conditions(conditions, report.metrics())
     except FailOnError as exc:

@@ -36,6 +36,10 @@ def write_outputs(report: AuditReport, out_dir: str | Path) -> list[Path]:
         staged = write_exports(report, staging)
         staged.append(write_summary(report, staging / "summary.json"))
         staged.append(write_html(report, staging / "report.html"))
+        if report.comparison is not None:
+            from dataaudit.render.comparison_json import write_comparison_json
+
+            staged.append(write_comparison_json(report, staging / "comparison.json"))
         report.save(staging)
         for path in staged:
             os.replace(path, out / path.name)

@@ -365,3 +365,99 @@ def test_unknown_old_schema_version_fails_naming_it(run1, tmp_path, version):
     (folder / "report.json").write_text(json.dumps(document))
     with pytest.raises(ReportLoadError, match=f"version {version!r}"):
         AuditReport.load(tmp_path)
+
+
+# -- report section and command line -------------------------------------------------------------
+
+
+def test_report_shows_what_changed_first_with_regressions_on_top(run2, diff):
+    from dataaudit.render.html import build_sections
+
+    sections = build_sections(dataclasses.replace(run2, comparison=diff))
+    assert [s.id for s in sections[:2]] == ["overview", "comparison"]
+    groups = sections[1].blocks[0]
+    changes = groups.frame["change"].tolist()
+    assert changes[: diff.summary["regression"]] == [REGRESSION] * diff.summary["regression"]
+    assert any("scanner = C" in note for note in sections[1].notes)
+    assert "comparison" not in [s.id for s in build_sections(run2)]
+
+
+@pytest.fixture(scope="module")
+def saved(run1, run2, tmp_path_factory):
+    folders = {}
+    for name, report in (("run1", run1), ("run2", run2)):
+        folders[name] = tmp_path_factory.mktemp(name)
+        report.save(folders[name])
+    return folders
+
+
+def test_compare_command_writes_comparison_and_fails_on_regression(saved, diff, tmp_path, capsys):
+    from dataaudit.cli import main
+
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            str(saved["run1"]),
+            str(saved["run2"]),
+            "--out",
+            str(out),
+            "--fail-on",
+            "regression>0",
+        ]
+    )
+    assert code == 1
+    assert "regression" in capsys.readouterr().err
+    document = json.loads((out / "comparison.json").read_text())
+    assert document["summary"]["regression"] == diff.summary["regression"]
+    assert {"slice", "scanner = C"} <= {
+        value for row in document["regressions"] for value in (row["scope"], row["group"])
+    }
+    items = pd.read_csv(out / "comparison_items.csv", keep_default_na=False)
+    only_new = items[(items["what"] == "membership") & (items["change"] == "only_new")]
+    assert len(only_new) == N_NEW
+    assert AuditReport.load(out).comparison == compare(
+        AuditReport.load(saved["run1"]), AuditReport.load(saved["run2"]),
+        baseline_path=document["baseline"]["path"],
+    )  # fmt: skip
+    assert 'id="comparison"' in (out / "report.html").read_text()
+
+
+def test_compare_command_passes_when_nothing_regressed(saved, tmp_path):
+    from dataaudit.cli import main
+
+    code = main(
+        ["compare", str(saved["run1"]), str(saved["run1"]), "--out", str(tmp_path / "same"),
+         "--fail-on", "regression>0", "-q"]
+    )  # fmt: skip
+    assert code == 0
+
+
+def test_compare_command_names_an_unreadable_run(saved, tmp_path, capsys):
+    from dataaudit.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["compare", str(empty), str(saved["run2"]), "--out", str(tmp_path / "o"), "-q"])
+    assert code == 2
+    assert str(empty) in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_with_baseline_embeds_the_comparison(saved, demo_files, tmp_path):
+    from dataaudit.cli import main
+
+    out = tmp_path / "run"
+    # The same inputs as run 1, read from files: nothing should have changed.
+    code = main(
+        ["run", "--table", demo_files["table"], "--probs", demo_files["probs"],
+         "--embeddings", demo_files["embeddings"], "--out", str(out),
+         "--baseline", str(saved["run1"]), "--fail-on", "regression>0,items_only_new>0", "-q"]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["regression"] == 0
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["summary"]["items_common"] == comparison["current"]["n_items"]
+    assert comparison["summary"]["label_errors_new"] == 0
+    assert AuditReport.load(out).comparison is not None

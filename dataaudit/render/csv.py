@@ -41,12 +41,26 @@ def _slices(report: AuditReport) -> pd.DataFrame | None:
     return None if result is None else export_table(result)
 
 
+def _comparison_items(report: AuditReport) -> pd.DataFrame | None:
+    from dataaudit.render.comparison_json import comparison_items_export
+
+    return comparison_items_export(report)
+
+
+def _comparison_groups(report: AuditReport) -> pd.DataFrame | None:
+    from dataaudit.render.comparison_json import comparison_groups_export
+
+    return comparison_groups_export(report)
+
+
 # filename -> builder; a builder returns None when its analysis did not run.
 EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
     "relabel.csv": _relabel,
     "label_next.csv": _label_next,
     "auto_label.csv": _auto_label,
     "slices.csv": _slices,
+    "comparison_items.csv": _comparison_items,
+    "comparison_groups.csv": _comparison_groups,
 }
 
 

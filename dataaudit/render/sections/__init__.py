@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dataaudit.render.sections import (
+    comparison,
     embedding_map,
     label_errors,
     label_next,
@@ -18,6 +19,7 @@ from dataaudit.render.sections import (
 from dataaudit.render.view import SectionView
 
 SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
+    comparison.build,  # first: what changed since the baseline run, when there is one
     label_errors.build,
     swapped_pairs.build,
     per_class.build,
