@@ -8,7 +8,7 @@ An error is a labeled item whose predicted class differs from its given label. T
 - Given slices: every metadata value (categoricals: top values, "(other)", "(missing)"; numerics:
   quantile bins) and every pair of such slices from two columns, over all splits (split "all")
   and within each split that has labels. Each with support, error rate and label-error rate with
-  Wilson intervals, and a one-sided exact (Fisher) test against the rest of its split, with
+  Wilson intervals, and a one-sided exact binomial test against its split's rate, with
   Benjamini-Hochberg q-values over every given slice tested. Slices with fewer labeled items than
   the minimum support are not tested; their count is reported.
 - Discovered rules: every 1- and 2-predicate conjunction of metadata values, `x < t` / `x >= t`
@@ -176,7 +176,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         f"A slice needs at least {min_support:,} labeled items to be tested ({skipped_small})."
     )
     notes.append(
-        f"p-values are one-sided exact (Fisher) tests that a slice errs more than the rest of its split, corrected by Benjamini-Hochberg: given slices at q = {config.slice_fdr:g}; discovered rules and clusters share q = {config.slice_fdr:g} (half each when both are searched)."
+        f"p-values are one-sided exact binomial tests that a slice errs more than its split overall, corrected by Benjamini-Hochberg: given slices at q = {config.slice_fdr:g}; discovered rules and clusters share q = {config.slice_fdr:g} (half each when both are searched)."
     )
     notes.append(
         f"Discovered slices must also err at least {config.slice_min_lift:g}x the overall rate or {config.slice_min_gap:.0%} above it."
