@@ -30,7 +30,7 @@ LABEL_ERROR = Column(
 )
 TESTS = (
     Column("lift", "lift", "number", help="error rate / overall error rate"),
-    Column("q_value", "q", "score", help="Benjamini-Hochberg corrected one-sided p-value"),
+    Column("q_value", "q", "number", help="Benjamini-Hochberg corrected one-sided p-value"),
 )
 
 DISCOVERED_COLUMNS = (
