@@ -1,0 +1,548 @@
+"""Similarity search over embeddings: exact and approximate k nearest neighbours, and exact hashes.
+
+Every search is cosine similarity on L2-normalised float32 vectors, computed tile by tile
+(a block of query rows times a block of index rows), so memory is bounded by the tile size and
+never grows as N x N. The exact path is a torch matmul per tile followed by an exact top-k that
+first narrows each row to a few column groups (see `_tile_topk`). The approximate path is an
+inverted-file index (spherical k-means coarse quantizer, probing the lists nearest to each
+cluster) built on the same tiles; its recall is measured on a sample against exact search.
+
+The shared graph of a run is built once by `shared_graph` and cached in the AuditContext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from dataaudit.context import AuditContext, Progress
+    from dataaudit.dataset import AuditDataset
+
+# Similarity written where a neighbour must never be chosen (an item and itself).
+_EXCLUDED = float("-inf")
+# Elements per similarity tile: 8M float32 = 32 MiB, large enough that the matmul runs at full
+# speed and small enough to stay far from any memory limit.
+_TILE_ELEMENTS = 1 << 23
+# Columns of a tile are split into this many strided groups for the exact top-k shortcut.
+_GROUPS = 16
+
+
+# -- normalisation ------------------------------------------------------------------------------
+def normalize(x: NDArray, chunk_rows: int | None = None) -> NDArray[np.float32]:
+    """Return a float32 copy of `x` with every row scaled to unit L2 norm.
+
+    Rows are converted chunk by chunk, so a float16 memmap is never copied whole at a wider
+    dtype. All-zero rows stay zero (their cosine similarity to everything is 0).
+
+    Parameters
+    ----------
+    x : array of shape (n, d)
+        Embeddings, any float dtype; may be a numpy memmap.
+    chunk_rows : int, optional
+        Rows converted at a time; default keeps each chunk near 64 MiB.
+
+    Returns
+    -------
+    ndarray of shape (n, d), float32
+
+    Examples
+    --------
+    >>> normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    """
+    x = np.asarray(x) if not isinstance(x, np.memmap) else x
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-d array (n, d); got shape {x.shape}")
+    n, d = x.shape
+    out = np.empty((n, d), dtype=np.float32)
+    step = chunk_rows or max(1, (1 << 24) // max(d, 1))
+    for start in range(0, n, step):
+        block = out[start : start + step]
+        block[...] = x[start : start + step]
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        block /= np.where(norms > 0, norms, 1.0)[:, None]
+    return out
+
+
+# -- exact search -------------------------------------------------------------------------------
+def knn(
+    queries: NDArray,
+    index: NDArray | None = None,
+    k: int = 10,
+    *,
+    exclude_self: bool = True,
+    device: str = "cpu",
+    chunk_rows: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Exact k nearest neighbours by cosine similarity.
+
+    Parameters
+    ----------
+    queries : array of shape (n_q, d)
+        Vectors to find neighbours for (any float dtype, memmaps fine).
+    index : array of shape (n, d), optional
+        Vectors to search. None means a self-join: `queries` searched against themselves.
+    k : int
+        Neighbours per query; capped at the number of candidates available.
+    exclude_self : bool
+        In a self-join, never return a row as its own neighbour (duplicates of it still count).
+    device : {"cpu", "cuda", "auto"}
+    chunk_rows : int, optional
+        Query rows per tile; default chosen from N and d to bound tile memory to ~32 MiB.
+    progress : dataaudit.context.Progress, optional
+        Shows a progress bar over query chunks.
+
+    Returns
+    -------
+    similarities : float32 array (n_q, k), each row sorted descending
+    indices : int64 array (n_q, k), row positions in `index` (or `queries` in a self-join)
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> sims, idx = knn(x, k=1)
+    >>> idx.ravel().tolist()
+    [1, 0, 1]
+    """
+    q = normalize(queries)
+    self_join = index is None
+    x = q if self_join else normalize(index)
+    if q.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"queries have {q.shape[1]} dimensions but the index has {x.shape[1]}; "
+            "embed both with the same model"
+        )
+    self_ids = np.arange(len(q)) if (self_join and exclude_self) else None
+    return _exact(
+        q, x, k, self_ids=self_ids, device=device, chunk_rows=chunk_rows, progress=progress
+    )
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("knn device 'cuda' was asked for but torch sees no CUDA device; use 'cpu'")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"knn device must be cpu, cuda or auto; got {device!r}")
+    return torch.device(device)
+
+
+def _tile_shape(n_q: int, n_x: int, d: int, chunk_rows: int | None) -> tuple[int, int]:
+    """Query rows and index columns of one similarity tile."""
+    cols = min(-(-n_x // _GROUPS) * _GROUPS, 16384)
+    rows = chunk_rows or max(64, _TILE_ELEMENTS // cols)
+    return min(rows, max(n_q, 1)), max(cols, 1)
+
+
+def _exact(
+    q: NDArray[np.float32],
+    x: NDArray[np.float32],
+    k: int,
+    *,
+    self_ids: NDArray[np.int64] | None,
+    device: str = "cpu",
+    chunk_rows: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Exact top-k of normalised q against normalised x; self_ids[i] is a column row i must skip."""
+    n_q, n_x, d = len(q), len(x), q.shape[1]
+    k = max(0, min(int(k), n_x - (1 if self_ids is not None else 0)))
+    sims = np.empty((n_q, k), dtype=np.float32)
+    idx = np.empty((n_q, k), dtype=np.int64)
+    if k == 0 or n_q == 0:
+        return sims, idx
+    dev = _resolve_device(device)
+    xt = torch.from_numpy(x).to(dev)
+    rows, cols = _tile_shape(n_q, n_x, d, chunk_rows)
+    buf = torch.empty((rows, cols), dtype=torch.float32, device=dev)
+    starts = range(0, n_q, rows)
+    if progress is not None:
+        starts = progress.bar(starts, total=len(starts), desc="exact kNN")
+    for qs in starts:
+        qe = min(qs + rows, n_q)
+        qt = torch.from_numpy(q[qs:qe]).to(dev)
+        own = None if self_ids is None else torch.from_numpy(self_ids[qs:qe]).to(dev)
+        found_v, found_i = [], []
+        for xs in range(0, n_x, cols):
+            xe = min(xs + cols, n_x)
+            if xe - xs == cols:
+                tile = torch.mm(qt, xt[xs:xe].T, out=buf[: qe - qs])
+            else:  # ragged last block: pad to a multiple of _GROUPS with never-chosen columns
+                pad = -(xe - xs) % _GROUPS
+                block = (
+                    torch.cat([xt[xs:xe], xt[xs : xs + 1].expand(pad, -1)]) if pad else xt[xs:xe]
+                )
+                tile = torch.mm(qt, block.T)
+                tile[:, xe - xs :] = _EXCLUDED
+            if own is not None:
+                _exclude(tile, own - xs)
+            v, i = _tile_topk(tile, k)
+            found_v.append(v)
+            found_i.append(i + xs)
+        v, i = _merge(found_v, found_i, k)
+        sims[qs:qe] = v.cpu().numpy()
+        idx[qs:qe] = i.cpu().numpy()
+    return sims, idx
+
+
+def _exclude(tile: torch.Tensor, columns: torch.Tensor) -> None:
+    """Write -inf at (row r, columns[r]) where that column lies inside the tile."""
+    inside = (columns >= 0) & (columns < tile.shape[1])
+    if bool(inside.any()):
+        rows = torch.nonzero(inside).squeeze(1)
+        tile[rows, columns[rows]] = _EXCLUDED
+
+
+def _tile_topk(tile: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact (unsorted) top-k of each row of a similarity tile, cheaper than torch.topk.
+
+    Columns are split into `_GROUPS` strided groups of width w (column c belongs to slot c % w).
+    The k slots with the largest maxima contain every top-k element: an element outside them is
+    beaten by k slot maxima, each a distinct larger element. So a fast vectorised max over the
+    groups, a top-k over w slot maxima and a top-k over k * _GROUPS gathered candidates replace
+    a top-k over the whole row, which torch does slowly. Needs a contiguous tile whose width is
+    a multiple of _GROUPS (callers pad); otherwise falls back to torch.topk.
+    """
+    n_rows, width = tile.shape
+    k = min(k, width)
+    slots = width // _GROUPS
+    if slots < 4 * k or width % _GROUPS or not tile.is_contiguous():
+        return torch.topk(tile, k, dim=1, sorted=False)
+    slot_max = tile.view(n_rows, _GROUPS, slots).amax(dim=1)
+    _, best_slots = torch.topk(slot_max, k, dim=1, sorted=False)
+    offsets = torch.arange(0, width, slots, device=tile.device)
+    cols = (best_slots.unsqueeze(2) + offsets).reshape(n_rows, k * _GROUPS)
+    values = torch.gather(tile, 1, cols)
+    v, j = torch.topk(values, k, dim=1, sorted=False)
+    return v, torch.gather(cols, 1, j)
+
+
+def _merge(
+    values: list[torch.Tensor], indices: list[torch.Tensor], k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted top-k over the candidates of several tiles."""
+    v = torch.cat(values, dim=1)
+    i = torch.cat(indices, dim=1)
+    k = min(k, v.shape[1])
+    best, j = torch.topk(v, k, dim=1, sorted=True)
+    return best, torch.gather(i, 1, j)
+
+
+# -- approximate search -------------------------------------------------------------------------
+def approx_knn(
+    queries: NDArray,
+    index: NDArray | None = None,
+    k: int = 10,
+    *,
+    exclude_self: bool = True,
+    n_lists: int | None = None,
+    n_probe: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    chunk_rows: int = 1 << 16,
+    progress: Progress | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Approximate k nearest neighbours with an inverted-file (IVF) index, in torch.
+
+    A spherical k-means over a sample of the index gives `n_lists` centroids; every index row
+    is filed under its nearest centroid, and every query probes the `n_probe` lists whose
+    centroids are nearest to it (as faiss IndexIVFFlat does). The search is turned around to
+    keep BLAS busy: for each list, all queries probing it form one dense matmul tile against
+    the list's rows; each (query, list) pair keeps its top-k and the pairs of a query are
+    merged. Same signature and output as `knn`; measure the recall with `recall_at_k`.
+
+    Parameters
+    ----------
+    n_lists : int, optional
+        Number of centroids; default about sqrt(N), which balances quantizer and list costs.
+    n_probe : int, optional
+        Lists probed per query; default 20.
+    seed : int
+        Seeds the k-means sample and initialisation, so runs are reproducible.
+    chunk_rows : int
+        Queries handled at a time; bounds the (query, list) candidate buffer.
+    """
+    q = normalize(queries)
+    self_join = index is None
+    x = q if self_join else normalize(index)
+    n_q, n_x = len(q), len(x)
+    drop_self = self_join and exclude_self
+    k = max(0, min(int(k), n_x - (1 if drop_self else 0)))
+    n_lists = n_lists or max(1, min(n_x // 64, round(math.sqrt(n_x))))
+    n_probe = min(n_probe or 20, n_lists)
+    if n_lists * 4 >= n_x or n_probe >= n_lists or k == 0:  # lists would not save work
+        self_ids = np.arange(n_q) if drop_self else None
+        return _exact(q, x, k, self_ids=self_ids, device=device, progress=progress)
+    dev = _resolve_device(device)
+    centroids = _spherical_kmeans(x, n_lists, rng=np.random.default_rng(seed), device=device)
+    x_list = _exact(x, centroids, 1, self_ids=None, device=device)[1][:, 0]
+    probes = _exact(q, centroids, n_probe, self_ids=None, device=device)[1]
+    x_order = np.argsort(x_list, kind="stable")  # rows of a list stay ascending
+    x_bounds = np.searchsorted(x_list[x_order], np.arange(n_lists + 1))
+    lists = []
+    for c in range(n_lists):  # pad each list to a multiple of _GROUPS for _tile_topk
+        members = x_order[x_bounds[c] : x_bounds[c + 1]]
+        pad = -len(members) % _GROUPS
+        padded = np.concatenate([members, np.repeat(members[:1], pad)]) if pad else members
+        lists.append((members, torch.from_numpy(padded).to(dev)))
+
+    xt = torch.from_numpy(x).to(dev)
+    qt = xt if self_join else torch.from_numpy(q).to(dev)
+    sims = np.empty((n_q, k), dtype=np.float32)
+    idx = np.empty((n_q, k), dtype=np.int64)
+    starts = range(0, n_q, chunk_rows)
+    if progress is not None:
+        starts = progress.bar(starts, total=len(starts), desc="approximate kNN")
+    for qs in starts:
+        qe = min(qs + chunk_rows, n_q)
+        flat = probes[qs:qe].ravel()
+        pair_order = np.argsort(flat, kind="stable")
+        pair_bounds = np.searchsorted(flat[pair_order], np.arange(n_lists + 1))
+        found_v = torch.full((len(flat), k), _EXCLUDED, device=dev)
+        found_i = torch.full((len(flat), k), -1, dtype=torch.int64, device=dev)
+        for c in range(n_lists):
+            pairs = pair_order[pair_bounds[c] : pair_bounds[c + 1]]
+            members, padded = lists[c]
+            if len(pairs) == 0 or len(members) == 0:
+                continue
+            rows = qs + pairs // n_probe
+            tile = torch.mm(qt[torch.from_numpy(rows).to(dev)], xt[padded].T)
+            tile[:, len(members) :] = _EXCLUDED
+            if drop_self:
+                pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
+                pos = np.where(members[pos] == rows, pos, -1)
+                _exclude(tile, torch.from_numpy(pos).to(dev))
+            kk = min(k, tile.shape[1])
+            v, j = _tile_topk(tile, kk)
+            pairs_t = torch.from_numpy(pairs).to(dev)
+            found_v[pairs_t, :kk] = v
+            found_i[pairs_t, :kk] = padded[j]
+        v, i = _merge([found_v.view(qe - qs, n_probe * k)], [found_i.view(qe - qs, n_probe * k)], k)
+        sims[qs:qe] = v.cpu().numpy()
+        idx[qs:qe] = i.cpu().numpy()
+    # Fewer than k rows in all probed lists leaves empty slots: mark them -1.
+    idx[~np.isfinite(sims)] = -1
+    return sims, idx
+
+
+def _spherical_kmeans(
+    x: NDArray[np.float32],
+    n_clusters: int,
+    *,
+    rng: np.random.Generator,
+    device: str = "cpu",
+    iterations: int = 8,
+    sample_per_cluster: int = 48,
+) -> NDArray[np.float32]:
+    """Unit-norm centroids of k-means on cosine similarity, trained on a sample of rows."""
+    n = len(x)
+    sample = x[np.sort(rng.choice(n, size=min(n, n_clusters * sample_per_cluster), replace=False))]
+    centroids = sample[rng.choice(len(sample), size=n_clusters, replace=False)].copy()
+    for _ in range(iterations):
+        _, nearest = _exact(sample, centroids, 1, self_ids=None, device=device)
+        nearest = nearest[:, 0]
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, nearest, sample)
+        empty = np.bincount(nearest, minlength=n_clusters) == 0
+        # An empty cluster restarts at a random sample row rather than dying.
+        sums[empty] = sample[rng.choice(len(sample), size=int(empty.sum()), replace=False)]
+        centroids = normalize(sums)
+    return centroids
+
+
+def recall_at_k(
+    queries: NDArray,
+    index: NDArray | None,
+    found_sims: NDArray[np.float32],
+    *,
+    sample: int = 1000,
+    exclude_self: bool = True,
+    device: str = "cpu",
+    seed: int = 0,
+) -> float:
+    """Share of true top-k neighbours an approximate search found, on a random sample of queries.
+
+    A found neighbour counts when its similarity reaches the true k-th similarity (so ties between
+    exact duplicates are not counted as misses). Exact search on the sample costs sample x N x d.
+    """
+    n_q, k = found_sims.shape
+    if k == 0 or n_q == 0:
+        return 1.0
+    rows = np.sort(np.random.default_rng(seed).choice(n_q, size=min(sample, n_q), replace=False))
+    q = normalize(np.asarray(queries[rows]))
+    x = normalize(queries if index is None else index)
+    self_ids = rows if (index is None and exclude_self) else None
+    true_sims, _ = _exact(q, x, k, self_ids=self_ids, device=device)
+    kth = true_sims[:, -1:]
+    hits = (found_sims[rows] >= kth - 1e-6).sum(axis=1)
+    return float(np.minimum(hits, k).sum() / (len(rows) * k))
+
+
+# -- the run's shared graph ---------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class KnnGraph:
+    """The k nearest neighbours of every item among all items (self excluded).
+
+    similarities : float32 (N, k), cosine, each row descending
+    indices      : int64 (N, k), row positions of the neighbours; -1 where none was found
+    method       : "exact" or "approx-ivf"
+    recall_at_k  : measured on a sample against exact search (None for exact search)
+    """
+
+    similarities: NDArray[np.float32]
+    indices: NDArray[np.int64]
+    k: int
+    method: str
+    recall_at_k: float | None = None
+
+
+def choose_method(n: int, mode: str, threshold: int) -> str:
+    """exact | approx from config.knn_mode; auto switches to approx above `threshold` rows."""
+    if mode not in ("exact", "approx", "auto"):
+        raise ValueError(f"knn mode must be exact, approx or auto; got {mode!r}")
+    if mode == "auto":
+        return "approx" if n > threshold else "exact"
+    return mode
+
+
+def build_graph(
+    embeddings: NDArray,
+    k: int,
+    *,
+    mode: str = "auto",
+    threshold: int = 200_000,
+    device: str = "cpu",
+    recall_sample: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> KnnGraph:
+    """Self-join kNN graph of `embeddings` by the method `mode` selects."""
+    method = choose_method(len(embeddings), mode, threshold)
+    if method == "exact":
+        sims, idx = knn(embeddings, k=k, device=device, progress=progress)
+        return KnnGraph(sims, idx, sims.shape[1], "exact", None)
+    x = normalize(embeddings)
+    sims, idx = approx_knn(x, k=k, device=device, seed=seed, progress=progress)
+    recall = recall_at_k(x, None, sims, sample=recall_sample, device=device, seed=seed)
+    return KnnGraph(sims, idx, sims.shape[1], "approx-ivf", recall)
+
+
+def shared_graph(data: AuditDataset, ctx: AuditContext) -> KnnGraph:
+    """The run's kNN graph over all items, computed once and cached in the context."""
+    config = ctx.config
+    if data.embeddings is None:
+        raise ValueError("the kNN graph needs embeddings; pass --embeddings")
+
+    def compute() -> KnnGraph:
+        with ctx.progress.step("kNN graph"):
+            return build_graph(
+                data.embeddings,
+                config.knn_k,
+                mode=config.knn_mode,
+                threshold=getattr(config, "knn_approx_threshold", 200_000),
+                device=config.knn_device,
+                recall_sample=getattr(config, "knn_recall_sample", 1000),
+                seed=config.seed,
+                progress=ctx.progress,
+            )
+
+    return ctx.cached("knn_graph", compute)
+
+
+# -- exact duplicates by hashing ----------------------------------------------------------------
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def hash_rows(x: NDArray, chunk_rows: int | None = None) -> NDArray[np.uint64]:
+    """A 64-bit hash of each row's bytes (as stored, any dtype), computed chunk by chunk.
+
+    Equal rows get equal hashes; different rows collide with probability ~2**-64 per pair.
+    """
+    n = len(x)
+    out = np.empty(n, dtype=np.uint64)
+    row_bytes = x.shape[1] * x.dtype.itemsize if x.ndim == 2 else x.dtype.itemsize
+    step = chunk_rows or max(1, (1 << 24) // max(row_bytes, 1))
+    words = -(-row_bytes // 8)
+    for start in range(0, n, step):
+        block = np.ascontiguousarray(x[start : start + step]).view(np.uint8).reshape(-1, row_bytes)
+        if row_bytes % 8:
+            block = np.pad(block, ((0, 0), (0, words * 8 - row_bytes)))
+        w = block.view(np.uint64)
+        h = np.full(len(w), np.uint64(row_bytes), dtype=np.uint64)
+        for j in range(words):  # a loop over columns (<= d/2), vectorised over rows
+            h ^= w[:, j]
+            h *= _MIX
+            h ^= h >> np.uint64(31)
+        out[start : start + len(w)] = h
+    return out
+
+
+def hash_strings(values: NDArray) -> NDArray[np.uint64]:
+    """A 64-bit hash of each string (pandas' vectorised hash); missing values hash to 0."""
+    import pandas as pd
+
+    values = np.asarray(values, dtype=object)
+    missing = pd.isna(values)
+    out = pd.util.hash_array(np.where(missing, "", values).astype(object), categorize=False)
+    out = out.astype(np.uint64)
+    out[missing] = 0
+    return out
+
+
+def hash_files(paths: NDArray, progress: Progress | None = None) -> NDArray[np.uint64]:
+    """A 64-bit hash of each file's content; 0 where the path is missing or unreadable.
+
+    One Python step per file: reading the files dominates, so vectorising would gain nothing.
+    """
+    out = np.zeros(len(paths), dtype=np.uint64)
+    items = enumerate(paths)
+    if progress is not None:
+        items = progress.bar(items, total=len(paths), desc="hashing files")
+    for i, path in items:
+        if not isinstance(path, str) or not path:
+            continue
+        digest = hashlib.blake2b(digest_size=8)
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        except OSError:
+            continue
+        out[i] = np.frombuffer(digest.digest(), dtype=np.uint64)[0]
+    return out
+
+
+def exact_groups(
+    hashes: NDArray[np.uint64], valid: NDArray[np.bool_] | None = None
+) -> NDArray[np.int64]:
+    """Group number per row for rows sharing a hash with another row; -1 for unique rows.
+
+    Groups are numbered 0.. in order of their first row. `valid` marks rows that may group
+    (e.g. rows with text); the others get -1.
+    """
+    n = len(hashes)
+    valid = np.ones(n, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+    groups = np.full(n, -1, dtype=np.int64)
+    rows = np.flatnonzero(valid)
+    if len(rows) == 0:
+        return groups
+    _, first, inverse, counts = np.unique(
+        hashes[rows], return_index=True, return_inverse=True, return_counts=True
+    )
+    shared = counts[inverse] > 1
+    # Renumber groups by their first row, so numbering follows the table order.
+    order = np.argsort(first[counts > 1], kind="stable")
+    number = np.full(len(counts), -1, dtype=np.int64)
+    number[np.flatnonzero(counts > 1)[order]] = np.arange(len(order))
+    groups[rows[shared]] = number[inverse[shared]]
+    return groups

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dataaudit.neighbors import (
+    approx_knn,
+    build_graph,
+    choose_method,
+    exact_groups,
+    hash_files,
+    hash_rows,
+    hash_strings,
+    knn,
+    normalize,
+    recall_at_k,
+)
+
+
+def brute_force(q, x, k, self_join):
+    s = normalize(q) @ normalize(x).T
+    if self_join:
+        np.fill_diagonal(s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), order
+
+
+def clustered(n, d, seed=0, n_clusters=50):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_clusters, d)).astype(np.float32)
+    return centers[rng.integers(0, n_clusters, n)] + 0.3 * rng.standard_normal((n, d)).astype(
+        np.float32
+    )
+
+
+@pytest.mark.parametrize("n,d,k", [(300, 8, 5), (2100, 24, 10), (40, 3, 39)])
+def test_exact_self_join_equals_brute_force(n, d, k):
+    x = np.random.default_rng(n).standard_normal((n, d)).astype(np.float32)
+    sims, idx = knn(x, k=k, chunk_rows=64)
+    ref_s, ref_i = brute_force(x, x, k, self_join=True)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+    assert (idx != np.arange(n)[:, None]).all()
+
+
+def test_exact_search_against_a_different_index_equals_brute_force():
+    rng = np.random.default_rng(1)
+    q, x = rng.standard_normal((123, 16)), rng.standard_normal((20_000, 16)).astype(np.float16)
+    sims, idx = knn(q, x, k=7)
+    ref_s, ref_i = brute_force(q, x.astype(np.float32), 7, self_join=False)
+    np.testing.assert_array_equal(idx, ref_i)
+    assert sims.dtype == np.float32 and idx.dtype == np.int64
+    assert np.all(np.diff(sims, axis=1) <= 0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 60),
+    d=st.integers(1, 6),
+    k=st.integers(1, 70),
+    seed=st.integers(0, 10_000),
+)
+def test_exact_knn_similarities_match_brute_force_for_any_shape(n, d, k, seed):
+    x = np.random.default_rng(seed).integers(-3, 4, size=(n, d)).astype(np.float32)
+    sims, idx = knn(x, k=k)
+    ref_s, _ = brute_force(x, x, min(k, n - 1), self_join=True)
+    assert sims.shape == (n, min(k, n - 1))
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)  # ties: compare values, not ids
+    assert (idx != np.arange(n)[:, None]).all()
+    assert np.all((sims <= 1 + 1e-5) & (sims >= -1 - 1e-5))
+
+
+def test_normalize_keeps_zero_rows_zero_and_scales_others_to_unit_norm():
+    x = np.array([[0, 0, 0], [1, 2, 2], [-3, 0, 4]], dtype=np.float16)
+    out = normalize(x, chunk_rows=2)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), [0, 1, 1], atol=1e-6)
+
+
+def test_approximate_search_recall_is_high_on_clustered_data():
+    x = clustered(20_000, 32)
+    sims, idx = approx_knn(x, k=10, n_lists=100, n_probe=12)
+    assert (idx != np.arange(len(x))[:, None]).all()
+    recall = recall_at_k(x, None, sims, sample=300)
+    assert recall >= 0.9
+    exact_s, _ = knn(x[:300], x, k=11)
+    # Approximate similarities are real similarities: never above the exact ones.
+    assert np.all(sims[:300, 0] <= exact_s[:, 1] + 1e-5)
+
+
+def test_approximate_search_against_another_index_finds_planted_copies():
+    x = clustered(8000, 16, seed=3)
+    q = x[:200] + 1e-4
+    sims, idx = approx_knn(q, x, k=3, n_lists=40, n_probe=4)
+    assert (idx[:, 0] == np.arange(200)).mean() >= 0.99
+
+
+def test_recall_at_k_detects_a_bad_search():
+    x = clustered(3000, 8)
+    sims, _ = knn(x, k=10)
+    assert recall_at_k(x, None, sims, sample=200) == 1.0
+    assert recall_at_k(x, None, sims - 0.5, sample=200) < 0.2
+
+
+def test_auto_mode_switches_to_approximate_above_the_threshold():
+    assert choose_method(10, "auto", 100) == "exact"
+    assert choose_method(1000, "auto", 100) == "approx"
+    assert choose_method(10, "approx", 100) == "approx"
+    with pytest.raises(ValueError, match="exact, approx or auto"):
+        choose_method(10, "fast", 100)
+    graph = build_graph(clustered(6000, 16), 5, mode="auto", threshold=1000, recall_sample=200)
+    assert graph.method == "approx-ivf" and graph.recall_at_k is not None
+    assert graph.recall_at_k >= 0.9
+
+
+def test_exact_duplicate_hashes_group_equal_rows_only():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 7)).astype(np.float16)  # 14 bytes a row: not a multiple of 8
+    x[500] = x[3]
+    x[900] = x[3]
+    x[10] = x[20]
+    x[11, 0] = x[12, 0]  # near, not equal
+    groups = exact_groups(hash_rows(x, chunk_rows=64))
+    assert groups[3] == groups[500] == groups[900] == 0
+    assert groups[10] == groups[20] == 1
+    assert (groups >= 0).sum() == 5
+
+
+def test_text_and_file_hashes_find_equal_content(tmp_path):
+    texts = np.array(["a cat", "a dog", "a cat", None, None], dtype=object)
+    groups = exact_groups(hash_strings(texts), valid=~np.equal(texts, None))
+    assert groups.tolist() == [0, -1, 0, -1, -1]
+    (tmp_path / "a.png").write_bytes(b"same")
+    (tmp_path / "b.png").write_bytes(b"same")
+    (tmp_path / "c.png").write_bytes(b"other")
+    paths = np.array([str(tmp_path / n) for n in ("a.png", "b.png", "c.png", "missing.png")])
+    hashes = hash_files(paths)
+    assert hashes[3] == 0
+    assert exact_groups(hashes, valid=hashes != 0).tolist() == [0, 0, -1, -1]
