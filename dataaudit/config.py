@@ -47,6 +47,10 @@ class AuditConfig:
     knn_mode: str = "auto"  # exact | approx | auto
     knn_device: str = "cpu"  # cpu | cuda | auto
     near_duplicate_similarity: float = 0.98
+    knn_approx_threshold: int = 200_000  # auto mode: approximate search above this many items
+    knn_recall_sample: int = 1000  # queries checked against exact search to report recall@k
+    outliers_top: int = 200  # rows of the outlier / OOD tables shown and exported
+    lookalikes_per_item: int = 5  # nearest unlabeled items listed per label-error / misclassified item
 
     # Label-next queue
     budget: int = 100
