@@ -8,16 +8,16 @@ Error rates per group — overall, per split, per class, per slice (a metadata v
 bin of a numeric column, bins taken from the baseline) — are measured against each run's given
 labels on its labeled items: an error is an item whose predicted label differs from its given one.
 Whether a change is beyond noise is decided by an exact McNemar test on the items labeled in both
-runs (correct before and wrong now, or the reverse), so that added or removed items cannot fake a
-regression; a group with no item in common falls back to a two-proportion z-test on its aggregate
-rates. p-values are Benjamini-Hochberg adjusted over every group; a change is significant at
+runs with the same given label (correct before and wrong now, or the reverse), so added, removed
+or relabelled items cannot fake a regression: the paired change is the model's. A group with no
+such item falls back to a two-proportion z-test on its aggregate rates. p-values are Benjamini-Hochberg adjusted over every group; a change is significant at
 q <= 1 - confidence_level. For the paired test an item belongs to the group it has in the current
 run.
 
 Tables (keyed by id, or by their own key columns):
 - "groups": scope (overall | split | class | slice), group, old_n, old_errors, old_error_rate
   (+ _low, _high), the same for new_, difference (new - old error rate), n_paired, n_worse
-  (correct before, wrong now), n_better, paired_difference ((n_worse - n_better) / n_paired),
+  (correct before, wrong now; same label in both runs), n_better, paired_difference ((n_worse - n_better) / n_paired),
   test (mcnemar | two_proportion | none), p_value, q_value, change (regression | improvement |
   no significant change | only_old | only_new). Regressions first.
 - "metrics": metric, old, new, difference — numeric summary metrics both runs have.
@@ -329,7 +329,13 @@ def group_changes(
     labeled_new = joined["labeled_new"].fillna(False).to_numpy(bool) & in_new
     error_old = joined["error_old"].fillna(False).to_numpy(bool) & labeled_old
     error_new = joined["error_new"].fillna(False).to_numpy(bool) & labeled_new
-    paired = labeled_old & labeled_new
+    # Pairs keep their given label, so a paired change is the model's, not the labels' (relabelled
+    # items are reported as such, and still count in each run's aggregate rate).
+    same_label = (
+        joined["given_label_old"].astype(object).to_numpy()
+        == joined["given_label_new"].astype(object).to_numpy()
+    )
+    paired = labeled_old & labeled_new & same_label
     worse = paired & ~error_old & error_new
     better = paired & error_old & ~error_new
 
@@ -380,8 +386,10 @@ def slice_levels(
 
 
 def _level_text(values: pd.Series, name: str) -> NDArray:
-    text = values.astype(object).map(lambda v: None if pd.isna(v) else f"{name} = {v}")
-    return text.to_numpy(dtype=object)
+    # Format each distinct value once, not each row.
+    codes, uniques = pd.factorize(values.astype(object), use_na_sentinel=True)
+    names = np.array([f"{name} = {u}" for u in uniques] + [None], dtype=object)
+    return names[np.where(codes < 0, len(uniques), codes)]
 
 
 def _bin(values: pd.Series, edges: NDArray, name: str) -> NDArray:
@@ -414,21 +422,33 @@ def _group_counts(
 ) -> pd.DataFrame:
     """Counts per level: each run on its own labeled items; paired counts by the new level."""
 
-    def tally(
-        levels: NDArray, mask: NDArray[np.bool_], columns: dict[str, NDArray]
-    ) -> pd.DataFrame:
-        keep = mask & pd.notna(levels) & (levels != "")
-        frame = pd.DataFrame({"group": levels[keep].astype(str)})
-        for name, values in columns.items():
-            frame[name] = values[keep].astype(np.int64)
-        return frame.groupby("group", sort=True).sum()
+    both = np.concatenate(
+        [np.asarray(old_levels, dtype=object), np.asarray(new_levels, dtype=object)]
+    )
+    codes, uniques = pd.factorize(both, use_na_sentinel=True)
+    names = np.asarray(uniques, dtype=object).astype(str)
+    codes = np.where((codes >= 0) & (names[np.maximum(codes, 0)] != ""), codes, -1)
+    n, m = len(old_levels), len(names)
+    old_codes, new_codes = codes[:n], codes[n:]
 
-    ones = np.ones(len(old_levels), dtype=np.int64)
-    old = tally(old_levels, labeled_old, {"old_n": ones, "old_errors": error_old})
-    new = tally(new_levels, labeled_new, {"new_n": ones, "new_errors": error_new})
-    pairs = tally(new_levels, paired, {"n_paired": ones, "n_worse": worse, "n_better": better})
-    frame = old.join(new, how="outer").join(pairs, how="outer").fillna(0).astype(np.int64)
-    return frame.reset_index()
+    def count(level: NDArray, mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        keep = mask & (level >= 0)
+        return np.bincount(level[keep], minlength=m).astype(np.int64)
+
+    frame = pd.DataFrame(
+        {
+            "group": names,
+            "old_n": count(old_codes, labeled_old),
+            "old_errors": count(old_codes, error_old),
+            "new_n": count(new_codes, labeled_new),
+            "new_errors": count(new_codes, error_new),
+            "n_paired": count(new_codes, paired),
+            "n_worse": count(new_codes, worse),
+            "n_better": count(new_codes, better),
+        }
+    )
+    frame = frame[(frame["old_n"] > 0) | (frame["new_n"] > 0)]
+    return frame.sort_values("group", kind="stable").reset_index(drop=True)
 
 
 def _test_groups(groups: pd.DataFrame, confidence: float) -> pd.DataFrame:
@@ -464,10 +484,13 @@ def _test_groups(groups: pd.DataFrame, confidence: float) -> pd.DataFrame:
     change[(groups["old_n"] > 0) & (groups["new_n"] == 0)] = ONLY_OLD
     change[(groups["old_n"] == 0) & (groups["new_n"] > 0)] = ONLY_NEW
     groups["change"] = change
+    # Regressions, then improvements, each most certain first; then the rest by scope.
+    certainty = np.where(significant, groups["q_value"].fillna(1).to_numpy(), 1.0)
     order = np.lexsort(
         (
             -np.abs(groups["difference"].fillna(0).to_numpy()),
             groups["scope"].map(_SCOPE_ORDER).to_numpy(),
+            certainty,
             groups["change"].map(_CHANGE_ORDER).to_numpy(),
         )
     )
@@ -618,11 +641,11 @@ def label_error_changes(
     flagged_new = b.index[b["is_label_error"].to_numpy(bool)]
     ids = flagged_old.union(flagged_new, sort=False)
     labels = joined.set_index("id")
-    was = ids.isin(flagged_old)
-    now = ids.isin(flagged_new)
+    was = _isin(ids, flagged_old)
+    now = _isin(ids, flagged_new)
     old_label = _lookup(labels, "given_label_old", ids)
     new_label = _lookup(labels, "given_label_new", ids)
-    present_new = ids.isin(labels.index[labels["_merge"] != "left_only"])
+    present_new = _present(labels, ids, "left_only")
     labeled_new = present_new & (new_label != "")
     changed = (old_label != "") & (new_label != "") & (old_label != new_label)
     status = np.select(
@@ -641,7 +664,7 @@ def label_error_changes(
             "old_error_score": _lookup(a, "error_score", ids, numeric=True),
             "new_error_score": _lookup(b, "error_score", ids, numeric=True),
             "label_changed": changed,
-            "in_old_run": ids.isin(labels.index[labels["_merge"] != "right_only"]),
+            "in_old_run": _present(labels, ids, "right_only"),
         }
     )
     order = {"fixed_relabelled": 0, "fixed_unflagged": 1, "new": 2, "persisting": 3, "gone": 4}
@@ -722,9 +745,9 @@ def queue_changes(
         return None
     a, b = (_comparable_ids(t, joined).set_index("id") for t in both)
     ids = a.index.union(b.index, sort=False)
-    was, now = ids.isin(a.index), ids.isin(b.index)
+    was, now = _isin(ids, a.index), _isin(ids, b.index)
     items = joined.set_index("id")
-    present_new = ids.isin(items.index[items["_merge"] != "left_only"])
+    present_new = _present(items, ids, "left_only")
     label_now = _lookup(items, "given_label_new", ids)
     label_before = _lookup(items, "given_label_old", ids)
     newly_labeled = present_new & (label_now != "") & (label_before == "")
@@ -761,7 +784,7 @@ def failure_slice_changes(
     a = a.drop_duplicates("slice").set_index("slice")
     b = b.drop_duplicates("slice").set_index("slice")
     names = a.index.union(b.index, sort=False)
-    was, now = names.isin(a.index), names.isin(b.index)
+    was, now = _isin(names, a.index), _isin(names, b.index)
     frame = pd.DataFrame(
         {
             "slice": names.to_numpy(dtype=object),
@@ -789,6 +812,19 @@ def _comparable_ids(
     return table
 
 
+def _isin(ids: pd.Index, values: pd.Index) -> NDArray[np.bool_]:
+    # A hash lookup; Index.isin on pandas' arrow strings walks the values in Python.
+    return pd.Index(values).get_indexer(ids) >= 0
+
+
+def _present(joined_by_id: pd.DataFrame, ids: pd.Index, absent: str) -> NDArray[np.bool_]:
+    """Whether each id is in the run that `absent` ("left_only": new run; "right_only": old)
+    does not exclude."""
+    position = joined_by_id.index.get_indexer(ids)
+    merge = joined_by_id["_merge"].astype(str).to_numpy()
+    return (position >= 0) & (merge[np.maximum(position, 0)] != absent)
+
+
 def _lookup(frame: pd.DataFrame, column: str, ids: pd.Index, numeric: bool = False) -> NDArray:
     """frame[column] at `ids` (frame indexed by id); "" (or nan) where absent."""
     if column not in frame.columns:
@@ -800,8 +836,8 @@ def _lookup(frame: pd.DataFrame, column: str, ids: pd.Index, numeric: bool = Fal
         out[found] = pd.to_numeric(frame[column].to_numpy()[position[found]], errors="coerce")
         return out
     out = np.full(len(ids), "", dtype=object)
-    values = frame[column].astype(object).to_numpy()[position[found]]
-    out[found] = ["" if pd.isna(v) else str(v) for v in values]
+    values = pd.Series(frame[column].to_numpy()[position[found]], dtype=object)
+    out[found] = values.where(values.notna(), "").astype(str).to_numpy(dtype=object)
     return out
 
 

@@ -176,17 +176,15 @@ def test_regression_in_one_slice_is_reported_first(diff, changes):
     assert first[:n_reg] == [REGRESSION] * n_reg
 
 
-def test_fixed_flips_count_as_paired_improvements(diff, changes, run1, demo_inputs):
+def test_relabelled_items_do_not_count_as_the_models_change(diff, changes, run1):
     overall = diff.table("groups").set_index(["scope", "group"]).loc[("overall", "all")]
-    predicted = dict(zip(run1.items["id"], run1.items["predicted_label"]))
-    flipped = demo_inputs.truth.flipped
-    # Probabilities of fixed items are unchanged: right now exactly where the model predicted the
-    # true label; wrong now where it had agreed with the flipped one.
-    now_right = [i for i in changes.fixed if predicted[i] == flipped[i][0]]
-    now_wrong = [i for i in changes.fixed if predicted[i] == flipped[i][1]]
-    assert len(now_right) >= N_FIXED // 2
-    assert overall["n_better"] == len(now_right)
-    assert overall["n_worse"] == len(changes.corrupted) + len(now_wrong)
+    # The model changed only on the corrupted items; relabelled items are left out of the pairs.
+    assert overall["n_worse"] == len(changes.corrupted)
+    assert overall["n_better"] == 0
+    labeled = run1.items.loc[run1.items["given_label"] != "", "id"]
+    assert overall["n_paired"] == len(set(labeled) - set(changes.dropped) - set(changes.fixed))
+    # ... but the aggregate error rates of each run include them.
+    assert overall["old_n"] == len(labeled)
 
 
 def test_queue_items_that_got_labeled_are_counted(diff, changes):

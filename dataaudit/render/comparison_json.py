@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from dataaudit.files import atomic_write_text
 from dataaudit.report import jsonable
@@ -100,16 +102,18 @@ def _part(ids, what, change, old, new) -> pd.DataFrame:
     )
 
 
-def _text(values) -> list[str]:
-    out = []
-    for v in pd.Series(values).tolist():
-        if v is None or (isinstance(v, float) and v != v):
-            out.append("")
-        elif isinstance(v, float) and v.is_integer():
-            out.append(str(int(v)))  # ranks read back as floats when some are missing
-        else:
-            out.append(str(v))
-    return out
+def _text(values) -> NDArray:
+    series = pd.Series(values)
+    if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        # ranks read back as floats when some are missing: show 3, not 3.0
+        numbers = series.to_numpy(dtype=float)
+        whole = np.isfinite(numbers) & (numbers == np.round(numbers))
+        text = series.astype(str).to_numpy(dtype=object)
+        text[whole] = numbers[whole].astype(np.int64).astype(str)
+        text[~np.isfinite(numbers)] = ""
+        return text
+    series = series.astype(object)
+    return series.where(series.notna(), "").astype(str).to_numpy(dtype=object)
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -19,8 +19,8 @@ GROUP_COLUMNS = (
     Column("old_error_rate", "error before", "percent"),
     Column("new_error_rate", "error now", "percent"),
     Column("difference", "difference", "percent", help="error rate now minus before"),
-    Column("n_worse", "right → wrong", "number", help="items labeled in both runs"),
-    Column("n_better", "wrong → right", "number", help="items labeled in both runs"),
+    Column("n_worse", "right → wrong", "number", help="items with the same label in both runs"),
+    Column("n_better", "wrong → right", "number", help="items with the same label in both runs"),
     Column("q_value", "q-value", "text", help="Benjamini-Hochberg over every group"),
     Column("test", "test"),
     Column("old_n", "labeled before", "number"),
@@ -109,7 +109,8 @@ def build(report: AuditReport) -> list[SectionView]:
             cap,
             export=GROUPS_CSV,
             caption="Regressions first, then improvements. Errors are against each run's given "
-            "labels; right → wrong counts items labeled in both runs (exact McNemar test).",
+            "labels; right → wrong counts items with the same label in both runs (exact McNemar "
+            "test), so a change there is the model's.",
         )
     ]
     optional = (
