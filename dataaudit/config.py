@@ -50,6 +50,7 @@ class AuditConfig:
     knn_approx_threshold: int = 200_000  # auto mode: approximate search above this many items
     knn_recall_sample: int = 1000  # queries checked against exact search to report recall@k
     outliers_top: int = 200  # rows of the outlier / OOD tables shown and exported
+    outlier_z: float = 3.5  # outlier flag: robust SDs above the median outlier_score
     lookalikes_per_item: int = 5  # nearest unlabeled items listed per label-error / misclassified item
 
     # Label-next queue

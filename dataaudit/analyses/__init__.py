@@ -7,9 +7,12 @@ skipped with the reason. `after` names analyses whose results it reads; they com
 from __future__ import annotations
 
 from dataaudit.analyses import (
+    duplicates,
     embedding_map,
     label_errors,
     label_next,
+    lookalikes,
+    outliers,
     per_class,
     slices,
     swapped_pairs,
@@ -21,6 +24,9 @@ ANALYSES: tuple[Analysis, ...] = (
     swapped_pairs.ANALYSIS,
     per_class.ANALYSIS,
     slices.ANALYSIS,
+    duplicates.ANALYSIS,
+    outliers.ANALYSIS,
+    lookalikes.ANALYSIS,
     label_next.ANALYSIS,  # last: reads label_errors, outliers, lookalikes when present
     embedding_map.ANALYSIS,  # reads label_errors / outliers flags when present
 )

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import numpy as np
+
+from dataaudit.analyses.duplicates import components, describe_groups, near_pairs
+
+
+def _pairs_found(items, pairs):
+    group = dict(zip(items["id"], items["group_id"]))
+    return sum(1 for a, b in pairs if a in group and b in group and group[a] == group[b])
+
+
+def test_planted_exact_and_near_duplicates_are_grouped_with_high_precision(
+    demo_report, demo_inputs
+):
+    truth = demo_inputs.truth
+    items = demo_report.results["duplicates"].table("items")
+    planted = truth.exact_duplicates + truth.near_duplicates
+    assert _pairs_found(items, truth.exact_duplicates) == len(truth.exact_duplicates)
+    assert _pairs_found(items, truth.near_duplicates) == len(truth.near_duplicates)
+    planted_ids = {i for pair in planted for i in pair}
+    precision = items["id"].isin(planted_ids).mean()
+    assert precision >= 0.9
+    exact = items.loc[items["id"].isin({b for _, b in truth.exact_duplicates})]
+    assert exact["exact"].all()
+
+
+def test_cross_split_leaks_and_conflicting_labels_are_reported(demo_report, demo_inputs):
+    truth = demo_inputs.truth
+    result = demo_report.results["duplicates"]
+    items = result.table("items")
+    leaking = items.loc[items["leaks"]]
+    assert _pairs_found(leaking, truth.leaked) == len(truth.leaked)
+    conflicting = items.loc[items["conflicting_labels"]]
+    assert _pairs_found(conflicting, truth.conflicting) == len(truth.conflicting)
+    assert result.summary["leakage"] >= len(truth.leaked)
+    assert result.summary["n_conflicting_label_groups"] >= len(truth.conflicting)
+    leakage = result.table("leakage")
+    assert leakage["n_groups"].sum() >= result.summary["leakage"]
+    # Leaking groups come first: a team reads the CSV top-down.
+    assert items["leaks"].iloc[: int(items["leaks"].sum())].all()
+
+
+def test_leakage_is_counted_per_split_pair():
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((8, 4)).astype(np.float32)
+    group = np.array([0, 0, 1, 1, 1, 2, 2, -1])
+    splits = np.array(
+        ["train", "test", "train", "val", "test", "train", "train", "test"], dtype=object
+    )
+    labels = np.array([0, 1, 2, 2, -1, 1, 1, 0])
+    names = np.array(["a", "b", "c", "c", "", "b", "b", "a"], dtype=object)
+    items, groups, leakage = describe_groups(
+        group,
+        exact_member=np.zeros(8, bool),
+        ids=np.array([f"x{i}" for i in range(8)], dtype=object),
+        splits=splits,
+        labels=labels,
+        label_names=names,
+        embeddings=emb,
+    )
+    pairs = {(r.split_a, r.split_b): (r.n_groups, r.n_items) for r in leakage.itertuples()}
+    assert pairs == {("train", "test"): (2, 4), ("train", "val"): (1, 2), ("test", "val"): (1, 2)}
+    by_group = groups.set_index("group_id")
+    assert by_group.loc[0, "conflicting_labels"] and not by_group.loc[1, "conflicting_labels"]
+    assert by_group.loc[0, "leaks"] and not by_group.loc[2, "leaks"]
+    assert len(items) == 7
+    first = items.loc[items["id"] == "x2", "similarity"].item()
+    assert abs(first - 1.0) < 1e-5
+
+
+def test_near_pairs_chain_into_one_group_and_respect_the_threshold():
+    sims = np.array([[0.99, 0.5], [0.99, 0.985], [0.985, 0.2], [0.97, 0.1]], dtype=np.float32)
+    idx = np.array([[1, 3], [0, 2], [1, 0], [0, 1]])
+    a, b = near_pairs(sims, idx, 0.98)
+    group = components(4, a, b)
+    assert group[0] == group[1] == group[2] == 0
+    assert group[3] == -1
