@@ -60,6 +60,8 @@ COMPARISON_SCHEMA_VERSION = 1
 # frequent values (text), so a free-text column does not become thousands of tested groups.
 MAX_LEVELS = 30
 NUMERIC_BINS = 4
+# Duplicate groups up to this size are compared pair by pair (see group_pairs).
+PAIRS_UP_TO = 50
 REGRESSION, IMPROVEMENT, NO_CHANGE = "regression", "improvement", "no significant change"
 ONLY_OLD, ONLY_NEW = "only_old", "only_new"
 _SCOPE_ORDER = {"overall": 0, "split": 1, "class": 2, "slice": 3}
@@ -678,8 +680,8 @@ def duplicate_changes(
 ) -> pd.DataFrame | None:
     """Duplicate pairs that appeared or were resolved, and whether each crosses splits (leakage).
 
-    Reads every pair table (id_a, id_b) of the duplicates analysis; a group table (group, id) is
-    turned into pairs of each member with its group's first id.
+    Reads every pair table (id_a, id_b) of the duplicates analysis, else its membership table
+    (group_id, id) turned into pairs (see group_pairs).
     """
     name = "duplicates"
     have = [name in r.results for r in (old, new)]
@@ -724,12 +726,33 @@ def _pairs(tables: Mapping[str, pd.DataFrame], joined: pd.DataFrame) -> set[tupl
     if found is not None:
         return found
     for table in tables.values():
-        if {"group", "id"} <= set(table.columns):
-            t = _comparable_ids(table, joined)
-            first = t.groupby("group")["id"].transform("min")
-            keep = (t["id"] != first).to_numpy()
-            return {_ordered(x, y) for x, y in zip(first[keep], t["id"][keep])}
+        key = next((c for c in ("group_id", "group") if c in table.columns), None)
+        if key is not None and "id" in table.columns:
+            return group_pairs(
+                _comparable_ids(table, joined)[[key, "id"]].set_axis(["g", "id"], axis=1)
+            )
     return None
+
+
+def group_pairs(members: pd.DataFrame) -> set[tuple]:
+    """Pairs within each group (columns g, id): every pair in groups of up to PAIRS_UP_TO members,
+    so a group that gains or loses one member changes only that member's pairs; larger groups
+    pair each member with the group's smallest id, to stay linear."""
+    size = members.groupby("g")["id"].transform("size")
+    small = members[(size <= PAIRS_UP_TO).to_numpy()]
+    both = small.merge(small, on="g", suffixes=("_a", "_b"))
+    a = both["id_a"].astype(str).to_numpy()
+    b = both["id_b"].astype(str).to_numpy()
+    keep = a < b
+    pairs = set(zip(both["id_a"].to_numpy()[keep], both["id_b"].to_numpy()[keep]))
+    large = members[(size > PAIRS_UP_TO).to_numpy()]
+    if len(large):
+        large = large.assign(text=large["id"].astype(str)).sort_values("text", kind="stable")
+        first = large.groupby("g")["id"].transform("first").to_numpy()
+        ids = large["id"].to_numpy()
+        rest = ids != first
+        pairs |= {_ordered(x, y) for x, y in zip(first[rest], ids[rest])}
+    return pairs
 
 
 def _ordered(x: Any, y: Any) -> tuple:

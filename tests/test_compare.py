@@ -29,6 +29,7 @@ class Changes:
     queue_labeled: list[str]  # run 1's top queue items, labeled in run 2
     dropped: list[str]  # removed in run 2 (a leaked exact duplicate)
     added: list[str]  # new in run 2
+    leak: tuple[str, str]  # (train item, its exact copy added to test)
     table: pd.DataFrame
     probs: np.ndarray
     embeddings: np.ndarray
@@ -75,15 +76,26 @@ def derive_run2(inputs, run1: AuditReport, seed: int = 1) -> Changes:
     new = table.iloc[sources].copy()
     new["id"] = [f"new-{j:03d}" for j in range(N_NEW)]
     noise = rng.normal(0, 1.0, size=(N_NEW, embeddings.shape[1])).astype(np.float32)
+    # ... and one exact copy of a train item, put in test: a new leak.
+    original = int(
+        np.flatnonzero((table["split"] == "train").to_numpy() & (table["label"] != "").to_numpy())[
+            0
+        ]
+    )
+    copy = table.iloc[[original]].assign(id="copy-000", split="test")
+    rows = np.concatenate([sources, [original]])
     return Changes(
         fixed=fixed,
         corrupted=corrupted,
         queue_labeled=queue["id"].tolist(),
         dropped=dropped,
-        added=new["id"].tolist(),
-        table=pd.concat([table, new], ignore_index=True),
-        probs=np.concatenate([probs, probs[:, sources]], axis=1),
-        embeddings=np.concatenate([embeddings, embeddings[sources] + noise]),
+        added=[*new["id"], "copy-000"],
+        leak=(table["id"].iloc[original], "copy-000"),
+        table=pd.concat([table, new, copy], ignore_index=True),
+        probs=np.concatenate([probs, probs[:, rows]], axis=1),
+        embeddings=np.concatenate(
+            [embeddings, embeddings[sources] + noise, embeddings[[original]]]
+        ),
     )
 
 
@@ -126,7 +138,7 @@ def test_items_in_one_run_are_counted_and_listed(diff, changes, run1):
     membership = diff.table("membership")
     assert _ids(membership, "change", "only_new") == set(changes.added)
     assert _ids(membership, "change", "only_old") == set(changes.dropped)
-    assert diff.summary["items_only_new"] == N_NEW
+    assert diff.summary["items_only_new"] == len(changes.added) == N_NEW + 1
     assert diff.summary["items_only_old"] == len(changes.dropped)
     assert diff.summary["items_common"] == len(run1.items) - len(changes.dropped)
 
@@ -157,6 +169,17 @@ def test_label_error_categories_match_the_flags_of_both_runs(diff, run1, run2):
     assert fixed == before - after - gone
     assert all(new_labels[i] != old_labels[i] for i in _ids(statuses, "status", "fixed_relabelled"))
     assert len(statuses) == len(before | after)  # each flagged item once
+
+
+def test_planted_leak_appears_and_removed_duplicate_resolves(diff, changes, demo_inputs):
+    dup = diff.table("duplicates")
+    pairs = {(a, b): (status, leak) for a, b, status, leak in dup.itertuples(index=False)}
+    assert pairs[tuple(sorted(changes.leak))] == ("appeared", True)
+    removed = next(p for p in demo_inputs.truth.leaked if p[1] in changes.dropped)
+    assert pairs[tuple(sorted(removed))] == ("resolved", True)
+    # Nothing else was planted: noisy new items are not duplicates of anything.
+    assert diff.summary["duplicates_appeared"] == diff.summary["leakage_appeared"] == 1
+    assert diff.summary["duplicates_resolved"] == diff.summary["leakage_resolved"] == 1
 
 
 def test_regression_in_one_slice_is_reported_first(diff, changes):
@@ -389,7 +412,9 @@ def saved(run1, run2, tmp_path_factory):
     return folders
 
 
-def test_compare_command_writes_comparison_and_fails_on_regression(saved, diff, tmp_path, capsys):
+def test_compare_command_writes_comparison_and_fails_on_regression(
+    saved, diff, changes, tmp_path, capsys
+):
     from dataaudit.cli import main
 
     out = tmp_path / "cmp"
@@ -413,7 +438,7 @@ def test_compare_command_writes_comparison_and_fails_on_regression(saved, diff, 
     }
     items = pd.read_csv(out / "comparison_items.csv", keep_default_na=False)
     only_new = items[(items["what"] == "membership") & (items["change"] == "only_new")]
-    assert len(only_new) == N_NEW
+    assert set(only_new["id"]) == set(changes.added)
     assert AuditReport.load(out).comparison == compare(
         AuditReport.load(saved["run1"]), AuditReport.load(saved["run2"]),
         baseline_path=document["baseline"]["path"],
