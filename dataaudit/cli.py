@@ -47,6 +47,13 @@ def _add_common_output(parser: argparse.ArgumentParser) -> None:
         help="2-D projection of the embedding map: pca (instant) or tsne (clearer clusters, "
         "a few seconds; default pca, tsne for the demo)",
     )
+    parser.add_argument(
+        "--knn",
+        dest="knn_mode",
+        choices=("exact", "approx", "auto"),
+        help="similarity search for duplicates and outliers: exact, approx (IVF, recall measured "
+        "and reported) or auto (approx above 200,000 items; default)",
+    )
     _add_label_next(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
