@@ -497,11 +497,21 @@ def lift_ok(rate: NDArray, base: float, min_lift: float, min_gap: float) -> NDAr
     return (rate >= base * min_lift) | (rate >= base + min_gap)
 
 
+def slice_score(low: NDArray, n: NDArray, base: NDArray | float) -> NDArray[np.float64]:
+    """Severity: (Wilson lower bound − base rate) × √(labeled support).
+
+    Trades lift against support. Excess errors ((rate − base) × n) would not: adding rows at the
+    base rate costs nothing, so a bad region diluted with a healthy one would outrank the region.
+    The square root makes dilution cost, while a large slice still beats a tiny one as bad.
+    """
+    return (np.asarray(low) - base) * np.sqrt(np.asarray(n, np.float64))
+
+
 @dataclass(frozen=True)
 class Pick:
     index: int  # into the candidate arrays
     residual: NDArray[np.float64]  # counts on rows no earlier pick covered
-    score: float  # excess errors on those rows: (Wilson low − base) × labeled support
+    score: float  # on those rows: (Wilson low − base) × √labeled support; see slice_score
 
 
 def sequential_cover(
@@ -518,7 +528,7 @@ def sequential_cover(
     min_gap: float,
     confidence: float,
 ) -> list[Pick]:
-    """Greedy covering: take the slice with the most excess errors, remove its rows, re-test the rest.
+    """Greedy covering: take the slice with the highest score, remove its rows, re-test the rest.
 
     A re-tested slice must still pass the support and lift gates and beat the first-stage BH
     cutoff on its remaining rows, so a child of a reported slice is not reported again unless it
@@ -540,7 +550,7 @@ def sequential_cover(
         ok = alive & (n >= min_support) & (p <= p_cutoff) & lift_ok(rate, base, min_lift, min_gap)
         if not ok.any():
             break
-        score = np.where(ok, (low - base) * n, -np.inf)
+        score = np.where(ok, slice_score(low, n, base), -np.inf)
         best = int(np.argmax(score))
         picks.append(Pick(best, residual[best].copy(), float(score[best])))
         alive[best] = False
@@ -806,9 +816,13 @@ def discover_clusters(
 
 
 def cluster_levels(
-    model: ClusterModel, assign: NDArray[np.int32], factor: int = 4, min_k: int = 4, seed: int = 0
+    model: ClusterModel, assign: NDArray[np.int32], factor: int = 2, min_k: int = 4, seed: int = 0
 ) -> list[NDArray[np.int32]]:
-    """Fine clusters plus coarser groupings (k/4, k/16, ... ≥ min_k): maps fine → cluster id."""
+    """Fine clusters plus coarser groupings (k/2, k/4, ... ≥ min_k): maps fine → cluster id.
+
+    Halving lets two halves of one blob that the fine level split merge back before it merges
+    with a different blob.
+    """
     k = len(model.centers)
     sizes = np.bincount(assign, minlength=k).astype(np.float64)
     levels = [np.arange(k, dtype=np.int32)]

@@ -15,7 +15,7 @@ An error is a labeled item whose predicted class differs from its given label. T
   on quantile thresholds, and the split, counted exactly and tested the same way (BH over all of
   them, at half the FDR when clusters are searched too), kept when significant and at least
   `slice_min_lift` × or `slice_min_gap` above the overall rate, then de-duplicated by sequential
-  covering (take the slice with the most excess errors, remove its rows, re-test the rest
+  covering (take the slice with the highest score, remove its rows, re-test the rest
   against the first-stage BH cutoff).
 - Discovered clusters: k-means over L2-normalised embeddings at several granularities, tested,
   gated and covered the same way; each described by its over-represented metadata values, its
@@ -23,11 +23,12 @@ An error is a labeled item whose predicted class differs from its given label. T
 
 Tables:
 - "given": slice, columns, level, split, support, n_labeled, n_errors, error_rate (+ _low,
-  _high), rest_error_rate, diff, lift, p_value, q_value, significant, score (excess errors:
-  (error_rate_low − split rate) × n_labeled), n_label_errors, label_error_rate (+ _low, _high).
+  _high), rest_error_rate, diff, lift, p_value, q_value, significant, score ((error_rate_low −
+  split rate) × √n_labeled: lift traded against support), n_label_errors, label_error_rate
+  (+ _low, _high).
 - "discovered": rank, slice_id, kind (rule | cluster), slice, description, the same rate columns,
-  score (excess errors on items no higher-ranked slice of its kind covers), n_unlabeled,
-  top_confusion, over_represented.
+  score (on items no higher-ranked slice of its kind covers), excess_errors (errors beyond the
+  overall rate), n_unlabeled, top_confusion, over_represented.
 - "examples": slice_id, role (failure | to_label), rank, id, given_label, predicted_label,
   predicted_prob, similarity (to the slice's failures, for to_label items).
 - "splits": split, support, n_labeled, n_errors, error_rate (+ CI), label_error_rate (+ CI).
@@ -262,7 +263,7 @@ def given_table(
     split_names: list[str],
     gates: sl.Gates,
 ) -> pd.DataFrame:
-    """Tested given slices, most severe first: significant ones by excess errors, then the rest."""
+    """Tested given slices, most severe first: significant ones by score, then the rest."""
     group = s.group
     tot = np.where(group[:, None] < 0, totals.sum(0), totals[group.clip(0)])
     c = s.counts
@@ -297,7 +298,7 @@ def given_table(
     frame["significant"] = (tests.q_value <= gates.fdr) & sl.lift_ok(
         tests.rate, split_rate, gates.min_lift, gates.min_gap
     )
-    frame["score"] = (tests.low - split_rate) * c[:, sl.LABELED]
+    frame["score"] = sl.slice_score(tests.low, c[:, sl.LABELED], split_rate)
     frame["n_label_errors"] = c[:, sl.LABEL_ERRORS].astype(np.int64)
     label_cols = [
         "n_label_errors",
@@ -352,6 +353,7 @@ def describe_discovered(
     cols = [
         "rank", "slice_id", "kind", "slice", "description", "support", "n_labeled", "n_errors",
         "error_rate", "error_rate_low", "error_rate_high", "rest_error_rate", "lift", "score",
+        "excess_errors",
         "new_labeled", "p_value", "q_value", "n_label_errors", "label_error_rate",
         "label_error_rate_low", "label_error_rate_high", "n_unlabeled", "top_confusion",
         "over_represented",
@@ -371,6 +373,7 @@ def describe_discovered(
     _rates(frame, counts, config.confidence_level)
     frame["lift"] = frame["error_rate"] / base if base > 0 else np.nan
     frame["n_unlabeled"] = frame["support"] - frame["n_labeled"]
+    frame["excess_errors"] = frame["n_errors"] - base * frame["n_labeled"]
     frame = frame.sort_values("score", ascending=False, kind="stable")
     frame["rank"] = np.arange(1, len(frame) + 1)
     counter = {"rule": 0, "cluster": 0}

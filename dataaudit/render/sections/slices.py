@@ -44,10 +44,11 @@ DISCOVERED_COLUMNS = (
     *TESTS,
     Column(
         "score",
-        "excess errors",
-        "number",
-        help="(lower CI bound − overall rate) × labeled items not in a higher-ranked slice",
+        "severity",
+        "score",
+        help="(lower CI bound − overall rate) × √labeled items not in a higher-ranked slice",
     ),
+    Column("excess_errors", "excess errors", "number", help="errors beyond the overall rate"),
     LABEL_ERROR,
     Column("top_confusion", "top confusions", help="given -> predicted (count) among its errors"),
     Column("n_unlabeled", "unlabeled", "number", help="unlabeled items in the slice"),
@@ -123,7 +124,7 @@ def build(report: AuditReport) -> list[SectionView]:
             export="slices.csv",
             caption=(
                 "Metadata rules (R) and embedding clusters (C) where the model errs significantly "
-                "more than overall, ranked by excess errors."
+                "more than overall, ranked by severity (lift traded against support)."
             ),
             empty_message="No slice errs significantly more than the rest of the data.",
         ),
