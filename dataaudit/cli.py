@@ -328,7 +328,7 @@ def _load_report(folder: str | None, flag: str):
     try:
         return AuditReport.load(folder)
     except ReportLoadError as exc:
-        raise UsageError(f"{flag} {folder}: {exc}") from exc
+        raise UsageError(f"{flag}: {exc}") from exc
 
 
 def _with_comparison(baseline, report, baseline_path: str):
