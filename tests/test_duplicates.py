@@ -76,3 +76,17 @@ def test_near_pairs_chain_into_one_group_and_respect_the_threshold():
     group = components(4, a, b)
     assert group[0] == group[1] == group[2] == 0
     assert group[3] == -1
+
+
+def test_duplicates_csv_lists_every_grouped_item_leaking_groups_first(demo_report):
+    from dataaudit.render.csv import EXPORTS
+    from dataaudit.render.sections.duplicates import build
+
+    frame = EXPORTS["duplicates.csv"](demo_report)
+    result = demo_report.results["duplicates"]
+    assert list(frame.columns[:5]) == ["group_id", "id", "split", "given_label", "similarity"]
+    assert len(frame) == result.summary["n_duplicate_items"]
+    leaks = frame["leaks"].to_numpy(bool)
+    assert leaks[: leaks.sum()].all()
+    sections = build(demo_report)
+    assert sections[0].cards[1].value == f"{result.summary['leakage']:,}"

@@ -53,12 +53,19 @@ def _comparison_groups(report: AuditReport) -> pd.DataFrame | None:
     return comparison_groups_export(report)
 
 
+def _duplicates(report: AuditReport) -> pd.DataFrame | None:
+    from dataaudit.render.sections.duplicates import export
+
+    return export(report)
+
+
 # filename -> builder; a builder returns None when its analysis did not run.
 EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
     "relabel.csv": _relabel,
     "label_next.csv": _label_next,
     "auto_label.csv": _auto_label,
     "slices.csv": _slices,
+    "duplicates.csv": _duplicates,
     "comparison_items.csv": _comparison_items,
     "comparison_groups.csv": _comparison_groups,
 }

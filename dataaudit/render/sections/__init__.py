@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 from dataaudit.render.sections import (
     comparison,
+    duplicates,
     embedding_map,
     label_errors,
     label_next,
+    lookalikes,
+    outliers,
     per_class,
     slices,
     swapped_pairs,
@@ -24,6 +27,9 @@ SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     swapped_pairs.build,
     per_class.build,
     slices.build,
+    duplicates.build,
+    outliers.build,
+    lookalikes.build,
     label_next.build,
     embedding_map.build,  # last: a picture of everything flagged above
 )
