@@ -10,6 +10,8 @@ it. Null runs use the same generator without plants: any discovery there is a fa
 
 Each (size, seed) runs in a fresh process so peak RSS is its own; "RSS before" is the process
 after generating the inputs (the 1M-row embeddings alone are 512 MB), "peak" is the maximum.
+"load avg" is the machine's 1-minute load average at the end of the runs (2 cores, shared):
+times above ~2 include waiting for other processes.
 
     python benchmarks/slices.py                # 100k x 3 seeds, 1M x 1 seed, null 100k x 3
     python benchmarks/slices.py --sizes 100000 --seeds 1
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -134,6 +137,7 @@ def one_run(n: int, seed: int, planted: bool) -> dict:
         "seconds": seconds,
         "rss_before_mb": rss_before,
         "peak_mb": peak,
+        "load": os.getloadavg()[0],
         "n_tested": result.summary["n_slices_tested"],
         "n_discovered": result.summary["n_failure_slices"],
         "found": found,
@@ -175,15 +179,16 @@ def main() -> None:
         )
 
     print(
-        "| rows | data | runs | analysis time (s) | RSS before / peak (MB) | slices tested | discovered | recall rule-2 | recall rule-1 | recall blob |"
+        "| rows | data | runs | analysis time (s) | load avg | RSS before / peak (MB) | slices tested | discovered | recall rule-2 | recall rule-1 | recall blob |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         for planted in (True, False):
             group = [r for r in runs if r["n"] == n and r["planted"] == planted]
             if not group:
                 continue
             secs = np.mean([r["seconds"] for r in group])
+            load = np.mean([r["load"] for r in group])
             before = max(r["rss_before_mb"] for r in group)
             peak = max(r["peak_mb"] for r in group)
             tested = int(np.mean([r["n_tested"] for r in group]))
@@ -197,7 +202,7 @@ def main() -> None:
                 rec = ["—"] * 3
             kind = "planted" if planted else "null"
             print(
-                f"| {n:,} | {kind} | {len(group)} | {secs:.1f} | {before:,.0f} / {peak:,.0f} | {tested:,} | {disc} | {' | '.join(rec)} |"
+                f"| {n:,} | {kind} | {len(group)} | {secs:.1f} | {load:.1f} | {before:,.0f} / {peak:,.0f} | {tested:,} | {disc} | {' | '.join(rec)} |"
             )
 
 
