@@ -51,7 +51,9 @@ class AuditConfig:
     knn_recall_sample: int = 1000  # queries checked against exact search to report recall@k
     outliers_top: int = 200  # rows of the outlier / OOD tables shown and exported
     outlier_z: float = 3.5  # outlier flag: robust SDs above the median outlier_score
-    lookalikes_per_item: int = 5  # nearest unlabeled items listed per label-error / misclassified item
+    lookalikes_per_item: int = (
+        5  # nearest unlabeled items listed per label-error / misclassified item
+    )
 
     # Label-next queue
     budget: int = 100

@@ -220,11 +220,7 @@ def test_classes_file_beside_probs_sets_order(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=12, max_size=12
-    )
-)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=12, max_size=12))
 def test_any_probability_values_give_a_dataset_or_coded_problems(values):
     probs = np.array(values, dtype=np.float64).reshape(6, 2)
     try:

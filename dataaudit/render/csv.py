@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
+
 def _relabel(report: AuditReport) -> pd.DataFrame | None:
     from dataaudit.analyses.label_errors import relabel_candidates
 
