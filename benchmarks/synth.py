@@ -64,16 +64,16 @@ def make(n: int, k: int = 10, d: int = 128, seed: int = 0):
         metadata[f"noise{j}"] = rng.choice(np.array(list("abcde")), n_base)
 
     # The model: a softmax over similarity to class centres, imperfect, worse on cam7.
-    logits = (emb @ centers.T) * 6.0 + rng.normal(scale=1.0, size=(n_base, k)).astype(np.float32)
+    logits = (emb @ centers.T) * 4.0 + rng.normal(scale=1.0, size=(n_base, k)).astype(np.float32)
     bad = camera == "cam7"
     logits[bad] = logits[bad] * 0.35 + rng.normal(scale=1.2, size=(int(bad.sum()), k))
 
     # Off-distribution production items: far from every class, flat-ish predictions.
     production = np.flatnonzero(split == "production")
     ood_rows = rng.choice(production, max(1, n // 500), replace=False)
-    far = rng.normal(size=(d,)).astype(np.float32)
-    far /= np.linalg.norm(far)
-    emb[ood_rows] = far * 2 + rng.normal(scale=0.5 / np.sqrt(d), size=(len(ood_rows), d))
+    # Each one points its own way, far from every class (a tight clump would look typical to kNN).
+    far = rng.normal(size=(len(ood_rows), d)).astype(np.float32)
+    emb[ood_rows] = far / np.linalg.norm(far, axis=1, keepdims=True)
     logits[ood_rows] = rng.normal(scale=0.5, size=(len(ood_rows), k))
 
     probs = np.exp(logits - logits.max(axis=1, keepdims=True)).astype(np.float32)
