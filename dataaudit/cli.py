@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, verbosity: int) -> int:
-    from dataaudit.fail_on import FailOnError, check_conditions, parse_conditions
+    from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputExistsError, prepare_output_dir
     from dataaudit.outputs import write_outputs
     from dataaudit.pipeline import audit
@@ -307,16 +307,7 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         for name, why in report.failed.items():
             print(f"dataaudit: analysis {name!r} failed: {why.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAIL_ON
-    try:
-        met = check_conditions(conditions, report.metrics())
-    except FailOnError as exc:
-        print(f"dataaudit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if met:
-        for sentence in met:
-            print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
-        return EXIT_FAIL_ON
-    return EXIT_OK
+    return _exit_for_conditions(conditions, report.metrics())
 
 
 def _load_report(folder: str | None, flag: str):
@@ -352,7 +343,7 @@ def _describe_comparison(diff) -> str:
 
 
 def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
-    from dataaudit.fail_on import FailOnError, check_conditions, parse_conditions
+    from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputExistsError, prepare_output_dir
     from dataaudit.outputs import write_outputs
 
@@ -371,16 +362,21 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
         print(f"Wrote {len(written)} outputs to {out}/:", file=sys.stderr)
         for path in written:
             print(f"  {path}", file=sys.stderr)
+    return _exit_for_conditions(conditions, report.metrics())
+
+
+def _exit_for_conditions(conditions, metrics: dict) -> int:
+    """EXIT_FAIL_ON when a --fail-on condition holds, EXIT_USAGE when one cannot be checked."""
+    from dataaudit.fail_on import FailOnError, check_conditions
+
     try:
-        met = check_conditions(conditions, report.metrics())
+        met = check_conditions(conditions, metrics)
     except FailOnError as exc:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if met:
-        for sentence in met:
-            print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
-        return EXIT_FAIL_ON
-    return EXIT_OK
+    for sentence in met:
+        print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
+    return EXIT_FAIL_ON if met else EXIT_OK
 
 
 if __name__ == "__main__":
