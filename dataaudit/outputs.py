@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dataaudit.files import swap_folder
 from dataaudit.render.csv import EXPORTS, write_exports
 from dataaudit.render.html import write_html
 from dataaudit.render.summary import write_summary
@@ -47,18 +48,7 @@ def write_outputs(report: AuditReport, out_dir: str | Path) -> list[Path]:
         # duplicates.csv from a run that had embeddings) would mix two runs: remove them.
         for name in output_names() - {p.name for p in staged}:
             (out / name).unlink(missing_ok=True)
-        _swap_folder(staging / REPORT_DIR, out / REPORT_DIR)
+        swap_folder(staging / REPORT_DIR, out / REPORT_DIR)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / p.name for p in staged] + [out / REPORT_DIR]
-
-
-def _swap_folder(new: Path, target: Path) -> None:
-    if target.exists():
-        retired = target.with_name(f".{target.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        target.rename(retired)
-        new.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        new.rename(target)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from dataaudit.config import AuditConfig
-from dataaudit.files import atomic_write, atomic_write_text, readable_mode
+from dataaudit.files import atomic_write, atomic_write_text, readable_mode, swap_folder
 from dataaudit.result import AnalysisResult
 
 if TYPE_CHECKING:
@@ -131,14 +130,7 @@ class AuditReport:
             document["comparison"] = self.comparison.to_document()
         # report.json is written last: a folder with a report.json holds a complete report.
         atomic_write_text(folder / "report.json", json.dumps(document, indent=2))
-        if final.exists():
-            retired = final.with_name(f".{REPORT_DIR}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            final.rename(retired)
-            folder.rename(final)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            folder.rename(final)
+        swap_folder(folder, final)
         return final
 
     @classmethod
