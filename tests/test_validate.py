@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dataaudit import AuditConfig, InputError
+from dataaudit import validate as validate_module
 from dataaudit.validate import load_dataset
 
 
@@ -230,3 +231,53 @@ def test_any_probability_values_give_a_dataset_or_coded_problems(values):
     else:
         assert np.isfinite(data.probs).all() and (data.probs >= 0).all()
         np.testing.assert_allclose(data.probs.sum(axis=1), 1, atol=2e-3)
+
+
+def _text_one_by_one(value):
+    """The reference: what _normalise_text must give for one value (None = missing)."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+_cells = {
+    "float64": st.floats(min_value=-1e15, max_value=1e15) | st.just(float("nan")),
+    "int64": st.integers(min_value=-(2**62), max_value=2**62),
+    "str": st.text(alphabet=" \tab0123.-", max_size=6) | st.none(),
+    "object": st.one_of(
+        st.text(alphabet=" ab01", max_size=4),
+        st.integers(-5, 5),
+        st.floats(-5, 5, allow_nan=False) | st.just(float("nan")),
+        st.none(),
+    ),
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from(sorted(_cells)).flatmap(lambda d: st.tuples(st.just(d), st.lists(_cells[d])))
+)
+def test_ids_and_labels_become_the_same_text_as_one_by_one(case):
+    dtype, cells = case
+    series = pd.Series(cells, dtype=dtype, index=np.arange(len(cells)) * 7)  # not a RangeIndex
+    got = validate_module._normalise_text(series)
+    assert got.index.equals(series.index)
+    assert [None if pd.isna(v) else v for v in got] == [_text_one_by_one(v) for v in series]
+
+
+def test_memory_mapped_files_are_checked_chunk_by_chunk_at_the_right_rows(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate_module, "CHUNK_ROWS", 4)  # 10 rows: three chunks
+    committee = np.stack([_probs(10), _probs(10)])
+    committee[1, 7] *= 1.5  # second model, third chunk
+    embeddings = np.ones((10, 3), dtype=np.float32)
+    embeddings[[5, 9]] = np.nan
+    np.save(tmp_path / "probs.npy", committee)
+    np.save(tmp_path / "emb.npy", embeddings)
+    table = pd.DataFrame({"id": [f"x{i}" for i in range(10)], "label": ["cat", "dog"] * 5})
+    problems = _problems(_write(tmp_path, table), tmp_path / "probs.npy", tmp_path / "emb.npy")
+    assert problems["probs_not_normalized"].rows == (7,)
+    assert problems["probs_not_normalized"].values == ("1.5",)
+    assert problems["embeddings_not_finite"].rows == (5, 9)
