@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from dataaudit import analyses as registry
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
@@ -96,7 +95,10 @@ def audit(
 
 def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
     """Run every registered analysis whose inputs exist, in registry order."""
+    # Imported here, not at the top: the analyses pull in torch and scipy (seconds), and bad
+    # input should be named before paying for them.
     from dataaudit import __version__
+    from dataaudit import analyses as registry
 
     config = ctx.config
     results: dict[str, AnalysisResult] = {}
