@@ -26,7 +26,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dataaudit.config import AuditConfig
-from dataaudit.context import AuditContext
+from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
 from dataaudit.neighbors import _exact, shared_graph
 from dataaudit.result import Analysis, AnalysisResult
@@ -64,6 +64,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
                 k=config.knn_k,
                 device=config.knn_device,
                 seed=config.seed,
+                progress=ctx.progress,
             )
         is_ood[scored] = ood[scored] > threshold
         notes.append(
@@ -138,6 +139,7 @@ def ood_scores(
     k: int = 10,
     device: str = "cpu",
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[NDArray[np.float32], float]:
     """(OOD score of each query row against the reference rows, flag threshold).
 
@@ -149,10 +151,10 @@ def ood_scores(
     ref = np.asarray(embeddings[reference_rows], dtype=np.float32)
     ref_aug = np.hstack([ref, np.einsum("ij,ij->i", ref, ref)[:, None]])
 
-    def mean_distance(queries: NDArray[np.float32], self_ids) -> NDArray[np.float32]:
+    def mean_distance(queries: NDArray[np.float32], self_ids, progress=None) -> NDArray[np.float32]:
         sq = np.einsum("ij,ij->i", queries, queries)
         q_aug = np.hstack([2 * queries, -np.ones((len(queries), 1), dtype=np.float32)])
-        products, _ = _exact(q_aug, ref_aug, k, self_ids=self_ids, device=device)
+        products, _ = _exact(q_aug, ref_aug, k, self_ids=self_ids, device=device, progress=progress)
         dist2 = np.maximum(sq[:, None] - products, 0)
         return np.sqrt(dist2).mean(axis=1).astype(np.float32)
 
@@ -160,4 +162,4 @@ def ood_scores(
     sample = np.sort(rng.choice(len(ref), size=min(CALIBRATION_SAMPLE, len(ref)), replace=False))
     cut = float(np.quantile(mean_distance(ref[sample], sample), 0.99))
     queries = np.asarray(embeddings[query_rows], dtype=np.float32)
-    return mean_distance(queries, None), cut
+    return mean_distance(queries, None, progress), cut
