@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.context import Progress
     from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputExistsError, prepare_output_dir
     from dataaudit.outputs import write_outputs
@@ -299,7 +300,8 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
     if baseline is not None:
         report = _with_comparison(baseline, report, args.baseline)
         say(_describe_comparison(report.comparison))
-    written = write_outputs(report, out)
+    with Progress(verbosity).step("write the report and exports"):
+        written = write_outputs(report, out)
     say(f"Wrote {len(written)} outputs to {out}/ in {time.perf_counter() - start:.1f} s:")
     for path in written:
         say(f"  {path}")

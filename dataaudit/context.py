@@ -17,11 +17,17 @@ T = TypeVar("T")
 
 
 class Progress:
-    """Step messages and progress bars on stderr. verbosity: 0 quiet, 1 normal, 2 verbose."""
+    """Step messages and progress bars on stderr. verbosity: 0 quiet, 1 normal, 2 verbose.
 
-    def __init__(self, verbosity: int = 1, stream=None):
+    Every step prints its elapsed time when it ends. A loop shows a bar (done/total,
+    elapsed<remaining, rate) only once it has run `bar_delay` seconds, so quick steps stay one
+    line and long ones show an ETA.
+    """
+
+    def __init__(self, verbosity: int = 1, stream=None, bar_delay: float = 1.0):
         self.verbosity = verbosity
         self.stream = stream if stream is not None else sys.stderr
+        self.bar_delay = bar_delay
 
     def log(self, message: str, level: int = 1) -> None:
         if self.verbosity >= level:
@@ -35,7 +41,13 @@ class Progress:
 
         # mininterval keeps the bar cheap; leave=False so finished bars don't pile up.
         yield from tqdm(
-            iterable, total=total, desc=desc, file=self.stream, leave=False, mininterval=0.5
+            iterable,
+            total=total,
+            desc=desc,
+            file=self.stream,
+            leave=False,
+            mininterval=0.5,
+            delay=self.bar_delay,
         )
 
     @contextmanager
