@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -140,3 +141,29 @@ def test_interrupted_run_leaves_the_earlier_report_intact(demo_files, tmp_path, 
     assert after == before
     assert (out / "audit" / "report.json").read_bytes() == before_model
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, tmp_path, sig):
+    out = tmp_path / "run"
+    assert _run([], demo_files, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    before_model = (out / "audit" / "report.json").read_bytes()
+
+    argv = ["run", "--table", demo_files["table"], "--probs", demo_files["probs"]]
+    argv += ["--embeddings", demo_files["embeddings"], "--out", str(out), "--force", "--seed", "3"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dataaudit", *argv], stderr=subprocess.PIPE, text=True
+    )
+    for line in child.stderr:  # stop it once the analyses have started
+        if line.startswith("✓ read and validate inputs"):
+            child.send_signal(sig)
+            break
+    err = line + child.communicate(timeout=120)[1]
+    assert child.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), err
+    if sig == signal.SIGINT:
+        assert "interrupted" in err
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before
+    assert (out / "audit" / "report.json").read_bytes() == before_model
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
