@@ -6,31 +6,37 @@ skipped with the reason. `after` names analyses whose results it reads; they com
 
 from __future__ import annotations
 
-from dataaudit.analyses import (
-    duplicates,
-    embedding_map,
-    label_errors,
-    label_next,
-    lookalikes,
-    outliers,
-    per_class,
-    slices,
-    swapped_pairs,
-)
+import importlib
+
 from dataaudit.result import Analysis
 
-ANALYSES: tuple[Analysis, ...] = (
-    label_errors.ANALYSIS,
-    swapped_pairs.ANALYSIS,
-    per_class.ANALYSIS,
-    slices.ANALYSIS,
-    duplicates.ANALYSIS,
-    outliers.ANALYSIS,
-    lookalikes.ANALYSIS,
-    label_next.ANALYSIS,  # last: reads label_errors, outliers, lookalikes when present
-    embedding_map.ANALYSIS,  # reads label_errors / outliers flags when present
+# Module names in run order. They are imported on first use of ANALYSES, not with this package:
+# they pull in torch and scipy (seconds), which `dataaudit --help` and bad input need not wait for.
+_ORDER = (
+    "label_errors",
+    "swapped_pairs",
+    "per_class",
+    "slices",
+    "duplicates",
+    "outliers",
+    "lookalikes",
+    "label_next",  # last: reads label_errors, outliers, lookalikes when present
+    "embedding_map",  # reads label_errors / outliers flags when present
 )
+
+
+def _registry() -> tuple[Analysis, ...]:
+    if "ANALYSES" not in globals():
+        modules = [importlib.import_module(f"{__name__}.{name}") for name in _ORDER]
+        globals()["ANALYSES"] = tuple(module.ANALYSIS for module in modules)
+    return globals()["ANALYSES"]
+
+
+def __getattr__(name: str):
+    if name == "ANALYSES":
+        return _registry()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def by_name() -> dict[str, Analysis]:
-    return {analysis.name: analysis for analysis in ANALYSES}
+    return {analysis.name: analysis for analysis in _registry()}
