@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataaudit import AuditConfig, InputError
+from dataaudit import AuditConfig, ColumnRoles, InputError
 from dataaudit import validate as validate_module
 from dataaudit.validate import load_dataset
 
@@ -281,3 +281,19 @@ def test_memory_mapped_files_are_checked_chunk_by_chunk_at_the_right_rows(tmp_pa
     assert problems["probs_not_normalized"].rows == (7,)
     assert problems["probs_not_normalized"].values == ("1.5",)
     assert problems["embeddings_not_finite"].rows == (5, 9)
+
+
+def test_image_paths_are_made_absolute_beside_the_table(tmp_path):
+    table = _table()
+    table["path"] = ["a.png", "imgs/../b.png", str(tmp_path / "abs.png"), "", None, "./c.png"]
+    config = AuditConfig(columns=ColumnRoles(image="path"))
+    data = load_dataset(_write(tmp_path, table), _probs(), config=config)
+    base = tmp_path.resolve()
+    assert data.image_paths.tolist() == [
+        str(base / "a.png"),
+        str(base / "b.png"),
+        str(tmp_path / "abs.png"),
+        "",
+        "",
+        str(base / "c.png"),
+    ]
