@@ -374,7 +374,11 @@ def _array_rows(raw: RawInput, ids: pd.Series, table: RawInput, id_col: str):
                 )
             ],
         )
-    values = frame[value_cols].to_numpy(dtype=np.float64)[position]
+    # float32 as the analyses hold them (half of float64 at 1M x 384); rows already in table
+    # order, the usual case, are not copied again.
+    values = frame[value_cols].to_numpy(dtype=np.float32)
+    if not np.array_equal(position, np.arange(len(position))):
+        values = values[position]
     return values, [str(c) for c in value_cols], []
 
 
