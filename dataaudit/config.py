@@ -34,8 +34,9 @@ class AuditConfig:
     # Label errors (cleanlab)
     # flagged_then_margin | a cleanlab rank method; chosen by benchmarks/label_errors.py
     label_error_score: str = "flagged_then_margin"
-    # confident_learning is computed per chunk; other cleanlab filter_by values run on all rows at once
-    label_error_filter: str = "confident_learning"
+    # calibrated_count | confident_learning (both per chunk) | a cleanlab filter_by (all rows at
+    # once); chosen by benchmarks/scale.py and benchmarks/label_errors.py
+    label_error_filter: str = "calibrated_count"
     swapped_pairs_top: int = 20
     examples_per_pair: int = 5
 

@@ -3,12 +3,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _planted_labels import CLASSES, planted_data, planted_dataset
-from cleanlab.count import get_confident_thresholds
+from cleanlab.count import get_confident_thresholds, num_label_issues
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
 
 from dataaudit.analyses import label_errors
-from dataaudit.analyses.label_errors import class_thresholds, score_chunk
+from dataaudit.analyses.label_errors import (
+    calibrated_error_count,
+    class_thresholds,
+    confident_joint_counts,
+    score_chunk,
+    top_up_flags,
+)
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 
@@ -38,6 +44,91 @@ def test_flag_equals_cleanlab_confident_learning(planted):
         expected = find_label_issues(labels, probs, filter_by="confident_learning")
         assert expected.any()
         np.testing.assert_array_equal(_score(probs, labels)["is_label_error"], expected)
+    config = AuditConfig().replace(label_error_filter="confident_learning")
+    data = planted_dataset(planted, n_unlabeled=0)
+    items = label_errors.run(data, AuditContext(config), config).table("items")
+    expected = find_label_issues(planted.labels, planted.probs, filter_by="confident_learning")
+    np.testing.assert_array_equal(items["is_label_error"], expected)
+
+
+def _noisy_inputs(n=500, k=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.dirichlet(np.full(k, 0.7), size=n).astype(np.float32), rng.integers(0, k, size=n)
+
+
+def test_calibrated_error_count_equals_cleanlab(planted):
+    without_class_4 = np.where(planted.labels == 4, 3, planted.labels)
+    cases = [
+        (planted.probs, planted.labels),
+        (planted.probs, without_class_4),
+        _noisy_inputs(),
+        _noisy_inputs(n=3000, k=30, seed=2),
+    ]
+    for probs, labels in cases:
+        k = probs.shape[1]
+        scored = _score(probs, labels)
+        joint = confident_joint_counts(scored["confident_guess"], labels, k)
+        expected = num_label_issues(labels, probs, estimation_method="off_diagonal_calibrated")
+        assert calibrated_error_count(joint, np.bincount(labels, minlength=k)) == expected
+
+
+def test_default_flags_more_planted_flips_and_keep_every_confident_learning_flag(planted):
+    data = planted_dataset(planted, n_unlabeled=0)
+    default = label_errors.run(data, AuditContext(AuditConfig()), AuditConfig())
+    plain_config = AuditConfig().replace(label_error_filter="confident_learning")
+    plain = label_errors.run(data, AuditContext(plain_config), plain_config)
+    flag = default.table("items")["is_label_error"].to_numpy(bool)
+    plain_flag = plain.table("items")["is_label_error"].to_numpy(bool)
+
+    assert plain_flag.sum() == default.summary["n_confident_learning_flags"]
+    assert (flag >= plain_flag).all()
+    expected = num_label_issues(
+        planted.labels, planted.probs, estimation_method="off_diagonal_calibrated"
+    )
+    assert flag.sum() == expected == default.summary["n_label_errors"]
+    assert default.params["n_label_errors_estimated"] == expected
+    # Planted: 52 of 60 flips among 69 plain flags; the top-up finds 59 of 60 in 86.
+    found, found_plain = (flag & planted.flipped).sum(), (plain_flag & planted.flipped).sum()
+    assert found >= 0.95 * planted.flipped.sum() and found > found_plain
+    assert found / flag.sum() >= 0.65
+    # The ranking is unchanged, and the flagged items are its top.
+    score = default.table("items")["error_score"].to_numpy()
+    np.testing.assert_array_equal(score, plain.table("items")["error_score"].to_numpy())
+    assert score[flag].min() >= score[~flag].max()
+    assert any("calibrated estimate" in note for note in default.notes)
+
+
+def test_top_up_adds_eligible_items_by_margin_and_never_removes_a_flag():
+    flag = np.array([True, False, False, False, False, True])
+    margin = np.array([0.1, 0.9, 0.8, 0.95, 0.7, 0.2], dtype=np.float32)
+    eligible = np.array([True, True, True, False, True, True])
+    np.testing.assert_array_equal(
+        top_up_flags(flag, margin, eligible, 4), [True, True, True, False, False, True]
+    )
+    np.testing.assert_array_equal(top_up_flags(flag, margin, eligible, 1), flag)
+    # Not enough eligible items: all of them, no more.
+    np.testing.assert_array_equal(
+        top_up_flags(flag, margin, eligible, 10), [True, True, True, False, True, True]
+    )
+
+
+def test_confident_joint_from_chunks_equals_the_whole(planted):
+    probs, labels = planted.probs, planted.labels
+    guess = _score(probs, labels)["confident_guess"]
+    whole = confident_joint_counts(guess, labels, 5)
+    parts = sum(
+        confident_joint_counts(guess[s : s + 137], labels[s : s + 137], 5)
+        for s in range(0, len(labels), 137)
+    )
+    np.testing.assert_array_equal(parts, whole)
+    assert whole.sum() == (guess >= 0).sum()
+
+
+def test_unknown_filter_is_a_clear_error(planted):
+    config = AuditConfig().replace(label_error_filter="prune")
+    data = planted_dataset(planted, n_unlabeled=0)
+    with pytest.raises(ValueError, match="label_error_filter must be one of calibrated_count"):
+        label_errors.run(data, AuditContext(config), config)
 
 
 def test_class_thresholds_equal_cleanlab_including_a_class_without_labels(planted):

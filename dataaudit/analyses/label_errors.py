@@ -3,23 +3,35 @@
 Requires: probs, labels. Runs on labeled items only.
 
 How it decides (confident learning, Northcutt et al. 2021, via cleanlab):
-- `is_label_error`: the item lies off the diagonal of cleanlab's confident joint. Each class j gets a
-  threshold t_j = mean p(j) over items labeled j; an item is flagged when some other class clears its
-  threshold (the most probable such class wins) and the model's top class is not the given label.
-  This equals `cleanlab.filter.find_label_issues(filter_by="confident_learning")`, computed per chunk
-  of rows from the K thresholds, so it maps over partitions. Other cleanlab filters
-  (`config.label_error_filter`) are computed by cleanlab over all rows at once.
-- `error_score` (default "flagged_then_margin"): (is_label_error + margin_score) / 2, so every flagged
-  item ranks above every unflagged one, and within each group the model's margin against the given
-  label orders them. On the human-verified cifar10 and mnist test-set errors this ranks at least as
-  well as cleanlab's best single score (benchmarks/label_errors.py). Any cleanlab rank method name
+- Confident-learning flag: the item lies off the diagonal of cleanlab's confident joint. Each class j
+  gets a threshold t_j = mean p(j) over items labeled j; an item is flagged when some other class
+  clears its threshold (the most probable such class wins) and the model's top class is not the
+  given label. This equals `cleanlab.filter.find_label_issues(filter_by="confident_learning")`,
+  computed per chunk of rows from the K thresholds, so it maps over partitions.
+- `is_label_error` (default `config.label_error_filter = "calibrated_count"`): the confident-learning
+  flags, topped up with the unflagged items the model disagrees with, largest margin first, until
+  there are as many as cleanlab's calibrated estimate of the number of label errors
+  (`cleanlab.count.num_label_issues(estimation_method="off_diagonal_calibrated")`). Items confident
+  in no class never reach the confident joint, so when probabilities are soft the plain flag misses
+  many errors (benchmarks/scale.py at 10k: it finds 62% of the planted flips, this 86%, at a
+  precision of 0.84); calibration rescales each given class's row of the joint to that class's
+  size, which counts them back. With the default score the flagged set is the top of the
+  error_score ranking, so a reviewer working relabel.csv top-down sees the confident flags first.
+  "confident_learning" keeps the plain flag; any other cleanlab filter_by value
+  ("prune_by_noise_rate", Datalab's default, ...) is computed by cleanlab over all rows at once.
+- `error_score` (default "flagged_then_margin"): (confident-learning flag + margin_score) / 2, so
+  every confidently off-diagonal item ranks above every other one, and within each group the model's
+  margin against the given label orders them. On the human-verified cifar10 and mnist test-set
+  errors this ranks at least as well as cleanlab's best single score (benchmarks/label_errors.py).
+  With a cleanlab filter the flag in that sum is the filter's. Any cleanlab rank method name
   ("self_confidence", "normalized_margin", "confidence_weighted_entropy") may be configured instead;
   its quality score q becomes error_score = 1 - q.
 
 Table "items" (one row per labeled item): id, given_label, suggested_label (the model's top class),
 suggested_label_prob, given_label_prob, margin_score (1 - cleanlab's normalized-margin quality, in
 [0, 1]), is_label_error, error_score (higher = more likely mislabeled).
-Summary: n_labeled, n_label_errors, label_error_rate (over labeled items) with a Wilson interval.
+Summary: n_labeled, n_label_errors, label_error_rate (over labeled items) with a Wilson interval,
+n_confident_learning_flags (items off the confident joint's diagonal, whichever filter flags).
 """
 
 from __future__ import annotations
@@ -36,6 +48,16 @@ from dataaudit.stats import wilson_interval
 
 DEFAULT_SCORE = "flagged_then_margin"
 CLEANLAB_SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+DEFAULT_FILTER = "calibrated_count"
+CLEANLAB_FILTERS = (
+    "prune_by_noise_rate",
+    "prune_by_class",
+    "both",
+    "predicted_neq_given",
+    "low_normalized_margin",
+    "low_self_confidence",
+)
+FILTERS = (DEFAULT_FILTER, "confident_learning", *CLEANLAB_FILTERS)
 # cleanlab's constants: fuzzy float comparison and the floor of a class threshold.
 _EPS = 1e-6
 _THRESHOLD_FLOOR = 2e-6
@@ -49,6 +71,11 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     if method != DEFAULT_SCORE and method not in CLEANLAB_SCORES:
         choices = ", ".join((DEFAULT_SCORE, *CLEANLAB_SCORES))
         raise ValueError(f"label_error_score must be one of {choices}; got {method!r}")
+    if config.label_error_filter not in FILTERS:
+        choices = ", ".join(FILTERS)
+        raise ValueError(
+            f"label_error_filter must be one of {choices}; got {config.label_error_filter!r}"
+        )
     labeled = np.flatnonzero(data.labeled)
     labels = data.labels[labeled]
     # The one global quantity: K class thresholds, a reduction over all labeled rows.
@@ -68,7 +95,12 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     scored = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
 
     notes = []
-    if config.label_error_filter != "confident_learning":
+    n_confident = int(scored["is_label_error"].sum())
+    n_estimated = None
+    if config.label_error_filter == DEFAULT_FILTER:
+        # error_score keeps the confident-learning flag: those items stay first, the top-up follows.
+        scored["is_label_error"], n_estimated = calibrated_count_flags(scored, labels, data.k)
+    elif config.label_error_filter in CLEANLAB_FILTERS:
         from cleanlab.filter import find_label_issues
 
         probs = np.asarray(data.probs[labeled], dtype=np.float32)
@@ -100,7 +132,13 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     n_labeled = len(labeled)
     n_errors = int(items["is_label_error"].sum())
     low, high = wilson_interval(n_errors, n_labeled, config.confidence_level)
-    if config.label_error_filter == "confident_learning":
+    if config.label_error_filter == DEFAULT_FILTER:
+        notes.append(
+            f"Flagged: the {n_confident:,} items off the diagonal of cleanlab's confident joint,"
+            " then items the model disagrees with, largest margin first, up to"
+            f" {n_estimated:,}, cleanlab's calibrated estimate of the number of label errors."
+        )
+    elif config.label_error_filter == "confident_learning":
         notes.append(
             "Flagged by confident learning: off the diagonal of cleanlab's confident joint."
         )
@@ -108,7 +146,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         notes.append(
             f"Flagged by cleanlab's find_label_issues, filter_by={config.label_error_filter}."
         )
-    notes.append(f"Ranked by {_describe(method)}.")
+    notes.append(f"Ranked by {_describe(method, config.label_error_filter)}.")
     if data.n_models > 1:
         notes.append(
             f"The probabilities of {data.n_models} models were averaged before finding label errors."
@@ -122,6 +160,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "label_error_rate": n_errors / n_labeled if n_labeled else float("nan"),
             "label_error_rate_ci_low": float(low),
             "label_error_rate_ci_high": float(high),
+            "n_confident_learning_flags": n_confident,
         },
         params={
             "label_error_score": method,
@@ -129,6 +168,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "confidence_level": config.confidence_level,
             "n_models_averaged": data.n_models,
             "class_thresholds": [float(t) for t in thresholds],
+            "n_label_errors_estimated": n_estimated,
         },
         notes=tuple(notes),
     )
@@ -168,7 +208,9 @@ def score_chunk(
     """Score a chunk of labeled rows given the global class thresholds.
 
     Returns arrays aligned with the rows: suggested (top class), suggested_prob, given_prob,
-    margin_score, is_label_error (confident-learning flag), error_score (flagged_then_margin).
+    margin_score, is_label_error (confident-learning flag), error_score (flagged_then_margin),
+    confident_guess (the confident joint's column, -1 when no class is confident), model_disagrees
+    (some other class beats the given label by more than float noise).
     """
     n = len(labels)
     rows = np.arange(n)
@@ -182,7 +224,9 @@ def score_chunk(
     # cleanlab's normalized margin quality is (p_given - max other + 1) / 2; flip it.
     margin_score = ((best_other - given + 1.0) / 2.0).astype(np.float32)
 
-    flag = confident_learning_flag(probs, labels, thresholds)
+    guess = confident_guess(probs, thresholds)
+    disagrees = model_disagrees(probs, labels)
+    flag = (guess >= 0) & (guess != labels) & disagrees
     return {
         "suggested": suggested.astype(np.int64),
         "suggested_prob": suggested_prob.astype(np.float32),
@@ -190,6 +234,8 @@ def score_chunk(
         "margin_score": margin_score,
         "is_label_error": flag,
         "error_score": combine_flag_and_margin(flag, margin_score),
+        "confident_guess": guess,
+        "model_disagrees": disagrees,
     }
 
 
@@ -197,16 +243,95 @@ def confident_learning_flag(
     probs: NDArray, labels: NDArray[np.int64], thresholds: NDArray[np.float64]
 ) -> NDArray[np.bool_]:
     """Off-diagonal membership of cleanlab's confident joint, minus items the model agrees with."""
-    rows = np.arange(len(labels))
+    guess = confident_guess(probs, thresholds)
+    return (guess >= 0) & (guess != labels) & model_disagrees(probs, labels)
+
+
+def confident_guess(probs: NDArray, thresholds: NDArray[np.float64]) -> NDArray[np.int32]:
+    """The class each row counts for in cleanlab's confident joint; -1 when none is confident."""
     confident = probs >= thresholds - _EPS
     n_confident = confident.sum(axis=1)
     # Several confident classes: the most probable wins; one: that one (cleanlab's rule).
     guess = np.where(n_confident > 1, probs.argmax(axis=1), confident.argmax(axis=1))
-    off_diagonal = (n_confident > 0) & (guess != labels)
-    # cleanlab drops flags where the given label is (within float noise) the top class.
+    return np.where(n_confident > 0, guess, -1).astype(np.int32)
+
+
+def model_disagrees(probs: NDArray, labels: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Some other class beats the given label by more than float noise (cleanlab drops the rest)."""
+    rows = np.arange(len(labels))
     nudged = probs.copy()
     nudged[rows, labels] += _EPS
-    return off_diagonal & (nudged.argmax(axis=1) != labels)
+    return nudged.argmax(axis=1) != labels
+
+
+def calibrated_count_flags(
+    scored: dict[str, NDArray], labels: NDArray[np.int64], k: int
+) -> tuple[NDArray[np.bool_], int]:
+    """The default flag from score_chunk's arrays over all labeled rows: (flags, estimated count)."""
+    joint = confident_joint_counts(scored["confident_guess"], labels, k)
+    n_estimated = calibrated_error_count(joint, np.bincount(labels, minlength=k))
+    flag = top_up_flags(
+        scored["is_label_error"], scored["margin_score"], scored["model_disagrees"], n_estimated
+    )
+    return flag, n_estimated
+
+
+def confident_joint_counts(
+    guess: NDArray[np.int32], labels: NDArray[np.int64], k: int
+) -> NDArray[np.int64]:
+    """cleanlab's uncalibrated confident joint: rows = given label, columns = confident guess.
+
+    A bincount over rows, so over partitions it is a sum of partial joints.
+    """
+    confident = guess >= 0
+    cells = labels[confident] * k + guess[confident]
+    return np.bincount(cells, minlength=k * k).reshape(k, k)
+
+
+def calibrated_error_count(joint: NDArray[np.int64], label_counts: NDArray[np.int64]) -> int:
+    """Estimated number of label errors: the off-diagonal of the calibrated confident joint.
+
+    Equals `cleanlab.count.num_label_issues(estimation_method="off_diagonal_calibrated")`. Each row
+    is rescaled to the number of items with that given label (items confident in no class are
+    counted in their row's proportions), then rounded preserving the row totals.
+    """
+    joint = joint.astype(np.float64)
+    # cleanlab keeps at least one correctly labeled item in every class.
+    np.fill_diagonal(joint, np.maximum(joint.diagonal(), 1.0))
+    calibrated = joint / joint.sum(axis=1, keepdims=True) * label_counts[:, None]
+    rounded = np.vstack([_round_preserving_sum(row) for row in calibrated])
+    return int(rounded.sum() - np.trace(rounded))
+
+
+def _round_preserving_sum(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Round to integers whose sum is the rounded sum, moving the largest remainders (as cleanlab)."""
+    ints = values.round()
+    short = int(round(values.sum()) - ints.sum())
+    if short:
+        step = 1 if short > 0 else -1
+        order = np.argsort(values - ints)[::-step][: abs(short)]
+        ints[order] += step
+    return ints
+
+
+def top_up_flags(
+    flag: NDArray[np.bool_],
+    margin_score: NDArray,
+    eligible: NDArray[np.bool_],
+    n_target: int,
+) -> NDArray[np.bool_]:
+    """Add unflagged eligible items, largest margin first (ties by row order), until n_target flags.
+
+    Never removes a flag: when n_target <= flag.sum() the flags come back unchanged.
+    """
+    n_missing = n_target - int(flag.sum())
+    candidates = np.flatnonzero(eligible & ~flag)
+    if n_missing <= 0 or not len(candidates):
+        return flag
+    order = np.argsort(-margin_score[candidates], kind="stable")
+    topped = flag.copy()
+    topped[candidates[order[:n_missing]]] = True
+    return topped
 
 
 def combine_flag_and_margin(flag: NDArray[np.bool_], margin_score: NDArray) -> NDArray[np.float32]:
@@ -214,10 +339,15 @@ def combine_flag_and_margin(flag: NDArray[np.bool_], margin_score: NDArray) -> N
     return ((flag.astype(np.float32) + margin_score.astype(np.float32)) / 2.0).astype(np.float32)
 
 
-def _describe(method: str) -> str:
+def _describe(method: str, filter_by: str) -> str:
     if method == DEFAULT_SCORE:
         # error_score = (flag + margin_score) / 2
-        return "flag first, then the model's margin against the given label within each group"
+        flag = (
+            "confident-learning flag"
+            if filter_by in (DEFAULT_FILTER, "confident_learning")
+            else "flag"
+        )
+        return f"{flag} first, then the model's margin against the given label within each group"
     return f"1 - cleanlab's label quality score ({method})"
 
 
