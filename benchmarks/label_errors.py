@@ -8,7 +8,9 @@ confirmed errors found in the top 2% of all items, as a reviewer working top-dow
 
     python benchmarks/label_errors.py [--data DIR]
 
-Prints a markdown table: dataaudit's default ranking and each of cleanlab's rank methods.
+Prints two markdown tables: dataaudit's default ranking and each of cleanlab's rank methods; then
+the flag (is_label_error) of each filter: how many items it flags, how many of the confirmed errors
+are among them, and the share of its reviewed flags that are confirmed errors.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from cleanlab.rank import get_label_quality_scores
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dataaudit.analyses.label_errors import class_thresholds, combine_flag_and_margin, score_chunk
+from dataaudit.analyses.label_errors import (
+    calibrated_count_flags,
+    class_thresholds,
+    combine_flag_and_margin,
+    score_chunk,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "label-errors"
 DATASETS = ("cifar10", "mnist")
@@ -63,6 +70,23 @@ def rankings_flag_count(probs: np.ndarray, labels: np.ndarray) -> int:
     return int(score_chunk(probs, labels, thresholds)["is_label_error"].sum())
 
 
+def flags(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """is_label_error of each filter compared (dataaudit's default first)."""
+    k = probs.shape[1]
+    given = probs[np.arange(len(labels)), labels]
+    scored = score_chunk(probs, labels, class_thresholds(given, labels, k))
+    out = {
+        "dataaudit default (calibrated_count)": calibrated_count_flags(scored, labels, k)[0],
+        "confident_learning (dataaudit before)": scored["is_label_error"],
+    }
+    for filter_by in ("prune_by_noise_rate", "prune_by_class", "both"):
+        name = f"cleanlab {filter_by}" + (
+            " (Datalab default)" * (filter_by == "prune_by_noise_rate")
+        )
+        out[name] = find_label_issues(labels, probs, filter_by=filter_by)
+    return out
+
+
 def evaluate(score: np.ndarray, reviewed: np.ndarray, confirmed: np.ndarray) -> dict[str, float]:
     top = int(np.ceil(TOP_FRACTION * len(score)))
     order = np.argsort(-score, kind="stable")
@@ -78,7 +102,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
 
-    rows = []
+    rows, flag_rows = [], []
     for name in DATASETS:
         folder = args.data / name
         # float32, as AuditDataset holds them.
@@ -89,11 +113,21 @@ def main() -> None:
         confirmed = truth["confirmed_error"].to_numpy(bool)
         for method, score in rankings(probs, labels).items():
             rows.append({"dataset": name, "method": method, **evaluate(score, reviewed, confirmed)})
+        for method, flag in flags(probs, labels).items():
+            flag_rows.append(
+                {
+                    "dataset": name,
+                    "method": method,
+                    "flagged": int(flag.sum()),
+                    "confirmed": f"{(flag & confirmed).sum()} / {confirmed.sum()}",
+                    "precision (reviewed)": f"{(flag & confirmed).sum() / (flag & reviewed).sum():.3f}",
+                }
+            )
         flagged = rankings_flag_count(probs, labels)
         counts = (
             f"{len(labels)} items, {reviewed.sum()} reviewed, {confirmed.sum()} confirmed errors"
         )
-        print(f"<!-- {name}: {counts}, {flagged} flagged by dataaudit -->")
+        print(f"<!-- {name}: {counts}, {flagged} off the confident joint's diagonal -->")
 
     table = pd.DataFrame(rows).set_index(["method", "dataset"]).unstack("dataset")
     columns = [(metric, ds) for ds in DATASETS for metric in ("AP", "R@2%", "AUROC")]
@@ -103,6 +137,16 @@ def main() -> None:
     print("|---|" + "---:|" * len(columns))
     for method, values in table.iterrows():
         print(f"| {method} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+    print()
+    flag_table = pd.DataFrame(flag_rows).set_index(["method", "dataset"]).unstack("dataset")
+    metrics = ("flagged", "confirmed", "precision (reviewed)")
+    columns = [(metric, ds) for ds in DATASETS for metric in metrics]
+    flag_table = flag_table.loc[list(dict.fromkeys(r["method"] for r in flag_rows)), columns]
+    print("| flag | " + " | ".join(f"{ds} {metric}" for metric, ds in columns) + " |")
+    print("|---|" + "---:|" * len(columns))
+    for method, values in flag_table.iterrows():
+        print(f"| {method} | " + " | ".join(str(v) for v in values) + " |")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@
 
 For each size it builds synthetic inputs with planted problems (benchmarks/synth.py), runs
 `dataaudit run` in a child process (all analyses, report and exports written) and prints wall
-time per analysis and in total, peak RSS of the child, report size, and recall of each planted
-problem. Up to --datalab-max rows it also runs cleanlab's Datalab.find_issues (label, outlier,
-near_duplicate, underperforming_group) on the same inputs in a child process.
+time per analysis and in total, peak RSS of the child, report size, recall of each planted
+problem, and precision of the flagged label errors (planted flips among the flagged labeled items;
+the JSON lines also give F1). Up to --datalab-max rows it also runs cleanlab's Datalab.find_issues
+(label, outlier, near_duplicate, underperforming_group) on the same inputs in a child process.
 
     python benchmarks/scale.py                       # 10k, 100k, 1M at K=10, d=128
     python benchmarks/scale.py --sizes 100000 --k 100 --d 384
@@ -40,15 +41,26 @@ def run_child(argv: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, code
 
 
-def recall_dataaudit(out: Path, planted: dict) -> dict[str, float]:
+def flip_scores(flagged: set, planted: dict) -> dict[str, float]:
+    """Recall, precision and F1 of planted flips among the flagged ids of labeled items."""
+    found = sum(i in flagged for i in planted["flipped"])
+    recall = found / len(planted["flipped"])
+    precision = found / len(flagged) if flagged else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if found else 0.0
+    return {"recall": recall, "precision": precision, "f1": f1, "n_flagged": len(flagged)}
+
+
+def recall_dataaudit(out: Path, planted: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """(recall of each planted problem, flip scores)."""
     from dataaudit.report import AuditReport
 
     report = AuditReport.load(out)
     recall: dict[str, float] = {}
+    flips: dict[str, float] = {}
     if "label_errors" in report.results:
         items = report["label_errors"].tables["items"]
-        flagged = set(items.loc[items["is_label_error"], "id"])
-        recall["flips"] = np.mean([i in flagged for i in planted["flipped"]])
+        flips = flip_scores(set(items.loc[items["is_label_error"], "id"]), planted)
+        recall["flips"] = flips["recall"]
     if "duplicates" in report.results:
         groups = _duplicate_groups(report["duplicates"])
         recall["exact_dups"] = _pair_recall(planted["exact_pairs"], groups)
@@ -62,7 +74,7 @@ def recall_dataaudit(out: Path, planted: dict) -> dict[str, float]:
         recall["ood@2x"] = np.mean([i in top for i in planted["ood"]])
     if "slices" in report.results:
         recall["bad_slice_top3"] = float(_slice_found(report["slices"], planted["bad_slice"]))
-    return recall
+    return recall, flips
 
 
 def _duplicate_groups(result) -> dict[str, object]:
@@ -92,12 +104,18 @@ def _slice_found(result, bad_slice) -> bool:
     return False
 
 
-def recall_datalab(path: Path, planted: dict, id_order: list[str]) -> dict[str, float]:
+def recall_datalab(
+    path: Path, planted: dict, id_order: list[str], labeled: np.ndarray
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(recall of each planted problem, flip scores). Datalab saw the unlabeled rows with the
+    model's label; its flips are scored on the labeled rows, as dataaudit's are."""
     issues = json.loads(path.read_text())
     position = {i: r for r, i in enumerate(id_order)}
     recall = {}
-    flagged = set(issues["label"])
-    recall["flips"] = np.mean([position[i] in flagged for i in planted["flipped"] if i in position])
+    flagged = np.asarray(issues["label"], dtype=np.int64)
+    flips = flip_scores({id_order[r] for r in flagged[labeled[flagged]]}, planted)
+    flips["n_flagged_unlabeled"] = int((~labeled[flagged]).sum())
+    recall["flips"] = flips["recall"]
     near = issues["near_duplicate_sets"]
 
     def found(pairs):
@@ -114,7 +132,7 @@ def recall_datalab(path: Path, planted: dict, id_order: list[str]) -> dict[str, 
     top = set(issues["outlier_top"])
     recall["ood@2x"] = np.mean([position[i] in top for i in planted["ood"] if i in position])
     recall["bad_slice_top3"] = float("nan")
-    return recall
+    return recall, flips
 
 
 DATALAB_CHILD = r"""
@@ -181,6 +199,7 @@ def main() -> None:
         from dataaudit.report import AuditReport
 
         report = AuditReport.load(out)
+        recall, flips = recall_dataaudit(out, planted)
         row = {
             "tool": "dataaudit",
             "n": n,
@@ -192,7 +211,8 @@ def main() -> None:
             "report_mb": (out / "report.html").stat().st_size / 2**20,
             "timings": report.run.get("timings_s", {}),
             "failed": list(report.failed),
-            "recall": recall_dataaudit(out, planted),
+            "recall": recall,
+            "flips": flips,
             "inputs_build_s": build,
         }
         rows.append(row)
@@ -214,7 +234,14 @@ def main() -> None:
             )
             import pandas as pd
 
-            ids = pd.read_parquet(paths["table"], columns=["id"])["id"].tolist()
+            table = pd.read_parquet(paths["table"], columns=["id", "label"])
+            recall, flips = (
+                recall_datalab(
+                    issues, planted, table["id"].tolist(), table["label"].notna().to_numpy()
+                )
+                if code_dl == 0
+                else ({}, {})
+            )
             dl = {
                 "tool": "datalab",
                 "n": n,
@@ -223,7 +250,8 @@ def main() -> None:
                 "wall_s": wall_dl,
                 "peak_rss_mb": rss_dl,
                 "exit": code_dl,
-                "recall": recall_datalab(issues, planted, ids) if code_dl == 0 else {},
+                "recall": recall,
+                "flips": flips,
             }
             rows.append(dl)
             print(json.dumps(dl, default=float), flush=True)
@@ -234,15 +262,15 @@ def main() -> None:
 
 def print_table(rows: list[dict]) -> None:
     keys = ["flips", "exact_dups", "near_dups", "leaks", "ood@2x", "bad_slice_top3"]
-    print(
-        "| tool | N | K | d | wall s | peak RSS MB | report MB | "
-        + " | ".join(f"recall {k}" for k in keys)
-        + " |"
-    )
-    print("|---" * (7 + len(keys)) + "|")
+    headers = [f"recall {k}" for k in keys]
+    headers.insert(1, "precision flips")
+    print("| tool | N | K | d | wall s | peak RSS MB | report MB | " + " | ".join(headers) + " |")
+    print("|---" * (7 + len(headers)) + "|")
     for r in rows:
         rec = r.get("recall", {})
         cells = [f"{rec[k]:.3f}" if k in rec and rec[k] == rec[k] else "—" for k in keys]
+        precision = r.get("flips", {}).get("precision", float("nan"))
+        cells.insert(1, f"{precision:.3f}" if precision == precision else "—")
         report = f"{r['report_mb']:.1f}" if "report_mb" in r else "—"
         print(
             f"| {r['tool']} | {r['n']:,} | {r['k']} | {r['d']} | {r['wall_s']:.1f} | "
