@@ -247,6 +247,7 @@ _cells = {
     "float64": st.floats(min_value=-1e15, max_value=1e15) | st.just(float("nan")),
     "int64": st.integers(min_value=-(2**62), max_value=2**62),
     "str": st.text(alphabet=" \tab0123.-", max_size=6) | st.none(),
+    "string": st.text(alphabet=" \tab0123.-", max_size=6) | st.none(),
     "object": st.one_of(
         st.text(alphabet=" ab01", max_size=4),
         st.integers(-5, 5),
