@@ -298,3 +298,12 @@ def test_image_paths_are_made_absolute_beside_the_table(tmp_path):
         "",
         str(base / "c.png"),
     ]
+
+
+def test_rows_without_id_are_not_duplicates_of_each_other():
+    table = _table()
+    table["id"] = ["x0", None, "x0", " ", "x4", "x5"]  # a blank id is no id
+    problems = _problems(table, _probs())
+    assert problems["missing_ids"].rows == (1, 3)
+    assert problems["duplicate_ids"].rows == (0, 2)
+    assert problems["duplicate_ids"].count == 2
