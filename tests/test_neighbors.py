@@ -139,3 +139,20 @@ def test_text_and_file_hashes_find_equal_content(tmp_path):
     hashes = hash_files(paths)
     assert hashes[3] == 0
     assert exact_groups(hashes, valid=hashes != 0).tolist() == [0, 0, -1, -1]
+
+
+@pytest.mark.parametrize("k", [1, 10, 33])
+def test_exact_search_over_many_tiles_equals_brute_force(monkeypatch, k):
+    import dataaudit.neighbors as nb
+
+    monkeypatch.setattr(nb, "_TILE_COLUMNS", 200)  # 1,000 rows -> 5 tiles, last one padded
+    x = clustered(1000, 12, seed=k)
+    x[7] = x[3]  # an exact copy: its twin must still be found, itself never
+    sims, idx = knn(x, k=k, chunk_rows=96)
+    ref_s, _ = brute_force(x, x, k, self_join=True)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+    assert (idx != np.arange(1000)[:, None]).all()
+    assert idx[7, 0] == 3 and idx[3, 0] == 7
+    q = clustered(50, 12, seed=99)
+    sims_q, _ = knn(q, x, k=k)
+    np.testing.assert_allclose(sims_q, brute_force(q, x, k, self_join=False)[0], atol=1e-5)
