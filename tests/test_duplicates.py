@@ -90,3 +90,25 @@ def test_duplicates_csv_lists_every_grouped_item_leaking_groups_first(demo_repor
     assert leaks[: leaks.sum()].all()
     sections = build(demo_report)
     assert sections[0].cards[1].value == f"{result.summary['leakage']:,}"
+
+
+def test_copies_whose_embeddings_differ_only_in_the_last_bits_are_exact_duplicates():
+    import pandas as pd
+
+    import dataaudit
+
+    rng = np.random.default_rng(3)
+    n = 200
+    emb = rng.standard_normal((n, 16)).astype(np.float32)
+    emb[1] = np.nextafter(emb[0], np.float32(np.inf))  # same input, another batch: last bit off
+    emb[2] = emb[0] * np.float32(1.05)  # a different item pointing the same way is not exact
+    emb[2] += 0.05 * rng.standard_normal(16).astype(np.float32)
+    labels = rng.integers(0, 2, n)
+    probs = np.full((n, 2), 0.1, dtype=np.float32)
+    probs[np.arange(n), labels] = 0.9
+    table = pd.DataFrame({"id": [f"i{j}" for j in range(n)], "label": labels, "split": "train"})
+    report = dataaudit.audit(table, probs, emb, classes=[0, 1])
+    items = report.results["duplicates"].table("items").set_index("id")
+    assert items.loc[["i0", "i1"], "exact"].all()
+    assert items.loc["i0", "group_id"] == items.loc["i1", "group_id"]
+    assert "i2" not in items.index or not items.loc["i2", "exact"]

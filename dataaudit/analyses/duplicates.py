@@ -2,7 +2,8 @@
 
 Finds groups of items that are the same or nearly the same:
 - exact duplicates share a 64-bit hash of their embedding bytes, or of their text, or of their
-  image file's content (when those columns exist);
+  image file's content (when those columns exist), or have embeddings equal up to float32
+  rounding (cosine >= 1 - 1e-6 in the kNN graph: the same input embedded in another batch);
 - near duplicates are pairs in the run's shared kNN graph whose cosine similarity is at least
   `config.near_duplicate_similarity` (default 0.98).
 A group is a connected component over all those pairs, so near duplicates chain: A~B and B~C
@@ -47,6 +48,9 @@ from dataaudit.neighbors import (
 )
 from dataaudit.result import Analysis, AnalysisResult
 
+# Cosine at or above which two embeddings are the same vector up to float32 rounding.
+IDENTICAL_SIMILARITY = 1 - 1e-6
+
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
     graph = shared_graph(data, ctx)
@@ -59,6 +63,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         exact.append(exact_groups(file_hashes, valid=file_hashes != 0))
     near_a, near_b = near_pairs(graph.similarities, graph.indices, config.near_duplicate_similarity)
     exact_a, exact_b = pairs_from_groups(exact)
+    # Embeddings of one input computed in different batches or rows differ in the last bits
+    # (BLAS kernels block rows differently), so equal bytes alone would miss such copies.
+    same_a, same_b = near_pairs(graph.similarities, graph.indices, IDENTICAL_SIMILARITY)
+    exact_a, exact_b = np.r_[exact_a, same_a], np.r_[exact_b, same_b]
     group = components(data.n, np.r_[exact_a, near_a], np.r_[exact_b, near_b])
     exact_group = components(data.n, exact_a, exact_b)
 
@@ -85,7 +93,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     notes = [
         f"Near duplicates: cosine similarity >= {config.near_duplicate_similarity:g} between an "
         f"item and one of its {graph.k} nearest neighbours ({graph.method} search); groups chain "
-        "such pairs. Exact duplicates: equal embedding bytes"
+        "such pairs. Exact duplicates: equal embeddings (same bytes, or cosine >= 1 - 1e-6, "
+        "which is float rounding)"
         + (", equal text" if data.text is not None else "")
         + (", equal image file content" if data.image_paths is not None else "")
         + ".",
