@@ -13,7 +13,8 @@ The shared graph of a run is built once by `shared_graph` and cached in the Audi
 from __future__ import annotations
 
 import hashlib
-import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,10 @@ _TILE_ELEMENTS = 1 << 23
 # Index columns per tile, and the cap on a row block's group maxima (64 MiB).
 _TILE_COLUMNS = 16384
 _SLOT_ELEMENTS = 1 << 24
+# Approximate search: index rows per inverted list, and nearest lists probed per query. On the
+# benchmarks/knn.py data recall@10 is 0.98 at 200k and 0.998 at 1M x 128 (benchmarks/README.md).
+_LIST_ROWS = 256
+_N_PROBE = 2
 # Columns of a tile are split into this many strided groups for the exact top-k shortcut.
 _GROUPS = 8
 
@@ -173,6 +178,8 @@ def _exact(
     xt = torch.zeros((n_tiles * width, d), dtype=torch.float32, device=dev)
     xt[:n_x] = torch.from_numpy(x).to(dev)  # padding rows are masked out of every tile
     k_slots = min(k, n_tiles * slots)
+    # Rescoring k x G candidates only pays when they are a small part of the row.
+    direct = n_tiles == 1 and 4 * k_slots * _GROUPS > width
     rows = chunk_rows or max(
         64, min(4096, _TILE_ELEMENTS // width, _SLOT_ELEMENTS // (n_tiles * slots))
     )
@@ -194,14 +201,18 @@ def _exact(
                 part[:, n_x - xs :] = _EXCLUDED
             if own is not None:
                 _exclude(part, own - xs)
+            if direct:  # a small index (centroids, say): its one tile holds the answer
+                v, i = torch.topk(part, k, dim=1, sorted=True)
+                break
             torch.amax(
                 part.view(b, _GROUPS, slots), dim=1, out=slot_max[:b, t * slots : (t + 1) * slots]
             )
-        _, best = torch.topk(slot_max[:b], k_slots, dim=1, sorted=False)
-        # slot p is column (p // slots) * width + p % slots + g * slots, g = 0..G-1
-        base = (best // slots) * width + best % slots
-        cols = (base.unsqueeze(2) + torch.arange(_GROUPS, device=dev) * slots).reshape(b, -1)
-        v, i = _score_candidates(qt, xt, cols, k, n_x=n_x, own=own)
+        if not direct:
+            _, best = torch.topk(slot_max[:b], k_slots, dim=1, sorted=False)
+            # slot p is column (p // slots) * width + p % slots + g * slots, g = 0..G-1
+            base = (best // slots) * width + best % slots
+            cols = (base.unsqueeze(2) + torch.arange(_GROUPS, device=dev) * slots).reshape(b, -1)
+            v, i = _score_candidates(qt, xt, cols, k, n_x=n_x, own=own)
         sims[qs:qe] = v.cpu().numpy()
         idx[qs:qe] = i.cpu().numpy()
     return sims, idx
@@ -294,28 +305,26 @@ def approx_knn(
     n_probe: int | None = None,
     device: str = "cpu",
     seed: int = 0,
-    chunk_rows: int = 1 << 16,
     progress: Progress | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Approximate k nearest neighbours with an inverted-file (IVF) index, in torch.
 
     A spherical k-means over a sample of the index gives `n_lists` centroids; every index row
-    is filed under its nearest centroid, and every query probes the `n_probe` lists whose
-    centroids are nearest to it (as faiss IndexIVFFlat does). The search is turned around to
-    keep BLAS busy: for each list, all queries probing it form one dense matmul tile against
-    the list's rows; each (query, list) pair keeps its top-k and the pairs of a query are
-    merged. Same signature and output as `knn`; measure the recall with `recall_at_k`.
+    is filed under its nearest centroid, and every query finds its `n_probe` nearest centroids
+    (as in faiss IndexIVFFlat). The search is then run list by list to keep BLAS busy: the
+    queries whose nearest centroid is list c are searched exactly, in one dense matmul, against
+    the union of the lists any of them probes. That union contains every query's own probes,
+    so recall is at least that of per-query probing, and each query needs one top-k.
+    Same signature and output as `knn`; measure the recall with `recall_at_k`.
 
     Parameters
     ----------
     n_lists : int, optional
-        Number of centroids; default about sqrt(N), which balances quantizer and list costs.
+        Number of centroids; default one per `_LIST_ROWS` index rows.
     n_probe : int, optional
-        Lists probed per query; default 20.
+        Nearest lists probed per query; default `_N_PROBE`.
     seed : int
         Seeds the k-means sample and initialisation, so runs are reproducible.
-    chunk_rows : int
-        Queries handled at a time; bounds the (query, list) candidate buffer.
     """
     q = normalize(queries)
     self_join = index is None
@@ -323,61 +332,77 @@ def approx_knn(
     n_q, n_x = len(q), len(x)
     drop_self = self_join and exclude_self
     k = max(0, min(int(k), n_x - (1 if drop_self else 0)))
-    n_lists = n_lists or max(1, min(n_x // 64, round(math.sqrt(n_x))))
-    n_probe = min(n_probe or 20, n_lists)
-    if n_lists * 4 >= n_x or n_probe >= n_lists or k == 0:  # lists would not save work
+    n_lists = n_lists or max(1, round(n_x / _LIST_ROWS))
+    n_probe = min(n_probe or _N_PROBE, n_lists)
+    if n_probe >= n_lists or k == 0:  # probing every list is exact search
         self_ids = np.arange(n_q) if drop_self else None
         return _exact(q, x, k, self_ids=self_ids, device=device, progress=progress)
     dev = _resolve_device(device)
-    centroids = _spherical_kmeans(x, n_lists, rng=np.random.default_rng(seed), device=device)
-    x_list = _exact(x, centroids, 1, self_ids=None, device=device)[1][:, 0]
-    probes = _exact(q, centroids, n_probe, self_ids=None, device=device)[1]
-    x_order = np.argsort(x_list, kind="stable")  # rows of a list stay ascending
+    rng = np.random.default_rng(seed)
+    with _stage(progress, "IVF: k-means centroids"):
+        centroids = _spherical_kmeans(x, n_lists, rng=rng, device=device)
+    with _stage(progress, "IVF: assign rows to lists"):
+        q_probes = _exact(q, centroids, n_probe, self_ids=None, device=device, progress=progress)[1]
+        x_list = q_probes[:, 0] if self_join else _exact(x, centroids, 1, self_ids=None)[1][:, 0]
+    q_list = q_probes[:, 0]
+    x_order = np.argsort(x_list, kind="stable")
     x_bounds = np.searchsorted(x_list[x_order], np.arange(n_lists + 1))
-    lists = []
-    for c in range(n_lists):  # pad each list to a multiple of _GROUPS for _tile_topk
-        members = x_order[x_bounds[c] : x_bounds[c + 1]]
-        pad = -len(members) % _GROUPS
-        padded = np.concatenate([members, np.repeat(members[:1], pad)]) if pad else members
-        lists.append((members, torch.from_numpy(padded).to(dev)))
-
+    q_order = np.argsort(q_list, kind="stable")
+    q_bounds = np.searchsorted(q_list[q_order], np.arange(n_lists + 1))
     xt = torch.from_numpy(x).to(dev)
     qt = xt if self_join else torch.from_numpy(q).to(dev)
-    sims = np.empty((n_q, k), dtype=np.float32)
-    idx = np.empty((n_q, k), dtype=np.int64)
-    starts = range(0, n_q, chunk_rows)
+    buffer = torch.empty(_TILE_ELEMENTS, dtype=torch.float32, device=dev)
+    gathered = torch.empty(0, dtype=torch.float32, device=dev)
+
+    sims = np.full((n_q, k), _EXCLUDED, dtype=np.float32)
+    idx = np.full((n_q, k), -1, dtype=np.int64)
+    lists = range(n_lists)
     if progress is not None:
-        starts = progress.bar(starts, total=len(starts), desc="approximate kNN")
-    for qs in starts:
-        qe = min(qs + chunk_rows, n_q)
-        flat = probes[qs:qe].ravel()
-        pair_order = np.argsort(flat, kind="stable")
-        pair_bounds = np.searchsorted(flat[pair_order], np.arange(n_lists + 1))
-        found_v = torch.full((len(flat), k), _EXCLUDED, device=dev)
-        found_i = torch.full((len(flat), k), -1, dtype=torch.int64, device=dev)
-        for c in range(n_lists):
-            pairs = pair_order[pair_bounds[c] : pair_bounds[c + 1]]
-            members, padded = lists[c]
-            if len(pairs) == 0 or len(members) == 0:
-                continue
-            rows = qs + pairs // n_probe
-            tile = torch.mm(qt[torch.from_numpy(rows).to(dev)], xt[padded].T)
-            tile[:, len(members) :] = _EXCLUDED
+        lists = progress.bar(lists, total=n_lists, desc="approximate kNN")
+    for c in lists:
+        rows = q_order[q_bounds[c] : q_bounds[c + 1]]
+        if len(rows) == 0:
+            continue
+        probed = np.unique(q_probes[rows])
+        if self_join:  # own list first, so a query's own column is its position in that list
+            probed = np.r_[c, probed[probed != c]]
+        cand = np.concatenate([x_order[x_bounds[p] : x_bounds[p + 1]] for p in probed])
+        kk = min(k, len(cand) - (1 if drop_self else 0))
+        if kk <= 0:
+            continue
+        pad = -len(cand) % _GROUPS  # _tile_topk wants a width that is a multiple of _GROUPS
+        cand_t = torch.from_numpy(np.concatenate([cand, np.repeat(cand[:1], pad)])).to(dev)
+        width = len(cand_t)
+        if len(gathered) < width * xt.shape[1]:  # reused: fresh big tensors cost page faults
+            gathered = torch.empty(2 * width * xt.shape[1], dtype=torch.float32, device=dev)
+        cand_vecs = gathered[: width * xt.shape[1]].view(width, xt.shape[1])
+        torch.index_select(xt, 0, cand_t, out=cand_vecs)
+        step = max(1, len(buffer) // width)  # a large union is searched in row chunks
+        for s in range(0, len(rows), step):
+            chunk = rows[s : s + step]
+            tile = buffer[: len(chunk) * width].view(len(chunk), width)
+            torch.mm(qt[torch.from_numpy(chunk).to(dev)], cand_vecs.T, out=tile)
+            tile[:, len(cand) :] = _EXCLUDED
             if drop_self:
-                pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
-                pos = np.where(members[pos] == rows, pos, -1)
-                _exclude(tile, torch.from_numpy(pos).to(dev))
-            kk = min(k, tile.shape[1])
+                r = torch.arange(len(chunk), device=dev)
+                tile[r, s + r] = _EXCLUDED
             v, j = _tile_topk(tile, kk)
-            pairs_t = torch.from_numpy(pairs).to(dev)
-            found_v[pairs_t, :kk] = v
-            found_i[pairs_t, :kk] = padded[j]
-        v, i = _merge([found_v.view(qe - qs, n_probe * k)], [found_i.view(qe - qs, n_probe * k)], k)
-        sims[qs:qe] = v.cpu().numpy()
-        idx[qs:qe] = i.cpu().numpy()
+            v, order = torch.sort(v, dim=1, descending=True)
+            sims[chunk, :kk] = v.cpu().numpy()
+            idx[chunk, :kk] = cand_t[torch.gather(j, 1, order)].cpu().numpy()
     # Fewer than k rows in all probed lists leaves empty slots: mark them -1.
     idx[~np.isfinite(sims)] = -1
     return sims, idx
+
+
+@contextmanager
+def _stage(progress: Progress | None, name: str) -> Iterator[None]:
+    """A timed sub-step message (verbose mode) for the parts of a search that have no bar."""
+    if progress is None:
+        yield
+        return
+    with progress.step(name):
+        yield
 
 
 def _spherical_kmeans(
