@@ -54,3 +54,22 @@ def test_scores_are_bounded_and_missing_neighbours_are_ignored():
     sims = np.array([[1.0, 0.5, -np.inf], [-1.0, -1.0, -1.0]], dtype=np.float32)
     score = knn_distance_score(sims)
     np.testing.assert_allclose(score, [0.25, 2.0])
+
+
+def test_approximate_ood_search_agrees_with_exact_search_on_a_large_reference():
+    rng = np.random.default_rng(5)
+    centers = 3 * rng.standard_normal((40, 24)).astype(np.float32)
+    train = centers[rng.integers(0, 40, 6000)] + rng.standard_normal((6000, 24)).astype(np.float32)
+    inside = centers[rng.integers(0, 40, 300)] + rng.standard_normal((300, 24)).astype(np.float32)
+    off = 6 + rng.standard_normal((60, 24)).astype(np.float32)  # a blob away from every centre
+    emb = np.vstack([train, inside, off])
+    ref, queries = np.arange(6000), np.arange(6000, len(emb))
+    exact, cut = ood_scores(emb, ref, queries, k=10, mode="exact")
+    approx, cut_a = ood_scores(emb, ref, queries, k=10, mode="approx", approx_threshold=1000)
+    assert cut_a == cut  # the threshold is calibrated by exact search on a sample either way
+    truth = np.r_[np.zeros(300), np.ones(60)]
+    assert roc_auc_score(truth, approx) >= 0.99
+    # Approximate neighbours are never nearer than the true ones, and nearly always the same.
+    assert (approx >= exact - 1e-3).all()
+    assert np.median(approx - exact) < 1e-3
+    assert np.corrcoef(exact, approx)[0, 1] > 0.99

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
-from dataaudit.neighbors import _exact, shared_graph
+from dataaudit.neighbors import _exact, approx_knn, choose_method, shared_graph
 from dataaudit.result import Analysis, AnalysisResult
 
 # Reference items sampled to calibrate the OOD flag (leave-one-out scores on train).
@@ -64,6 +64,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
                 k=config.knn_k,
                 device=config.knn_device,
                 seed=config.seed,
+                mode=config.knn_mode,
+                approx_threshold=config.knn_approx_threshold,
                 progress=ctx.progress,
             )
         is_ood[scored] = ood[scored] > threshold
@@ -139,6 +141,8 @@ def ood_scores(
     k: int = 10,
     device: str = "cpu",
     seed: int = 0,
+    mode: str = "exact",
+    approx_threshold: int = 200_000,
     progress: Progress | None = None,
 ) -> tuple[NDArray[np.float32], float]:
     """(OOD score of each query row against the reference rows, flag threshold).
@@ -151,10 +155,19 @@ def ood_scores(
     ref = np.asarray(embeddings[reference_rows], dtype=np.float32)
     ref_aug = np.hstack([ref, np.einsum("ij,ij->i", ref, ref)[:, None]])
 
-    def mean_distance(queries: NDArray[np.float32], self_ids, progress=None) -> NDArray[np.float32]:
+    def mean_distance(
+        queries: NDArray[np.float32], self_ids, approx=False, progress=None
+    ) -> NDArray[np.float32]:
         sq = np.einsum("ij,ij->i", queries, queries)
         q_aug = np.hstack([2 * queries, -np.ones((len(queries), 1), dtype=np.float32)])
-        products, _ = _exact(q_aug, ref_aug, k, self_ids=self_ids, device=device, progress=progress)
+        if approx:
+            products = _approx_products(
+                q_aug, ref_aug, k, device=device, seed=seed, progress=progress
+            )
+        else:
+            products, _ = _exact(
+                q_aug, ref_aug, k, self_ids=self_ids, device=device, progress=progress
+            )
         dist2 = np.maximum(sq[:, None] - products, 0)
         return np.sqrt(dist2).mean(axis=1).astype(np.float32)
 
@@ -162,4 +175,37 @@ def ood_scores(
     sample = np.sort(rng.choice(len(ref), size=min(CALIBRATION_SAMPLE, len(ref)), replace=False))
     cut = float(np.quantile(mean_distance(ref[sample], sample), 0.99))
     queries = np.asarray(embeddings[query_rows], dtype=np.float32)
-    return mean_distance(queries, None, progress), cut
+    approx = choose_method(len(ref), mode, approx_threshold) == "approx"
+    return mean_distance(queries, None, approx, progress), cut
+
+
+def _approx_products(
+    q_aug: NDArray[np.float32],
+    ref_aug: NDArray[np.float32],
+    k: int,
+    *,
+    device: str,
+    seed: int,
+    progress: Progress | None,
+) -> NDArray[np.float32]:
+    """The k largest products q_aug . ref_aug (the k nearest reference rows), approximately.
+
+    Candidates are the 4k nearest reference rows by cosine (the approximate IVF search); their
+    products are then computed exactly and the k largest kept. Nearest by cosine and nearest
+    by distance agree where norms vary little, which is what 4k candidates cover.
+    """
+    queries, ref = q_aug[:, :-1] / 2, ref_aug[:, :-1]
+    n_cand = min(4 * k, len(ref))
+    _, cand = approx_knn(
+        queries, ref, n_cand, exclude_self=False, device=device, seed=seed, progress=progress
+    )
+    out = np.empty((len(queries), k), dtype=np.float32)
+    step = max(1, (1 << 22) // (n_cand * ref.shape[1]))
+    for start in range(0, len(queries), step):  # chunks bound the gathered candidate rows
+        c = cand[start : start + step]
+        found = c >= 0
+        rows = ref_aug[np.where(found, c, 0)]
+        products = np.einsum("cnd,cd->cn", rows, q_aug[start : start + step])
+        products[~found] = -np.inf
+        out[start : start + step] = -np.sort(-products, axis=1)[:, :k]
+    return out
