@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,17 +27,30 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 
+# Linux counts a forked child's peak RSS from the parent's pages at fork time, even after exec,
+# so a parent holding a loaded report would inflate every later child's figure. Children are
+# therefore started by this small launcher, itself a fresh process, which reports the peak.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+start = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.buffer.write(err[-3000:])
+print(json.dumps([time.perf_counter() - start, usage.ru_maxrss / 1024,
+                  os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def run_child(argv: list[str]) -> tuple[float, float, int]:
     """Run a command; returns (wall seconds, peak RSS in MB of that child, exit code)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-    code = os.waitstatus_to_exitcode(status)
+    done = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *argv], capture_output=True, text=True, check=True
+    )
+    wall, rss, code = json.loads(done.stdout.strip().splitlines()[-1])
     if code not in (0, 1):
-        print(err[-3000:], file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024, code
+        print(done.stderr[-3000:], file=sys.stderr)
+    return wall, rss, code
 
 
 def flip_scores(flagged: set, planted: dict) -> dict[str, float]:
@@ -174,7 +186,10 @@ def main() -> None:
     for n in [int(s) for s in args.sizes.split(",")]:
         folder = work / f"n{n}-k{args.k}-d{args.d}"
         t0 = time.perf_counter()
-        paths = synth.write(folder / "inputs", n, args.k, args.d)
+        # Built in a child so the arrays never sit in this process (see LAUNCHER).
+        code = f"import synth; synth.write({str(folder / 'inputs')!r}, {n}, {args.k}, {args.d})"
+        subprocess.run([sys.executable, "-c", code], cwd=HERE, check=True)
+        paths = synth.paths(folder / "inputs")
         build = time.perf_counter() - t0
         planted = json.loads(paths["planted"].read_text())
         out = folder / "out"

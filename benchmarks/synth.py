@@ -120,18 +120,25 @@ def make(n: int, k: int = 10, d: int = 128, seed: int = 0):
     return table, probs_all, emb_all, planted
 
 
-def write(folder: Path, n: int, k: int, d: int, seed: int = 0) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    table, probs, emb, planted = make(n, k, d, seed)
-    paths = {
+def paths(folder: Path) -> dict[str, Path]:
+    """Where `write` puts each input."""
+    folder = Path(folder)
+    return {
         "table": folder / "examples.parquet",
         "probs": folder / "probs.npy",
         "embeddings": folder / "embeddings.npy",
         "planted": folder / "planted.json",
     }
-    table.to_parquet(paths["table"], index=False)
-    np.save(paths["probs"], probs)
-    np.save(paths["embeddings"], emb)
+
+
+def write(folder: Path, n: int, k: int, d: int, seed: int = 0) -> dict[str, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table, probs, emb, planted = make(n, k, d, seed)
+    files = paths(folder)
+    table.to_parquet(files["table"], index=False)
+    np.save(files["probs"], probs)
+    np.save(files["embeddings"], emb)
     (folder / "classes.txt").write_text("\n".join(f"c{i}" for i in range(k)) + "\n")
-    paths["planted"].write_text(json.dumps(planted.to_json()))
-    return paths
+    files["planted"].write_text(json.dumps(planted.to_json()))
+    return files
