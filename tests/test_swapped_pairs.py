@@ -117,3 +117,21 @@ def test_heat_map_counts_flagged_items_by_given_and_suggested_label():
     given, suggested = heatmap["y"][i], heatmap["x"][j]
     expected = ((flagged["given_label"] == given) & (flagged["suggested_label"] == suggested)).sum()
     assert z[i, j] == expected
+
+
+def test_confident_joint_handed_to_cleanlab_equals_the_one_it_computes_itself():
+    from cleanlab.count import compute_confident_joint
+    from cleanlab.dataset import find_overlapping_classes
+
+    from dataaudit.analyses.swapped_pairs import confident_joint
+
+    rng = np.random.default_rng(4)
+    n, k = 3000, 6
+    probs = rng.dirichlet(np.full(k, 0.4), n).astype(np.float32)
+    labels = np.where(rng.random(n) < 0.8, probs.argmax(1), rng.integers(0, k, n))
+    rows = np.arange(n)
+    ours = confident_joint(probs, rows, labels, k)
+    np.testing.assert_array_equal(ours, compute_confident_joint(labels, probs, calibrate=False))
+    a = find_overlapping_classes(labels=labels, confident_joint=ours)
+    b = find_overlapping_classes(labels=labels, pred_probs=probs)
+    pd.testing.assert_frame_equal(a, b)

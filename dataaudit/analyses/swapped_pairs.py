@@ -21,6 +21,11 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from dataaudit.analyses.label_errors import (
+    class_thresholds,
+    confident_guess,
+    confident_joint_counts,
+)
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
@@ -48,9 +53,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     from cleanlab.dataset import find_overlapping_classes
 
     labeled = np.flatnonzero(data.labeled)
+    labels = data.labels[labeled]
     overlap = find_overlapping_classes(
-        labels=data.labels[labeled],
-        pred_probs=np.asarray(data.probs[labeled], dtype=np.float32),
+        labels=labels,
+        confident_joint=confident_joint(data.probs, labeled, labels, len(data.classes)),
         asymmetric=False,
     )
     items = ctx.results["label_errors"].table("items")
@@ -151,3 +157,14 @@ def _pair_key(a: pd.Series, b: pd.Series) -> pd.Series:
 def _lookup(counts: pd.Series, given: pd.Series, suggested: pd.Series) -> NDArray[np.int64]:
     index = pd.MultiIndex.from_arrays([given.to_numpy(), suggested.to_numpy()])
     return counts.reindex(index, fill_value=0).to_numpy(dtype=np.int64)
+
+
+def confident_joint(
+    probs: NDArray, rows: NDArray[np.int64], labels: NDArray[np.int64], k: int
+) -> NDArray[np.int64]:
+    """cleanlab's (uncalibrated) confident joint of the labeled rows, from the same helpers as the
+    label-error flag; handing it to cleanlab saves it recomputing one (seconds at 100k rows)."""
+    probs = np.asarray(probs[rows], dtype=np.float32)
+    given = probs[np.arange(len(rows)), labels]
+    thresholds = class_thresholds(given, labels, k)
+    return confident_joint_counts(confident_guess(probs, thresholds), labels, k)
