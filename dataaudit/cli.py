@@ -52,7 +52,15 @@ def _add_common_output(parser: argparse.ArgumentParser) -> None:
         dest="knn_mode",
         choices=("exact", "approx", "auto"),
         help="similarity search for duplicates and outliers: exact, approx (IVF, recall measured "
-        "and reported) or auto (approx above 200,000 items; default)",
+        "and reported) or auto (approx above --knn-approx-above items; default)",
+    )
+    parser.add_argument(
+        "--knn-approx-above",
+        dest="knn_approx_threshold",
+        type=int,
+        metavar="N",
+        help="in auto mode, search approximately above N items (default 50,000: exact search "
+        "of 100k x 128 takes ~30 s on 2 cores, approximate ~5 s at recall@10 ~0.98)",
     )
     _add_label_next(parser)
     verbosity = parser.add_mutually_exclusive_group()
