@@ -422,7 +422,7 @@ def _spherical_kmeans(
         _, nearest = _exact(sample, centroids, 1, self_ids=None, device=device)
         nearest = nearest[:, 0]
         sums = np.zeros_like(centroids)
-        np.add.at(sums, nearest, sample)
+        torch.from_numpy(sums).index_add_(0, torch.from_numpy(nearest), torch.from_numpy(sample))
         empty = np.bincount(nearest, minlength=n_clusters) == 0
         # An empty cluster restarts at a random sample row rather than dying.
         sums[empty] = sample[rng.choice(len(sample), size=int(empty.sum()), replace=False)]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from numpy.typing import NDArray
 
 from dataaudit.config import AuditConfig
@@ -204,8 +205,9 @@ def _approx_products(
     for start in range(0, len(queries), step):  # chunks bound the gathered candidate rows
         c = cand[start : start + step]
         found = c >= 0
-        rows = ref_aug[np.where(found, c, 0)]
-        products = np.einsum("cnd,cd->cn", rows, q_aug[start : start + step])
+        rows = torch.from_numpy(ref_aug[np.where(found, c, 0)])
+        q = torch.from_numpy(q_aug[start : start + step]).unsqueeze(2)
+        products = torch.bmm(rows, q).squeeze(2).numpy()
         products[~found] = -np.inf
         out[start : start + step] = -np.sort(-products, axis=1)[:, :k]
     return out
