@@ -38,6 +38,12 @@ _SLOT_ELEMENTS = 1 << 24
 # benchmarks/knn.py data recall@10 is 0.98 at 200k and 0.998 at 1M x 128 (benchmarks/README.md).
 _LIST_ROWS = 256
 _N_PROBE = 2
+# Above 32 x 256 candidate rows per query on average, list unions give way to per-query probing.
+_MAX_UNION = 32
+# Rows the IVF k-means trains on (at least 16 per list): 4,000 lists x 48 rows cost ~10 s.
+_KMEANS_SAMPLE = 100_000
+# Probes per query when unions are too large and each query probes on its own.
+_N_PROBE_DIFFUSE = 8
 # Columns of a tile are split into this many strided groups for the exact top-k shortcut.
 _GROUPS = 8
 
@@ -342,7 +348,8 @@ def approx_knn(
     with _stage(progress, "IVF: k-means centroids"):
         centroids = _spherical_kmeans(x, n_lists, rng=rng, device=device)
     with _stage(progress, "IVF: assign rows to lists"):
-        q_probes = _exact(q, centroids, n_probe, self_ids=None, device=device, progress=progress)[1]
+        wide = min(n_lists, max(n_probe, _N_PROBE_DIFFUSE))  # the per-probe plan probes more
+        q_probes = _exact(q, centroids, wide, self_ids=None, device=device, progress=progress)[1]
         x_list = q_probes[:, 0] if self_join else _exact(x, centroids, 1, self_ids=None)[1][:, 0]
     q_list = q_probes[:, 0]
     x_order = np.argsort(x_list, kind="stable")
@@ -356,6 +363,19 @@ def approx_knn(
 
     sims = np.full((n_q, k), _EXCLUDED, dtype=np.float32)
     idx = np.full((n_q, k), -1, dtype=np.int64)
+    unions = [
+        _union(q_probes[q_order[q_bounds[c] : q_bounds[c + 1]], :n_probe], c)
+        for c in range(n_lists)
+    ]
+    sizes = np.diff(x_bounds)
+    union_rows = sum(
+        (q_bounds[c + 1] - q_bounds[c]) * int(sizes[u].sum()) for c, u in enumerate(unions)
+    )
+    if union_rows > n_q * _MAX_UNION * _LIST_ROWS:
+        # Diffuse data: the queries of a list probe hundreds of lists between them.
+        _search_per_probe(qt, xt, q_probes, x_order, x_bounds, sims, idx, drop_self, progress)
+        idx[~np.isfinite(sims)] = -1
+        return sims, idx
     lists = range(n_lists)
     if progress is not None:
         lists = progress.bar(lists, total=n_lists, desc="approximate kNN")
@@ -363,9 +383,7 @@ def approx_knn(
         rows = q_order[q_bounds[c] : q_bounds[c + 1]]
         if len(rows) == 0:
             continue
-        probed = np.unique(q_probes[rows])
-        if self_join:  # own list first, so a query's own column is its position in that list
-            probed = np.r_[c, probed[probed != c]]
+        probed = unions[c]  # own list first, so a query's own column is its position in it
         cand = np.concatenate([x_order[x_bounds[p] : x_bounds[p + 1]] for p in probed])
         kk = min(k, len(cand) - (1 if drop_self else 0))
         if kk <= 0:
@@ -395,6 +413,67 @@ def approx_knn(
     return sims, idx
 
 
+def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
+    """Lists probed by any of a list's queries, the list itself first."""
+    probed = np.unique(probes)
+    return np.r_[own, probed[probed != own]].astype(np.int64)
+
+
+def _search_per_probe(
+    qt: torch.Tensor,
+    xt: torch.Tensor,
+    probes: NDArray[np.int64],
+    x_order: NDArray[np.int64],
+    x_bounds: NDArray[np.int64],
+    sims: NDArray[np.float32],
+    idx: NDArray[np.int64],
+    drop_self: bool,
+    progress: Progress | None,
+    chunk_rows: int = 1 << 16,
+) -> None:
+    """Per-query probing (faiss IndexIVFFlat's plan), for data where list unions are large.
+
+    Each list meets, in one matmul, every query of a chunk that probes it; each (query, list)
+    pair keeps its top-k and the pairs of a query are merged. Costs a top-k call per pair, but
+    reads every list once per chunk whatever the spread of the probes.
+    """
+    n_q, n_probe = probes.shape
+    k = sims.shape[1]
+    dev = xt.device
+    starts = range(0, n_q, chunk_rows)
+    if progress is not None:
+        starts = progress.bar(starts, total=len(starts), desc="approximate kNN (per probe)")
+    for qs in starts:
+        qe = min(qs + chunk_rows, n_q)
+        flat = probes[qs:qe].ravel()
+        pair_order = np.argsort(flat, kind="stable")
+        pair_bounds = np.searchsorted(flat[pair_order], np.arange(len(x_bounds)))
+        found_v = torch.full((len(flat), k), _EXCLUDED, device=dev)
+        found_i = torch.full((len(flat), k), -1, dtype=torch.int64, device=dev)
+        for c in range(len(x_bounds) - 1):
+            pairs = pair_order[pair_bounds[c] : pair_bounds[c + 1]]
+            members = np.sort(x_order[x_bounds[c] : x_bounds[c + 1]])
+            if len(pairs) == 0 or len(members) == 0:
+                continue
+            pad = -len(members) % _GROUPS
+            padded = torch.from_numpy(np.r_[members, np.repeat(members[:1], pad)]).to(dev)
+            rows = qs + pairs // n_probe
+            tile = torch.mm(qt[torch.from_numpy(rows).to(dev)], xt[padded].T)
+            tile[:, len(members) :] = _EXCLUDED
+            if drop_self:
+                pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
+                pos = np.where(members[pos] == rows, pos, -1)
+                _exclude(tile, torch.from_numpy(pos).to(dev))
+            kk = min(k, tile.shape[1])
+            v, j = _tile_topk(tile, kk)
+            pairs_t = torch.from_numpy(pairs).to(dev)
+            found_v[pairs_t, :kk] = v
+            found_i[pairs_t, :kk] = padded[j]
+        v, i = _merge([found_v.view(qe - qs, n_probe * k)], [found_i.view(qe - qs, n_probe * k)], k)
+        sims[qs:qe] = v.cpu().numpy()
+        idx[qs:qe] = i.cpu().numpy()
+
+
 @contextmanager
 def _stage(progress: Progress | None, name: str) -> Iterator[None]:
     """A timed sub-step message (verbose mode) for the parts of a search that have no bar."""
@@ -416,7 +495,8 @@ def _spherical_kmeans(
 ) -> NDArray[np.float32]:
     """Unit-norm centroids of k-means on cosine similarity, trained on a sample of rows."""
     n = len(x)
-    sample = x[np.sort(rng.choice(n, size=min(n, n_clusters * sample_per_cluster), replace=False))]
+    size = min(n, max(n_clusters * 16, min(n_clusters * sample_per_cluster, _KMEANS_SAMPLE)))
+    sample = x[np.sort(rng.choice(n, size=size, replace=False))]
     centroids = sample[rng.choice(len(sample), size=n_clusters, replace=False)].copy()
     for _ in range(iterations):
         _, nearest = _exact(sample, centroids, 1, self_ids=None, device=device)

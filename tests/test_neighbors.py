@@ -156,3 +156,22 @@ def test_exact_search_over_many_tiles_equals_brute_force(monkeypatch, k):
     q = clustered(50, 12, seed=99)
     sims_q, _ = knn(q, x, k=k)
     np.testing.assert_allclose(sims_q, brute_force(q, x, k, self_join=False)[0], atol=1e-5)
+
+
+def test_per_query_probing_takes_over_when_list_unions_are_large(monkeypatch):
+    import dataaudit.neighbors as nb
+
+    x = clustered(6000, 16, seed=2)
+    union_s, _ = approx_knn(x, k=10, n_lists=60, n_probe=2)
+    calls = []
+    real = nb._search_per_probe
+    monkeypatch.setattr(nb, "_MAX_UNION", 1)  # every union is "too large"
+    monkeypatch.setattr(nb, "_search_per_probe", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    sims, idx = approx_knn(x, k=10, n_lists=60, n_probe=2)
+    assert calls  # the per-probe plan ran
+    assert (idx != np.arange(len(x))[:, None]).all()
+    assert np.all(np.diff(sims, axis=1) <= 0)
+    exact_s, _ = knn(x, k=10)
+    assert (sims <= exact_s + 1e-5).all()  # never better than the truth
+    assert recall_at_k(x, None, sims) >= 0.9
+    assert recall_at_k(x, None, union_s) >= 0.9
