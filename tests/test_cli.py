@@ -153,7 +153,10 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
     argv = ["run", "--table", demo_files["table"], "--probs", demo_files["probs"]]
     argv += ["--embeddings", demo_files["embeddings"], "--out", str(out), "--force", "--seed", "3"]
     child = subprocess.Popen(
-        [sys.executable, "-m", "dataaudit", *argv], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "dataaudit", *argv],
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=out.parent,
     )
     for line in child.stderr:  # stop it once the analyses have started
         if line.startswith("✓ read and validate inputs"):

@@ -80,6 +80,7 @@ def test_quiet_run_writes_nothing_at_all(demo_files, tmp_path):
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=tmp_path,  # the installed package, not the source folder (which has no templates)
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "report.html").is_file()
