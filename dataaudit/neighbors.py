@@ -31,9 +31,12 @@ _EXCLUDED = float("-inf")
 # Elements per similarity tile: 8M float32 = 32 MiB, large enough that the matmul runs at full
 # speed and small enough to stay far from any memory limit.
 _TILE_ELEMENTS = 1 << 23
-# Index columns per tile, and the cap on a row block's group maxima (64 MiB).
+# Exact search: index columns per tile, elements per tile (128 MiB: 2,048 query rows, where
+# the 2-core matmul runs at 134-161 GFLOP/s against 79-107 with 512 rows), and the cap on a
+# row block's group maxima (128 MiB).
 _TILE_COLUMNS = 16384
-_SLOT_ELEMENTS = 1 << 24
+_EXACT_TILE_ELEMENTS = 1 << 25
+_SLOT_ELEMENTS = 1 << 25
 # Approximate search: index rows per inverted list, and nearest lists probed per query. On the
 # benchmarks/knn.py data recall@10 is 0.98 at 200k and 0.998 at 1M x 128 (benchmarks/README.md).
 _LIST_ROWS = 256
@@ -187,7 +190,7 @@ def _exact(
     # Rescoring k x G candidates only pays when they are a small part of the row.
     direct = n_tiles == 1 and 4 * k_slots * _GROUPS > width
     rows = chunk_rows or max(
-        64, min(4096, _TILE_ELEMENTS // width, _SLOT_ELEMENTS // (n_tiles * slots))
+        64, min(2048, _EXACT_TILE_ELEMENTS // width, _SLOT_ELEMENTS // (n_tiles * slots))
     )
     rows = min(rows, n_q)
     tile = torch.empty((rows, width), dtype=torch.float32, device=dev)
