@@ -9,26 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+from _cli_args import run_argv
 
 from dataaudit.cli import main
 
 
 def _run(args, demo_files, out):
-    return main(
-        [
-            "run",
-            "--table",
-            demo_files["table"],
-            "--probs",
-            demo_files["probs"],
-            "--embeddings",
-            demo_files["embeddings"],
-            "--out",
-            str(out),
-            "-q",
-            *args,
-        ]
-    )
+    return main(run_argv(demo_files, out, "-q", *args))
 
 
 def test_run_writes_all_outputs(demo_files, tmp_path):
@@ -150,8 +137,7 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     before_model = (out / "audit" / "report.json").read_bytes()
 
-    argv = ["run", "--table", demo_files["table"], "--probs", demo_files["probs"]]
-    argv += ["--embeddings", demo_files["embeddings"], "--out", str(out), "--force", "--seed", "3"]
+    argv = run_argv(demo_files, out, "--force", "--seed", "3")
     child = subprocess.Popen(
         [sys.executable, "-m", "dataaudit", *argv],
         stderr=subprocess.PIPE,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+from _cli_args import run_argv
+
 from dataaudit.cli import main
 from dataaudit.context import Progress
 
@@ -52,22 +54,8 @@ def test_quiet_progress_writes_nothing_even_for_long_loops():
     assert stream.getvalue() == ""
 
 
-def _run_args(demo_files, out):
-    return [
-        "run",
-        "--table",
-        demo_files["table"],
-        "--probs",
-        demo_files["probs"],
-        "--embeddings",
-        demo_files["embeddings"],
-        "--out",
-        str(out),
-    ]
-
-
 def test_a_run_reports_every_step_with_its_time(demo_files, tmp_path, capsys):
-    assert main(_run_args(demo_files, tmp_path / "out")) == 0
+    assert main(run_argv(demo_files, tmp_path / "out")) == 0
     err = capsys.readouterr().err
     for step in ("read and validate inputs", "Label errors", "write the report and exports"):
         assert re.search(rf"✓ {step} \(\d+\.\d s\)", err), err
@@ -76,7 +64,7 @@ def test_a_run_reports_every_step_with_its_time(demo_files, tmp_path, capsys):
 def test_quiet_run_writes_nothing_at_all(demo_files, tmp_path):
     # A child process, so warnings and anything written below Python's sys.stderr count too.
     result = subprocess.run(
-        [sys.executable, "-m", "dataaudit", *_run_args(demo_files, tmp_path / "out"), "-q"],
+        [sys.executable, "-m", "dataaudit", *run_argv(demo_files, tmp_path / "out"), "-q"],
         capture_output=True,
         text=True,
         timeout=600,
