@@ -361,9 +361,6 @@ def approx_knn(
     q_bounds = np.searchsorted(q_list[q_order], np.arange(n_lists + 1))
     xt = torch.from_numpy(x).to(dev)
     qt = xt if self_join else torch.from_numpy(q).to(dev)
-    buffer = torch.empty(_TILE_ELEMENTS, dtype=torch.float32, device=dev)
-    gathered = torch.empty(0, dtype=torch.float32, device=dev)
-
     sims = np.full((n_q, k), _EXCLUDED, dtype=np.float32)
     idx = np.full((n_q, k), -1, dtype=np.int64)
     unions = [
@@ -377,11 +374,42 @@ def approx_knn(
     if union_rows > n_q * _MAX_UNION * _LIST_ROWS:
         # Diffuse data: the queries of a list probe hundreds of lists between them.
         _search_per_probe(qt, xt, q_probes, x_order, x_bounds, sims, idx, drop_self, progress)
-        idx[~np.isfinite(sims)] = -1
-        return sims, idx
-    lists = range(n_lists)
+    else:
+        _search_unions(
+            qt, xt, unions, q_order, q_bounds, x_order, x_bounds, sims, idx, drop_self, progress
+        )
+    # Fewer than k rows in all probed lists leaves empty slots: mark them -1.
+    idx[~np.isfinite(sims)] = -1
+    return sims, idx
+
+
+def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
+    """Lists probed by any of a list's queries, the list itself first."""
+    probed = np.unique(probes)
+    return np.r_[own, probed[probed != own]].astype(np.int64)
+
+
+def _search_unions(
+    qt: torch.Tensor,
+    xt: torch.Tensor,
+    unions: list[NDArray[np.int64]],
+    q_order: NDArray[np.int64],
+    q_bounds: NDArray[np.int64],
+    x_order: NDArray[np.int64],
+    x_bounds: NDArray[np.int64],
+    sims: NDArray[np.float32],
+    idx: NDArray[np.int64],
+    drop_self: bool,
+    progress: Progress | None,
+) -> None:
+    """The queries of each list against the union of the lists they probe, in one matmul."""
+    k = sims.shape[1]
+    dev = xt.device
+    buffer = torch.empty(_TILE_ELEMENTS, dtype=torch.float32, device=dev)
+    gathered = torch.empty(0, dtype=torch.float32, device=dev)
+    lists = range(len(unions))
     if progress is not None:
-        lists = progress.bar(lists, total=n_lists, desc="approximate kNN")
+        lists = progress.bar(lists, total=len(unions), desc="approximate kNN")
     for c in lists:
         rows = q_order[q_bounds[c] : q_bounds[c + 1]]
         if len(rows) == 0:
@@ -411,15 +439,6 @@ def approx_knn(
             v, order = torch.sort(v, dim=1, descending=True)
             sims[chunk, :kk] = v.cpu().numpy()
             idx[chunk, :kk] = cand_t[torch.gather(j, 1, order)].cpu().numpy()
-    # Fewer than k rows in all probed lists leaves empty slots: mark them -1.
-    idx[~np.isfinite(sims)] = -1
-    return sims, idx
-
-
-def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
-    """Lists probed by any of a list's queries, the list itself first."""
-    probed = np.unique(probes)
-    return np.r_[own, probed[probed != own]].astype(np.int64)
 
 
 def _search_per_probe(
