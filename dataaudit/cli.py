@@ -305,6 +305,8 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
 
+    for warning in report.all_warnings():
+        say(f"dataaudit: warning: {warning}")
     if baseline is not None:
         report = _with_comparison(baseline, report, args.baseline)
         say(_describe_comparison(report.comparison))

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from dataaudit.problems import AuditWarning
+
 UNLABELED = -1
 
 # Names an analysis may list in `Analysis.requires`.
@@ -45,6 +47,8 @@ class AuditDataset:
     text: NDArray | None = None  # object (str) or None
     image_paths: NDArray | None = None  # object (str, absolute) or None
     sources: tuple[InputFingerprint, ...] = field(default=())
+    # Doubts found while reading that did not stop the run (the report lists them first).
+    warnings: tuple[AuditWarning, ...] = field(default=())
 
     # -- shape -------------------------------------------------------------------------------
     @property

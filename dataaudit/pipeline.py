@@ -139,6 +139,7 @@ def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
         skipped=skipped,
         failed=failed,
         titles=titles,
+        warnings=list(data.warnings),
     )
 
 

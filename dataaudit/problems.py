@@ -1,4 +1,9 @@
-"""Problems found in the inputs, and the one error that carries all of them."""
+"""Problems found in the inputs, the one error that carries all of them, and milder doubts.
+
+A Problem stops the run (exit 2). An AuditWarning does not: it is data, carried by the dataset,
+the analyses' results and the report, listed in summary.json, shown at the top of the report's
+overview and printed on stderr. Tests assert on codes, never on the prose.
+"""
 
 from __future__ import annotations
 
@@ -47,3 +52,31 @@ class InputError(Exception):
         lines = [f"dataaudit: {n} problem{'s' if n != 1 else ''} in the inputs"]
         lines += [f"  {problem}" for problem in self.problems]
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class AuditWarning:
+    """A doubt about the inputs or a result that does not stop the run."""
+
+    code: str  # stable, e.g. "labels_read_as_unlabeled"
+    message: str  # one or two sentences: what was found and what to do
+    file: str = ""  # input file (or "<in-memory ...>") the warning is about, if any
+    column: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file + (f", column {self.column!r}" if self.column else "")
+        return f"{where + ': ' if where else ''}{self.message} [{self.code}]"
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "file": self.file,
+            "column": self.column,
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AuditWarning:
+        return cls(
+            values["code"], values["message"], values.get("file") or "", values.get("column")
+        )

@@ -8,7 +8,8 @@ On disk (inside the output folder):
     audit/comparison.<table>.parquet  the comparison with a baseline run, when the report has one
 
 Schema versions: 1 (first release); 2 adds the optional "comparison" (reports of version 1
-load, migrated, with no comparison).
+load, migrated, with no comparison); 3 adds coded warnings, run-level and per analysis (older
+reports load with none).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import pandas as pd
 
 from dataaudit.config import AuditConfig
 from dataaudit.files import atomic_write, atomic_write_text, readable_mode, swap_folder
+from dataaudit.problems import AuditWarning
 from dataaudit.result import AnalysisResult
 
 if TYPE_CHECKING:
     from dataaudit.compare import RunDiff
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REPORT_DIR = "audit"
 
 
@@ -70,6 +72,8 @@ class AuditReport:
     titles: dict[str, str] = field(default_factory=dict)  # analysis name -> section title
     schema_version: int = SCHEMA_VERSION
     comparison: RunDiff | None = None  # what changed since a baseline run (dataaudit.compare)
+    # Run-level doubts (reading the inputs, the label sanity check); analyses carry their own.
+    warnings: list[AuditWarning] = field(default_factory=list)
 
     # -- convenience ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -80,6 +84,13 @@ class AuditReport:
         if self.comparison is not None:  # e.g. `regression`, so --fail-on works with --baseline
             flat.update(jsonable(dict(self.comparison.summary)))
         return flat
+
+    def all_warnings(self) -> list[AuditWarning]:
+        """The run's warnings, then each analysis's, in registry order."""
+        found = list(self.warnings)
+        for result in self.results.values():
+            found += list(result.warnings)
+        return found
 
     def __getitem__(self, name: str) -> AnalysisResult:
         return self.results[name]
@@ -113,6 +124,7 @@ class AuditReport:
                 "summary": jsonable(dict(result.summary)),
                 "params": jsonable(dict(result.params)),
                 "notes": list(result.notes),
+                "warnings": [w.to_dict() for w in result.warnings],
             }
         document = {
             "schema_version": self.schema_version,
@@ -123,6 +135,7 @@ class AuditReport:
             "skipped": self.skipped,
             "failed": self.failed,
             "titles": self.titles,
+            "warnings": [w.to_dict() for w in self.warnings],
         }
         if self.comparison is not None:
             for table_name, frame in self.comparison.tables.items():
@@ -159,6 +172,7 @@ class AuditReport:
                     summary=saved["summary"],
                     params=saved["params"],
                     notes=tuple(saved["notes"]),
+                    warnings=tuple(AuditWarning.from_dict(w) for w in saved["warnings"]),
                 )
                 for name, saved in document["analyses"].items()
             }
@@ -177,6 +191,7 @@ class AuditReport:
             titles=document.get("titles", {}),
             schema_version=document["schema_version"],
             comparison=comparison,
+            warnings=[AuditWarning.from_dict(w) for w in document["warnings"]],
         )
 
     def __eq__(self, other: object) -> bool:
@@ -189,6 +204,7 @@ class AuditReport:
             or self.config != other.config
             or self.skipped != other.skipped
             or self.failed != other.failed
+            or self.all_warnings() != other.all_warnings()
             or set(self.results) != set(other.results)
             or not _frames_equal(self.items, other.items)
         ):
@@ -232,8 +248,14 @@ def _v1_to_v2(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "comparison": None, "schema_version": 2}
 
 
+def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
+    # Version 3 added coded warnings; reports saved before carry none.
+    analyses = {name: {"warnings": [], **saved} for name, saved in document["analyses"].items()}
+    return {**document, "analyses": analyses, "warnings": [], "schema_version": 3}
+
+
 # version -> step to the next version; migrate() applies them in turn.
-_MIGRATIONS = {1: _v1_to_v2}
+_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _load_comparison(saved: dict[str, Any] | None, folder: Path) -> RunDiff | None:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dataaudit.problems import AuditWarning
+
 if TYPE_CHECKING:
     from dataaudit.config import AuditConfig
     from dataaudit.context import AuditContext
@@ -26,6 +28,7 @@ class AnalysisResult:
     summary : flat scalars; they become summary.json metrics and `--fail-on` keys.
     params  : the parameters this analysis used (JSON-serialisable).
     notes   : plain sentences the report shows, e.g. "probabilities of 5 models were averaged".
+    warnings: coded doubts about the result (AuditWarning), listed with the run's warnings.
     """
 
     name: str
@@ -33,6 +36,7 @@ class AnalysisResult:
     summary: Mapping[str, Scalar] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    warnings: tuple[AuditWarning, ...] = ()
 
     def table(self, name: str) -> pd.DataFrame:
         return self.tables[name]

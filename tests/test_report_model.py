@@ -76,3 +76,46 @@ def test_csv_cells_that_start_a_formula_are_neutralised(cell, tmp_path):
     assert safe["score"].tolist() == [-0.5, 1.0]  # numbers stay numbers
     write_csv(frame, tmp_path / "x.csv")
     assert pd.read_csv(tmp_path / "x.csv")["id"][0].startswith("'")
+
+
+def test_warnings_round_trip_and_reach_summary_and_page(demo_report, tmp_path):
+    import copy
+    import dataclasses
+
+    from dataaudit.problems import AuditWarning
+    from dataaudit.render.html import render_html
+    from dataaudit.render.summary import build_summary
+
+    report = copy.copy(demo_report)
+    report.warnings = [AuditWarning("labels_read_as_unlabeled", "<b>3</b> rows", "t.csv", "label")]
+    first = next(iter(report.results))
+    report.results = dict(report.results)
+    report.results[first] = dataclasses.replace(
+        report.results[first], warnings=(AuditWarning("result_doubt", "a doubt"),)
+    )
+    report.save(tmp_path)
+    loaded = AuditReport.load(tmp_path)
+    assert loaded == report
+    assert [w.code for w in loaded.all_warnings()] == ["labels_read_as_unlabeled", "result_doubt"]
+    assert loaded != demo_report
+    summary = build_summary(loaded)
+    assert summary["warnings"][0] == {
+        "code": "labels_read_as_unlabeled",
+        "message": "<b>3</b> rows",
+        "file": "t.csv",
+        "column": "label",
+    }
+    page = render_html(loaded)
+    assert "labels_read_as_unlabeled" in page and "&lt;b&gt;3&lt;/b&gt; rows" in page
+    assert page.index("labels_read_as_unlabeled") < page.index("Items per split")
+
+
+def test_reports_of_schema_2_load_with_no_warnings(demo_report, tmp_path):
+    folder = demo_report.save(tmp_path)
+    document = json.loads((folder / "report.json").read_text())
+    document["schema_version"] = 2
+    del document["warnings"]
+    for saved in document["analyses"].values():
+        del saved["warnings"]
+    (folder / "report.json").write_text(json.dumps(document))
+    assert AuditReport.load(tmp_path).all_warnings() == []

@@ -30,6 +30,7 @@ def build_summary(report: AuditReport) -> dict[str, Any]:
                 "splits": dataset["splits"],
             },
             "metrics": report.metrics(),
+            "warnings": [w.to_dict() for w in report.all_warnings()],
             "analyses": {
                 name: {"summary": dict(r.summary), "params": dict(r.params), "notes": list(r.notes)}
                 for name, r in report.results.items()

@@ -273,6 +273,31 @@ def confidence_chart(report: AuditReport) -> ChartView | None:
     )
 
 
+def warnings_table(report: AuditReport) -> TableView | None:
+    """Every coded warning of the run, first on the page: a doubt the reader must see."""
+    found = report.all_warnings()
+    if not found:
+        return None
+    rows = pd.DataFrame(
+        [
+            {
+                "code": w.code,
+                "message": w.message,
+                "where": w.file + (f", column {w.column}" if w.column else ""),
+            }
+            for w in found
+        ]
+    )
+    return TableView(
+        "Warnings",
+        rows,
+        (Column("code", "code"), Column("message", "what was found"), Column("where", "where")),
+        total_rows=len(rows),
+        caption="Doubts about the inputs or the results that did not stop the run. "
+        'summary.json lists them under "warnings".',
+    )
+
+
 def build_overview(report: AuditReport) -> SectionView:
     dataset = report.dataset
     split_rows = pd.DataFrame(
@@ -287,7 +312,9 @@ def build_overview(report: AuditReport) -> SectionView:
             for name, c in dataset["splits"].items()
         ]
     )
-    blocks: list[TableView | ChartView] = [
+    warned = warnings_table(report)
+    blocks: list[TableView | ChartView] = [] if warned is None else [warned]
+    blocks += [
         TableView(
             "Items per split",
             split_rows,
