@@ -360,16 +360,16 @@ def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
     ranked = flagged.sort_values("error_score", ascending=False, kind="stable").reset_index(
         drop=True
     )
-    reason = (
-        "model gives '"
-        + ranked["suggested_label"].astype(str)
-        + "' "
-        + ranked["suggested_label_prob"].map("{:.2f}".format)
-        + ", label '"
-        + ranked["given_label"].astype(str)
-        + "' gets "
-        + ranked["given_label_prob"].map("{:.2f}".format)
-    )
+    # Formatted per row: on an empty frame `.map` returns float32 and pandas 3 cannot add str to it.
+    reason = [
+        f"model gives '{s}' {sp:.2f}, label '{g}' gets {gp:.2f}"
+        for s, sp, g, gp in zip(
+            ranked["suggested_label"],
+            ranked["suggested_label_prob"],
+            ranked["given_label"],
+            ranked["given_label_prob"],
+        )
+    ]
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(ranked) + 1),
@@ -377,7 +377,7 @@ def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
             "given_label": ranked["given_label"].to_numpy(),
             "suggested_label": ranked["suggested_label"].to_numpy(),
             "error_score": ranked["error_score"].to_numpy(),
-            "reason": reason.to_numpy(dtype=object),
+            "reason": np.array(reason, dtype=object),
             "suggested_label_prob": ranked["suggested_label_prob"].to_numpy(),
             "given_label_prob": ranked["given_label_prob"].to_numpy(),
         }

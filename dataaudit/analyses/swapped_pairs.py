@@ -131,7 +131,9 @@ def pair_table(
     pairs["n_given_b_suggested_a"] = _lookup(counts, pairs["class_b"], pairs["class_a"])
     examples = example_ids(flagged, examples_per_pair)
     keys = _pair_key(pairs["class_a"], pairs["class_b"])
-    pairs["example_ids"] = keys.map(examples).fillna("").astype(str).to_numpy()
+    # As object first: with no flagged items `examples` is empty and map() returns floats, which
+    # pandas will refuse to fill with "".
+    pairs["example_ids"] = keys.map(examples).astype(object).fillna("").astype(str).to_numpy()
     return pairs.loc[:, list(PAIR_COLUMNS)].reset_index(drop=True)
 
 
