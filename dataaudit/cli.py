@@ -256,10 +256,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(args: argparse.Namespace, verbosity: int) -> int:
-    from dataaudit.context import Progress
     from dataaudit.fail_on import FailOnError, parse_conditions
-    from dataaudit.files import OutputExistsError, prepare_output_dir
-    from dataaudit.outputs import write_outputs
+    from dataaudit.files import OutputError
+    from dataaudit.outputs import open_output_folder, planned_outputs
+
+    try:
+        conditions = parse_conditions(args.fail_on)
+        baseline = _load_report(getattr(args, "baseline", None), "--baseline")
+        planned = planned_outputs(comparison=baseline is not None, demo=args.command == "demo")
+        folder = open_output_folder(args.out, args.force, planned)
+    except (FailOnError, OutputError, UsageError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with folder:  # holds the folder's lock until the outputs are written
+        return _audit_into(folder, args, conditions, baseline, verbosity)
+
+
+def _audit_into(folder, args: argparse.Namespace, conditions, baseline, verbosity: int) -> int:
+    from dataaudit.context import Progress
+    from dataaudit.files import OutputError
     from dataaudit.pipeline import audit
     from dataaudit.problems import InputError
 
@@ -267,22 +282,18 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         if verbosity:
             print(message, file=sys.stderr)
 
-    try:
-        conditions = parse_conditions(args.fail_on)
-        baseline = _load_report(getattr(args, "baseline", None), "--baseline")
-        out = prepare_output_dir(args.out, args.force)
-    except (FailOnError, OutputExistsError, UsageError) as exc:
-        print(f"dataaudit: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-
+    out = folder.path
+    for note in folder.notes:
+        say(f"dataaudit: {note}")
     start = time.perf_counter()
     options = _config_options(args)
     try:
         if args.command == "demo":
-            from dataaudit.demo import write_demo_inputs
+            from dataaudit.demo import DEMO_FILES, write_demo_inputs
 
             say("Building the demo data from scikit-learn's digits (planted problems) …")
             paths = write_demo_inputs(out / "inputs", seed=args.seed)
+            folder.adopt(out / "inputs" / name for name in DEMO_FILES)
             report = audit(
                 paths["table"], paths["probs"], paths["embeddings"], verbosity=verbosity, **options
             )
@@ -310,8 +321,12 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
     if baseline is not None:
         report = _with_comparison(baseline, report, args.baseline)
         say(_describe_comparison(report.comparison))
-    with Progress(verbosity).step("write the report and exports"):
-        written = write_outputs(report, out)
+    try:
+        with Progress(verbosity).step("write the report and exports"):
+            written = folder.write(report)
+    except OutputError as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     say(f"Wrote {len(written)} outputs to {out}/ in {time.perf_counter() - start:.1f} s:")
     for path in written:
         say(f"  {path}")
@@ -356,19 +371,28 @@ def _describe_comparison(diff) -> str:
 
 def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
     from dataaudit.fail_on import FailOnError, parse_conditions
-    from dataaudit.files import OutputExistsError, prepare_output_dir
-    from dataaudit.outputs import write_outputs
+    from dataaudit.files import OutputError
+    from dataaudit.outputs import open_output_folder, planned_outputs
 
     try:
         conditions = parse_conditions(args.fail_on)
         old = _load_report(args.old_dir, "OLD_DIR")
         new = _load_report(args.new_dir, "NEW_DIR")
-        out = prepare_output_dir(args.out, args.force)
-    except (FailOnError, OutputExistsError, UsageError) as exc:
+        folder = open_output_folder(args.out, args.force, planned_outputs(comparison=True))
+    except (FailOnError, OutputError, UsageError) as exc:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    report = _with_comparison(old, new, args.old_dir)
-    written = write_outputs(report, out)
+    with folder:
+        if verbosity:
+            for note in folder.notes:
+                print(f"dataaudit: {note}", file=sys.stderr)
+        report = _with_comparison(old, new, args.old_dir)
+        try:
+            written = folder.write(report)
+        except OutputError as exc:
+            print(f"dataaudit: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    out = folder.path
     if verbosity:
         print(_describe_comparison(report.comparison), file=sys.stderr)
         print(f"Wrote {len(written)} outputs to {out}/:", file=sys.stderr)

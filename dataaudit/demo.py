@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+# What write_demo_inputs writes (in the demo's inputs/ folder).
+DEMO_FILES = ("examples.csv", "probs.npy", "embeddings.npy", "classes.txt", "planted.json")
 CLASS_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

@@ -69,6 +69,13 @@ def _file_problem(role: str, path: Path, allowed: tuple[str, ...]) -> Problem | 
         return Problem(
             "file_unreadable", f"{role} path is a folder", source=str(path), fix="Give a file."
         )
+    if not path.is_file():  # a FIFO or device: reading would block or never end
+        return Problem(
+            "file_unreadable",
+            f"{role} path is not a regular file",
+            source=str(path),
+            fix="Give a file saved on disk.",
+        )
     if path.suffix.lower() not in allowed:
         return Problem(
             "file_format",

@@ -674,8 +674,11 @@ def hash_strings(values: NDArray) -> NDArray[np.uint64]:
 def hash_files(paths: NDArray, progress: Progress | None = None) -> NDArray[np.uint64]:
     """A 64-bit hash of each file's content; 0 where the path is missing or unreadable.
 
+    Only regular files up to files.MAX_USER_FILE_BYTES are read (a FIFO would hang the run).
     One Python step per file: reading the files dominates, so vectorising would gain nothing.
     """
+    from dataaudit.files import open_regular
+
     out = np.zeros(len(paths), dtype=np.uint64)
     items = enumerate(paths)
     if progress is not None:
@@ -685,7 +688,7 @@ def hash_files(paths: NDArray, progress: Progress | None = None) -> NDArray[np.u
             continue
         digest = hashlib.blake2b(digest_size=8)
         try:
-            with open(path, "rb") as f:
+            with open_regular(path) as f:
                 while chunk := f.read(1 << 20):
                     digest.update(chunk)
         except OSError:

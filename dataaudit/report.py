@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from dataaudit.config import AuditConfig
-from dataaudit.files import atomic_write, atomic_write_text, readable_mode, swap_folder
+from dataaudit.files import (
+    atomic_write,
+    atomic_write_text,
+    interrupted_write_target,
+    readable_mode,
+    swap_folder,
+)
 from dataaudit.problems import AuditWarning
 from dataaudit.result import AnalysisResult
 
@@ -143,7 +149,7 @@ class AuditReport:
             document["comparison"] = self.comparison.to_document()
         # report.json is written last: a folder with a report.json holds a complete report.
         atomic_write_text(folder / "report.json", json.dumps(document, indent=2))
-        swap_folder(folder, final)
+        swap_folder(folder, final, carry=foreign_entries(final))
         return final
 
     @classmethod
@@ -222,6 +228,39 @@ class AuditReport:
         if (self.comparison is None) != (other.comparison is None):
             return False
         return self.comparison is None or self.comparison == other.comparison
+
+
+def foreign_entries(folder: Path) -> list[str]:
+    """Entries of a saved-report folder that no dataaudit save wrote (a reviewer's notes, say).
+
+    Ours: report.json and the tables it lists, or (if it is damaged) any `<analysis>.<table>.parquet`
+    of a known analysis, and leftovers of an interrupted atomic write (`.<name>.*.tmp`).
+    """
+    if not folder.is_dir():
+        return []
+    from dataaudit.analyses import _ORDER as analysis_names
+
+    ours = {"report.json", "items.parquet"}
+    try:
+        document = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        for name, saved in document.get("analyses", {}).items():
+            ours.update(f"{name}.{t}.parquet" for t in saved.get("tables", ()))
+        ours.update(
+            f"comparison.{t}.parquet" for t in (document.get("comparison") or {}).get("tables", ())
+        )
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    known = {*analysis_names, "comparison"}
+
+    def is_ours(name: str) -> bool:
+        if name in ours:
+            return True
+        if name.endswith(".parquet") and name.split(".")[0] in known:
+            return True
+        target = interrupted_write_target(name)
+        return target is not None and is_ours(target)
+
+    return sorted(entry.name for entry in folder.iterdir() if not is_ours(entry.name))
 
 
 def migrate(document: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -12,6 +12,11 @@ import pytest
 from _cli_args import run_argv
 
 from dataaudit.cli import main
+from dataaudit.outputs import MANIFEST
+
+
+def _hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 def _run(args, demo_files, out):
@@ -127,7 +132,7 @@ def test_interrupted_run_leaves_the_earlier_report_intact(demo_files, tmp_path, 
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before
     assert (out / "audit" / "report.json").read_bytes() == before_model
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging left behind
+    assert _hidden(out) == [MANIFEST]  # no staging left behind
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
@@ -155,4 +160,4 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before
     assert (out / "audit" / "report.json").read_bytes() == before_model
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert _hidden(out) == [MANIFEST]

@@ -2,14 +2,18 @@
 
 Each thumbnail is a JPEG of at most MAX_SIDE pixels a side and MAX_BYTES bytes; the whole page
 spends at most PAGE_BUDGET_BYTES on them, after which items show a placeholder (counted apart
-from unreadable files), so a page of many large tables still opens quickly.
+from unreadable files), so a page of many large tables still opens quickly. Only regular files
+of at most MAX_USER_FILE_BYTES are opened: a FIFO or /dev/zero counts as unreadable, never hangs.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import warnings
 from pathlib import Path
+
+from dataaudit.files import open_regular
 
 MAX_SIDE = 64
 MAX_BYTES = 8_000
@@ -66,7 +70,12 @@ def thumbnail_jpeg(path: str | Path, max_side: int = MAX_SIDE) -> bytes:
     """The image at `path` shrunk to fit max_side x max_side, as JPEG bytes of at most MAX_BYTES."""
     from PIL import Image
 
-    with Image.open(Path(path)) as image:
+    with open_regular(Path(path)) as handle, warnings.catch_warnings():
+        # A thumbnail is best effort: PIL's doubts (odd palettes, EXIF) do not reach the terminal,
+        # and its decompression-bomb warning at open ends here (such images exceed MAX_PIXELS).
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(handle)
         if image.width * image.height > MAX_PIXELS:
             raise ValueError(f"{path}: {image.width}x{image.height} is too large to thumbnail")
         image.draft("RGB", (max_side, max_side))  # JPEG decodes at reduced scale: fast on photos
