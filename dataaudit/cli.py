@@ -124,13 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     inputs = run.add_argument_group("inputs")
     inputs.add_argument(
         "--table",
-        required=True,
+        default=None,
         metavar="T",
-        help="examples table, CSV or Parquet: id, label (empty = unlabeled), split, metadata",
+        help="examples table, CSV or Parquet: id, label (empty = unlabeled), split, metadata "
+        "(required, here or in the config file)",
     )
     inputs.add_argument(
         "--probs",
-        required=True,
+        default=None,
         metavar="P",
         help="out-of-sample probabilities: .npy N x K or M x N x K, or Parquet/CSV with "
         "an id column and one column per class",
@@ -157,7 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
     columns.add_argument(
         "--ignore-cols", default="", metavar="A,B", help="columns that are not slice metadata"
     )
-    run.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    run.add_argument(
+        "--out", metavar="DIR", help="output folder (required, here or in the config file)"
+    )
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (TOML): every option of this command, [columns] and [checks] "
+        "(default: dataaudit.toml, else [tool.dataaudit] in pyproject.toml, in the current "
+        "folder); flags override it",
+    )
     run.add_argument(
         "--baseline",
         metavar="OLD_DIR",
@@ -236,9 +246,47 @@ def _config_options(args: argparse.Namespace) -> dict:
     return options
 
 
-def main(argv: list[str] | None = None) -> int:
+REQUIRED_RUN_OPTIONS = ("table", "probs", "out")
+
+
+def parse_args(argv: list[str] | None):
+    """argv -> (parser, args, settings): a config file's options become the `run` parser's
+    defaults, so flags on the command line win, then the file, then the built-in defaults."""
+    from dataaudit.configfile import RunSettings, find_config_file, read_settings
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    settings = RunSettings()
+    if args.command == "run":
+        run_parser = _subparser(parser, "run")
+        settings = read_settings(find_config_file(args.config, Path.cwd()), run_parser)
+        if settings.options:
+            run_parser.set_defaults(**settings.options)
+            args = parser.parse_args(argv)
+        missing = [name for name in REQUIRED_RUN_OPTIONS if getattr(args, name) is None]
+        if missing:
+            flags = ", ".join(f"--{name}" for name in missing)
+            raise UsageError(
+                f"run: {flags} required (give the flag, or set it in dataaudit.toml / --config)"
+            )
+    return parser, args, settings
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dataaudit.configfile import ConfigFileError
+
+    try:
+        parser, args, settings = parse_args(argv)
+    except (ConfigFileError, UsageError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -246,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare_command(args, verbosity)
-        return _run_command(args, verbosity)
+        return _run_command(args, verbosity, settings)
     except KeyboardInterrupt:
         print(
             "dataaudit: interrupted; files already in the output folder were left as they were.",
@@ -255,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run_command(args: argparse.Namespace, verbosity: int) -> int:
+def _run_command(args: argparse.Namespace, verbosity: int, settings=None) -> int:
     from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputError
     from dataaudit.outputs import open_output_folder, planned_outputs
@@ -269,10 +317,12 @@ def _run_command(args: argparse.Namespace, verbosity: int) -> int:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with folder:  # holds the folder's lock until the outputs are written
-        return _audit_into(folder, args, conditions, baseline, verbosity)
+        return _audit_into(folder, args, conditions, baseline, verbosity, settings)
 
 
-def _audit_into(folder, args: argparse.Namespace, conditions, baseline, verbosity: int) -> int:
+def _audit_into(
+    folder, args: argparse.Namespace, conditions, baseline, verbosity: int, settings=None
+) -> int:
     from dataaudit.context import Progress
     from dataaudit.files import OutputError
     from dataaudit.pipeline import audit
@@ -321,6 +371,10 @@ def _audit_into(folder, args: argparse.Namespace, conditions, baseline, verbosit
     if baseline is not None:
         report = _with_comparison(baseline, report, args.baseline)
         say(_describe_comparison(report.comparison))
+    if settings is not None and settings.path is not None:
+        report.run["config_file"] = str(settings.path.resolve())
+        say(f"Settings read from {settings.path}.")
+    check_problem = _evaluate_checks(report, (settings.checks if settings else ()), conditions)
     try:
         with Progress(verbosity).step("write the report and exports"):
             written = folder.write(report)
@@ -334,7 +388,7 @@ def _audit_into(folder, args: argparse.Namespace, conditions, baseline, verbosit
         for name, why in report.failed.items():
             print(f"dataaudit: analysis {name!r} failed: {why.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAIL_ON
-    return _exit_for_conditions(conditions, report.metrics())
+    return _exit_for_checks(report, check_problem)
 
 
 def _load_report(folder: str | None, flag: str):
@@ -387,6 +441,7 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
             for note in folder.notes:
                 print(f"dataaudit: {note}", file=sys.stderr)
         report = _with_comparison(old, new, args.old_dir)
+        check_problem = _evaluate_checks(report, (), conditions)
         try:
             written = folder.write(report)
         except OutputError as exc:
@@ -398,21 +453,33 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
         print(f"Wrote {len(written)} outputs to {out}/:", file=sys.stderr)
         for path in written:
             print(f"  {path}", file=sys.stderr)
-    return _exit_for_conditions(conditions, report.metrics())
+    return _exit_for_checks(report, check_problem)
 
 
-def _exit_for_conditions(conditions, metrics: dict) -> int:
-    """EXIT_FAIL_ON when a --fail-on condition holds, EXIT_USAGE when one cannot be checked."""
-    from dataaudit.fail_on import FailOnError, check_conditions
+def _evaluate_checks(report, specs, conditions) -> str | None:
+    """Set report.checks from the config file's checks and --fail-on; the problem, if one cannot
+    be evaluated (the outputs are still written, without checks)."""
+    from dataaudit.checks import CheckError, evaluate, fail_on_checks
 
     try:
-        met = check_conditions(conditions, metrics)
-    except FailOnError as exc:
-        print(f"dataaudit: {exc}", file=sys.stderr)
+        report.checks = evaluate([*specs, *fail_on_checks(conditions)], report.metrics())
+    except CheckError as exc:
+        report.checks = []
+        return str(exc)
+    return None
+
+
+def _exit_for_checks(report, problem: str | None) -> int:
+    """EXIT_FAIL_ON when a check fails, EXIT_USAGE when one could not be evaluated."""
+    from dataaudit.checks import FAIL, WARN
+
+    if problem is not None:
+        print(f"dataaudit: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    for sentence in met:
-        print(f"dataaudit: --fail-on condition met: {sentence}", file=sys.stderr)
-    return EXIT_FAIL_ON if met else EXIT_OK
+    for check in report.checks:
+        if check.status in (FAIL, WARN):
+            print(f"dataaudit: check {check.status}: {check.message}", file=sys.stderr)
+    return EXIT_FAIL_ON if any(c.status == FAIL for c in report.checks) else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from typing import Any
 
 _OPERATORS = {
     ">=": operator.ge,
@@ -52,29 +51,5 @@ def parse_conditions(texts: list[str]) -> list[Condition]:
     return conditions
 
 
-def check_conditions(conditions: list[Condition], metrics: dict[str, Any]) -> list[str]:
-    """The conditions that are met, as sentences. Unknown or unavailable metrics raise FailOnError."""
-    met = []
-    for condition in conditions:
-        if condition.metric not in metrics:
-            known = ", ".join(sorted(k for k, v in metrics.items() if _is_number(v)))
-            raise FailOnError(
-                f"--fail-on {condition}: no metric {condition.metric!r} in this run "
-                f"(its analysis may have been skipped). Metrics: {known}"
-            )
-        value = metrics[condition.metric]
-        if value is None:
-            raise FailOnError(f"--fail-on {condition}: {condition.metric} has no value in this run")
-        if isinstance(value, bool) or not _is_number(value):
-            value = float(bool(value)) if isinstance(value, bool) else value
-        if not _is_number(value):
-            raise FailOnError(
-                f"--fail-on {condition}: {condition.metric} is not a number ({value!r})"
-            )
-        if _OPERATORS[condition.op](float(value), condition.threshold):
-            met.append(f"{condition.metric} = {float(value):g} ({condition})")
-    return met
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, str)
+def condition_holds(condition: Condition, value: float) -> bool:
+    return _OPERATORS[condition.op](value, condition.threshold)

@@ -40,9 +40,11 @@ from dataaudit.files import (
     interrupted_write_target,
     swap_folder,
 )
+from dataaudit.render.checks_xml import write_checks_xml
 from dataaudit.render.csv import EXPORTS, write_exports
 from dataaudit.render.html import write_html
 from dataaudit.render.summary import write_summary
+from dataaudit.render.summary_md import write_summary_md
 from dataaudit.report import REPORT_DIR, foreign_entries
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
 MANIFEST = ".dataaudit-manifest.json"
 MANIFEST_VERSION = 1
 STAGING_PREFIX = ".dataaudit-staging-"
-FIXED_OUTPUTS = ("report.html", "summary.json", "comparison.json")
+FIXED_OUTPUTS = ("report.html", "summary.json", "summary.md", "checks.xml", "comparison.json")
 COMPARISON_OUTPUTS = ("comparison.json", "comparison_items.csv", "comparison_groups.csv")
 MAX_NAMED = 8  # entries named in a message; the rest are counted
 
@@ -317,6 +319,8 @@ def _write_outputs(report: AuditReport, out: Path, adopted: set[str]) -> list[Pa
     try:
         staged = write_exports(report, staging)
         staged.append(write_summary(report, staging / "summary.json"))
+        staged.append(write_summary_md(report, staging / "summary.md"))
+        staged.append(write_checks_xml(report, staging / "checks.xml"))
         staged.append(write_html(report, staging / "report.html"))
         if report.comparison is not None:
             from dataaudit.render.comparison_json import write_comparison_json

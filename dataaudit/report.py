@@ -9,7 +9,7 @@ On disk (inside the output folder):
 
 Schema versions: 1 (first release); 2 adds the optional "comparison" (reports of version 1
 load, migrated, with no comparison); 3 adds coded warnings, run-level and per analysis (older
-reports load with none).
+reports load with none) and the checks a run was gated by (dataaudit/checks.py).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from dataaudit.checks import CheckResult
 from dataaudit.config import AuditConfig
 from dataaudit.files import (
     atomic_write,
@@ -80,6 +81,8 @@ class AuditReport:
     comparison: RunDiff | None = None  # what changed since a baseline run (dataaudit.compare)
     # Run-level doubts (reading the inputs, the label sanity check); analyses carry their own.
     warnings: list[AuditWarning] = field(default_factory=list)
+    # The run's gates (config-file [checks] and --fail-on), evaluated on its metrics.
+    checks: list[CheckResult] = field(default_factory=list)
 
     # -- convenience ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -142,6 +145,7 @@ class AuditReport:
             "failed": self.failed,
             "titles": self.titles,
             "warnings": [w.to_dict() for w in self.warnings],
+            "checks": [c.to_dict() for c in self.checks],
         }
         if self.comparison is not None:
             for table_name, frame in self.comparison.tables.items():
@@ -198,6 +202,7 @@ class AuditReport:
             schema_version=document["schema_version"],
             comparison=comparison,
             warnings=[AuditWarning.from_dict(w) for w in document["warnings"]],
+            checks=[CheckResult.from_dict(c) for c in document.get("checks", [])],
         )
 
     def __eq__(self, other: object) -> bool:
@@ -211,6 +216,7 @@ class AuditReport:
             or self.skipped != other.skipped
             or self.failed != other.failed
             or self.all_warnings() != other.all_warnings()
+            or self.checks != other.checks
             or set(self.results) != set(other.results)
             or not _frames_equal(self.items, other.items)
         ):

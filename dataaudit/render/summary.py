@@ -31,6 +31,7 @@ def build_summary(report: AuditReport) -> dict[str, Any]:
             },
             "metrics": report.metrics(),
             "warnings": [w.to_dict() for w in report.all_warnings()],
+            "checks": [c.to_dict() for c in report.checks],
             "analyses": {
                 name: {"summary": dict(r.summary), "params": dict(r.params), "notes": list(r.notes)}
                 for name, r in report.results.items()

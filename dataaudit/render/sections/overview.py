@@ -381,6 +381,14 @@ def build_overview(report: AuditReport) -> SectionView:
         f"Probabilities from {dataset['n_models']} model(s)"
         + (" were averaged per item before scoring." if dataset["n_models"] > 1 else "."),
     ]
+    if report.run.get("config_file"):
+        notes.append(f"Settings read from {report.run['config_file']} (flags override it).")
+    if report.checks:
+        failed = sum(c.status == "fail" for c in report.checks)
+        notes.append(
+            f"Checks: {len(report.checks)} evaluated, {failed} failed "
+            '(summary.json "checks", checks.xml, summary.md).'
+        )
     if dataset.get("embedding_dim") is None:
         notes.append("No embeddings were given: similarity analyses were skipped.")
     else:
