@@ -218,6 +218,30 @@ def build_parser() -> argparse.ArgumentParser:
     quiet = compare.add_mutually_exclusive_group()
     quiet.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     quiet.add_argument("-v", "--verbose", action="store_true", help="print every step")
+
+    history = commands.add_parser(
+        "history",
+        help="many saved runs in one page: metrics over time, learning curve",
+        description="Read the output folders of earlier runs (folders or globs, ordered by when "
+        "each run started) and write history.html (headline metrics with intervals, per-class "
+        "error rates, a learning curve with what the next labels would buy, label errors that "
+        "persisted), history.csv (run, started_at, metric, value, ci_low, ci_high) and "
+        "history_label_errors.csv.",
+    )
+    history.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output folders of runs")
+    history.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    history.add_argument(
+        "--next-labels",
+        type=int,
+        metavar="N",
+        help="labels to project the learning curve over (default: the median added per run)",
+    )
+    history.add_argument(
+        "--force", action="store_true", help="replace the history files of an earlier call"
+    )
+    quiet = history.add_mutually_exclusive_group()
+    quiet.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    quiet.add_argument("-v", "--verbose", action="store_true", help="print every step")
     return parser
 
 
@@ -294,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "compare":
             return _compare_command(args, verbosity)
+        if args.command == "history":
+            return _history_command(args, verbosity)
         return _run_command(args, verbosity, settings)
     except KeyboardInterrupt:
         print(
@@ -454,6 +480,37 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
         for path in written:
             print(f"  {path}", file=sys.stderr)
     return _exit_for_checks(report, check_problem)
+
+
+HISTORY_FILES = ("history.html", "history.csv", "history_label_errors.csv")
+
+
+def _history_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.files import OutputError, check_writable_dir
+    from dataaudit.history import HistoryError, build_history, load_runs
+    from dataaudit.render.history_html import write_history
+
+    try:
+        if args.next_labels is not None and args.next_labels <= 0:
+            raise UsageError(f"--next-labels must be a positive number, got {args.next_labels}")
+        runs = load_runs(args.run_dirs)
+        out = check_writable_dir(args.out)
+        existing = [name for name in HISTORY_FILES if (out / name).exists()]
+        if existing and not args.force:
+            raise UsageError(
+                f"{out} already holds {', '.join(existing)}; pass --force to replace them "
+                "(nothing else in the folder is touched), or choose another --out."
+            )
+    except (HistoryError, OutputError, UsageError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    history = build_history(runs, args.next_labels)
+    written = write_history(history, out)
+    if verbosity:
+        print(f"Read {len(runs)} runs; {history.curve.message}", file=sys.stderr)
+        for path in written:
+            print(f"  {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _evaluate_checks(report, specs, conditions) -> str | None:

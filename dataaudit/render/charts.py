@@ -299,3 +299,71 @@ def embedding_scatter(
         yaxis={"title": {"text": "component 2"}, "zeroline": False},
         legend={"itemsizing": "constant"},
     )
+
+
+def lines_with_intervals(
+    series: Mapping[str, pd.DataFrame], x_title: str, y_title: str, percent: bool = True
+) -> dict[str, Any]:
+    """One line per series over runs (frames with x, value, ci_low, ci_high), interval whiskers."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for n, (name, frame) in enumerate(series.items()):
+        value = frame["value"].to_numpy(dtype=float)
+        high = frame["ci_high"].to_numpy(dtype=float) - value
+        low = value - frame["ci_low"].to_numpy(dtype=float)
+        figure.add_trace(
+            go.Scatter(
+                x=[str(x) for x in frame["x"]],
+                y=_floats(value),
+                name=str(name),
+                mode="lines+markers",
+                line={"color": PALETTE[n % len(PALETTE)]},
+                error_y={"type": "data", "array": _floats(high), "arrayminus": _floats(low)},
+            )
+        )
+    return _finish(
+        figure,
+        xaxis_title=x_title,
+        yaxis={"title": y_title, "tickformat": ".0%" if percent else ""},
+        legend={"orientation": "h", "y": -0.25},
+    )
+
+
+def learning_curve_figure(points: pd.DataFrame, fitted: pd.DataFrame) -> dict[str, Any]:
+    """Accuracy per run against labeled items (with intervals) and the fitted curve."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    if len(fitted):
+        figure.add_trace(
+            go.Scatter(
+                x=_floats(fitted["n_labeled"]),
+                y=_floats(fitted["accuracy"]),
+                name="fitted power law",
+                mode="lines",
+                line={"color": PALETTE[1], "dash": "dash"},
+            )
+        )
+    value = points["accuracy"].to_numpy(dtype=float)
+    figure.add_trace(
+        go.Scatter(
+            x=_floats(points["n_labeled"]),
+            y=_floats(value),
+            text=[str(r) for r in points["run"]],
+            name="runs",
+            mode="markers",
+            marker={"color": PALETTE[0], "size": 9},
+            error_y={
+                "type": "data",
+                "array": _floats(points["ci_high"].to_numpy(dtype=float) - value),
+                "arrayminus": _floats(value - points["ci_low"].to_numpy(dtype=float)),
+            },
+        )
+    )
+    return _finish(
+        figure,
+        xaxis_title="labeled items",
+        yaxis={"title": "accuracy vs given labels", "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.25},
+    )

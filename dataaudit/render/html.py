@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+import pandas as pd
 from markupsafe import Markup
 
 from dataaudit.files import atomic_write_text
@@ -100,8 +101,7 @@ class ItemLookup:
     Only the ids the page shows are looked up, so a 1M-item report costs one vectorised `isin`.
     """
 
-    def __init__(self, report: AuditReport, ids: set[Any]):
-        items = report.items
+    def __init__(self, items: pd.DataFrame, ids: set[Any]):
         content = [c for c in ("text", "image_path") if c in items.columns]
         self.text: dict[Any, Any] = {}
         self.images: dict[Any, Any] = {}
@@ -246,10 +246,15 @@ def build_sections(report: AuditReport) -> list[SectionView]:
 
 
 def prepare(report: AuditReport) -> tuple[list[Section], ItemLookup]:
-    """View models -> display-ready sections; thumbnails are read here."""
-    views = build_sections(report)
-    max_rows = report.config.html_max_rows
-    items = ItemLookup(report, _item_ids(views, max_rows))
+    """The report's view models -> display-ready sections; thumbnails are read here."""
+    return prepare_views(build_sections(report), report.items, report.config.html_max_rows)
+
+
+def prepare_views(
+    views: list[SectionView], items_frame: pd.DataFrame, max_rows: int
+) -> tuple[list[Section], ItemLookup]:
+    """View models -> display-ready sections (any page: the report, the history)."""
+    items = ItemLookup(items_frame, _item_ids(views, max_rows))
     taken: set[str] = set()
     sections, counter = [], 0
     for view in views:
@@ -280,13 +285,37 @@ def prepare(report: AuditReport) -> tuple[list[Section], ItemLookup]:
 
 def render_html(report: AuditReport) -> str:
     sections, items = prepare(report)
+    d, run = report.dataset, report.run
+    return render_page(
+        sections,
+        items,
+        title=f"dataaudit report — {d['n_items']:,} items",
+        heading="dataaudit report",
+        meta=f"{d['n_items']:,} items · {len(d['classes'])} classes · generated "
+        f"{run.get('started_at', '')} · dataaudit {run.get('dataaudit_version', '')}",
+        max_rows=report.config.html_max_rows,
+    )
+
+
+def render_page(
+    sections: list[Section],
+    items: ItemLookup,
+    *,
+    title: str,
+    heading: str,
+    meta: str,
+    max_rows: int,
+) -> str:
+    """One self-contained page of prepared sections."""
     uses_plotly = any(b.kind == "chart" for s in sections for b in s.blocks)
     template = _environment().get_template("report.html.j2")
     return template.render(
-        report=report,
+        title=title,
+        heading=heading,
+        meta=meta,
         sections=sections,
-        max_rows=report.config.html_max_rows,
-        max_groups=_group_cap(report.config.html_max_rows),
+        max_rows=max_rows,
+        max_groups=_group_cap(max_rows),
         number=lambda n: f"{int(n):,}",
         css=Markup(_asset("report.css")),
         thumbnail_css=Markup(items.thumbnail_css()),
