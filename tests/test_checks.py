@@ -229,3 +229,18 @@ def test_markdown_cells_cannot_inject_markup_or_html():
     cell = md("a|b <img src=x onerror=alert(1)> *x* [l](javascript:1) `c`\nnext")
     assert "<" not in cell and ">" not in cell and "\n" not in cell
     assert "\\|" in cell and "\\*x\\*" in cell and "\\[l\\]" in cell and "\\`c\\`" in cell
+
+
+def test_summary_md_shows_deltas_against_the_baseline_and_checks_use_its_keys(demo_report):
+    import copy
+
+    from dataaudit.cli import _with_comparison
+    from dataaudit.render.summary_md import summary_markdown
+
+    baseline = copy.copy(demo_report)
+    report = _with_comparison(baseline, copy.copy(demo_report), ".")
+    results = evaluate(parse_checks({"regression": {"fail": 0}}, "f"), report.metrics())
+    assert [(r.name, r.value, r.status) for r in results] == [("regression", 0.0, "pass")]
+    report.checks = results
+    text = summary_markdown(report)
+    assert "vs baseline" in text and "+0.0 pp" in text

@@ -23,6 +23,7 @@ RUN_COLUMNS = (
     ("accuracy", "accuracy", "percent"),
     ("label_error_rate", "label-error rate", "percent"),
     ("worst_class_error_rate", "worst class error", "percent"),
+    ("worst_slice", "worst slice", "text"),
     ("worst_slice_error_rate", "worst slice error", "percent"),
     ("n_failure_slices", "failure slices", "number"),
     ("n_duplicate_groups", "duplicate groups", "number"),
@@ -43,17 +44,18 @@ def _series(history: pd.DataFrame, metrics: tuple[str, ...] | list[str]) -> dict
     return out
 
 
-def runs_table(runs: list[Run], history: pd.DataFrame) -> TableView:
-    wide = history.pivot_table(index="run", columns="metric", values="value", aggfunc="first")
+def runs_table(runs: list[Run]) -> TableView:
     frame = pd.DataFrame(
         {"run": [r.name for r in runs], "started_at": [r.started_at for r in runs]}
     )
     frame["n_items"] = [r.report.dataset.get("n_items") for r in runs]
+    frame["n_labeled"] = [r.report.dataset.get("n_labeled") for r in runs]
     columns = [Column("run", "run"), Column("started_at", "started")]
+    metrics = [r.report.metrics() for r in runs]
     for metric, title, kind in RUN_COLUMNS:
-        if metric == "n_items" or metric in wide.columns:
-            if metric != "n_items":
-                frame[metric] = [wide[metric].get(r.name) for r in runs]
+        if metric not in frame and any(metric in m for m in metrics):
+            frame[metric] = [m.get(metric) for m in metrics]
+        if metric in frame:
             columns.append(Column(metric, title, kind))
     return TableView(
         "Runs",
@@ -104,7 +106,7 @@ def build_history_sections(runs: list[Run], history: pd.DataFrame, curve, persis
         intro=f"{len(runs)} runs from {first.started_at or first.name} to "
         f"{last.started_at or last.name}.",
         blocks=(
-            runs_table(runs, history),
+            runs_table(runs),
             ChartView(
                 "Rates over runs",
                 lines_with_intervals(_series(history, RATE_CHART), "run", "rate"),
