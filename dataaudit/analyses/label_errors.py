@@ -1,40 +1,78 @@
-"""Label errors: labeled items whose given label the model's out-of-sample probabilities contradict.
+"""Label errors: labeled items whose given label the evidence contradicts.
 
-Requires: probs, labels. Runs on labeled items only.
+Requires: probs, labels. Uses the run's shared kNN graph when embeddings are given. Runs on
+labeled items only.
 
-How it decides (confident learning, Northcutt et al. 2021, via cleanlab):
+The evidence (per item i with given label y):
+- the model: its out-of-sample probabilities p_i;
+- the neighbours (embeddings given): the labels of the labeled items among i's k nearest
+  neighbours in the run's shared kNN graph (the one duplicates and outliers use, so it costs
+  nothing extra), each vote weighted by its cosine similarity (clipped at 0), plus one
+  pseudo-vote spread over the classes in proportion to their share of labeled items:
+  q_i(c) = (sum_j s_ij [y_j = c] + prior(c)) / (sum_j s_ij + 1). An item with no labeled
+  neighbour gets the prior.
+
+`error_score` (default `config.label_error_score = "confidence_and_neighbors"`) is the
+self-confidence of a linear pool of the two: pooled_i = (1 - w) p_i + w q_i with
+w = `config.label_error_neighbor_weight` (0.25), error_score = 1 - pooled_i(y), in [0, 1],
+increasing in 1 - p_i(y) and in the neighbours' disagreement 1 - q_i(y). Without embeddings
+w = 0 and it is cleanlab's self_confidence. Where each piece comes from:
+- self-confidence rather than normalized margin: cleanlab's default rank method, and the score
+  Kuan & Mueller (2022, "Model-agnostic label quality scoring") found most reliable on real
+  label errors. On the sets in benchmarks/label_errors.py it wins or ties every cleanlab
+  method (margin leads on cifar10 AP by 0.008, inside a bootstrap interval of +-0.07; it
+  loses 0.09 AP on Roman numerals). Per-class percentiles, cleanlab's adjust_pred_probs and
+  the confident-learning flag placed first all lost on some set.
+- votes of the nearest labeled neighbours: deep kNN filtering (Bahri, Jiang & Gupta 2020,
+  "Deep k-NN for noisy labels") flags an item whose label disagrees with its neighbours' in a
+  learned representation; SimiFeat (Zhu, Dong & Liu 2022, "Detecting corrupted labels without
+  training a model to predict") scores the given label against a similarity-weighted vote of
+  the k nearest neighbours' labels. Taken: the similarity-weighted vote. Not taken: SimiFeat's
+  per-class rank thresholds from an estimated noise transition matrix (the flag count below
+  comes from confident learning instead) and its averaging over feature augmentations.
+- the pool: cleanlab's ensemble scores average the pred_probs of several models; here the kNN
+  vote is the second model. A fixed weight: weighting by each source's accuracy on the given
+  labels, or by the mixture weight that maximises the likelihood of the given labels, chose
+  near 1 for weak models and lost AP (benchmarks/label_errors.py lists them). 0.25 beats both
+  pieces alone in AP and AUROC on Roman numerals with a weak, the given and a strong model.
+
+How many are flagged (confident learning, Northcutt et al. 2021, via cleanlab):
 - Confident-learning flag: the item lies off the diagonal of cleanlab's confident joint. Each class j
   gets a threshold t_j = mean p(j) over items labeled j; an item is flagged when some other class
   clears its threshold (the most probable such class wins) and the model's top class is not the
   given label. This equals `cleanlab.filter.find_label_issues(filter_by="confident_learning")`,
   computed per chunk of rows from the K thresholds, so it maps over partitions.
-- `is_label_error` (default `config.label_error_filter = "calibrated_count"`): the confident-learning
-  flags, topped up with the unflagged items the model disagrees with, largest margin first, until
-  there are as many as cleanlab's calibrated estimate of the number of label errors
-  (`cleanlab.count.num_label_issues(estimation_method="off_diagonal_calibrated")`). Items confident
-  in no class never reach the confident joint, so when probabilities are soft the plain flag misses
-  many errors (benchmarks/scale.py at 10k: it finds 62% of the planted flips, this 86%, at a
-  precision of 0.84); calibration rescales each given class's row of the joint to that class's
-  size, which counts them back. With the default score the flagged set is the top of the
-  error_score ranking, so a reviewer working relabel.csv top-down sees the confident flags first.
-  "confident_learning" keeps the plain flag; any other cleanlab filter_by value
-  ("prune_by_noise_rate", Datalab's default, ...) is computed by cleanlab over all rows at once.
-- `error_score` (default "flagged_then_margin"): (confident-learning flag + margin_score) / 2, so
-  every confidently off-diagonal item ranks above every other one, and within each group the model's
-  margin against the given label orders them. On the human-verified cifar10 and mnist test-set
-  errors this ranks at least as well as cleanlab's best single score (benchmarks/label_errors.py).
-  With a cleanlab filter the flag in that sum is the filter's. Any cleanlab rank method name
-  ("self_confidence", "normalized_margin", "confidence_weighted_entropy") may be configured instead;
-  its quality score q becomes error_score = 1 - q.
+- `is_label_error` (default `config.label_error_filter = "calibrated_count"`): as many items as
+  cleanlab's calibrated estimate of the number of label errors
+  (`cleanlab.count.num_label_issues(estimation_method="off_diagonal_calibrated")`), taken from
+  the top of the error_score ranking among the items whose evidence points to another class
+  (the pooled top class is not the given label). Items confident in no class never reach the
+  confident joint, so when probabilities are soft the plain flag misses many errors
+  (benchmarks/scale.py at 10k: it finds 62% of the planted flips, the calibrated count 86%);
+  calibration rescales each given class's row of the joint to that class's size, which counts
+  them back. The flagged set is the top of the ranking, so a reviewer working relabel.csv
+  top-down sees the same order. "confident_learning" keeps the plain flag; any other cleanlab
+  filter_by value ("prune_by_noise_rate", Datalab's default, ...) is computed by cleanlab over
+  all rows at once.
+- Other scores: "flagged_then_margin" (the default before: (confident-learning flag +
+  margin_score) / 2, with the calibrated count it flags the confident-learning items first) or
+  any cleanlab rank method name ("self_confidence", "normalized_margin",
+  "confidence_weighted_entropy"), whose quality score q becomes error_score = 1 - q. These use
+  the model alone.
 
-Table "items" (one row per labeled item): id, given_label, suggested_label (the model's top class),
-suggested_label_prob, given_label_prob, margin_score (1 - cleanlab's normalized-margin quality, in
-[0, 1]), is_label_error, error_score (higher = more likely mislabeled).
+Table "items" (one row per labeled item): id, given_label, suggested_label (the pooled top
+class; the model's top class without embeddings), suggested_label_prob and given_label_prob
+(the model's probabilities of those classes), margin_score (1 - cleanlab's normalized-margin
+quality, in [0, 1]), neighbor_label (the most common label among the item's labeled
+neighbours, "" when none), neighbor_label_count, n_labeled_neighbors, neighbor_agreement
+(q_i(y); NaN without embeddings), is_label_error, error_score (higher = more likely mislabeled).
 Summary: n_labeled, n_label_errors, label_error_rate (over labeled items) with a Wilson interval,
 n_confident_learning_flags (items off the confident joint's diagonal, whichever filter flags).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -46,8 +84,10 @@ from dataaudit.dataset import AuditDataset
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
-DEFAULT_SCORE = "flagged_then_margin"
+DEFAULT_SCORE = "confidence_and_neighbors"
+FLAG_THEN_MARGIN = "flagged_then_margin"
 CLEANLAB_SCORES = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
+SCORES = (DEFAULT_SCORE, FLAG_THEN_MARGIN, *CLEANLAB_SCORES)
 DEFAULT_FILTER = "calibrated_count"
 CLEANLAB_FILTERS = (
     "prune_by_noise_rate",
@@ -68,18 +108,26 @@ CHUNK_ROWS = 200_000
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
     method = config.label_error_score
-    if method != DEFAULT_SCORE and method not in CLEANLAB_SCORES:
-        choices = ", ".join((DEFAULT_SCORE, *CLEANLAB_SCORES))
-        raise ValueError(f"label_error_score must be one of {choices}; got {method!r}")
+    if method not in SCORES:
+        raise ValueError(f"label_error_score must be one of {', '.join(SCORES)}; got {method!r}")
     if config.label_error_filter not in FILTERS:
         choices = ", ".join(FILTERS)
         raise ValueError(
             f"label_error_filter must be one of {choices}; got {config.label_error_filter!r}"
         )
+    weight = config.label_error_neighbor_weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"label_error_neighbor_weight must be in [0, 1]; got {weight!r}")
     labeled = np.flatnonzero(data.labeled)
     labels = data.labels[labeled]
-    # The one global quantity: K class thresholds, a reduction over all labeled rows.
+    # The global quantities: K class thresholds and K class shares, reductions over labeled rows.
     thresholds = class_thresholds(given_probs(data.probs, data.labels, labeled), labels, data.k)
+    prior = np.bincount(labels, minlength=data.k) / max(len(labels), 1)
+    graph = None
+    if method == DEFAULT_SCORE and data.embeddings is not None and weight > 0:
+        from dataaudit.neighbors import shared_graph
+
+        graph = shared_graph(data, ctx)
 
     chunks = []
     starts = range(0, len(labeled), CHUNK_ROWS)
@@ -87,18 +135,34 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         starts = ctx.progress.bar(starts, total=len(starts), desc="label errors")
     for start in starts:
         rows = labeled[start : start + CHUNK_ROWS]
+        votes = None
+        if graph is not None:
+            votes = neighbor_votes(graph.similarities[rows], graph.indices[rows], data.labels)
         chunks.append(
             score_chunk(
-                np.asarray(data.probs[rows], dtype=np.float32), data.labels[rows], thresholds
+                np.asarray(data.probs[rows], dtype=np.float32),
+                data.labels[rows],
+                thresholds,
+                votes=votes,
+                prior=prior,
+                neighbor_weight=weight,
             )
         )
     scored = {key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]}
+    if method == FLAG_THEN_MARGIN:
+        scored["error_score"] = combine_flag_and_margin(
+            scored["is_label_error"], scored["margin_score"]
+        )
+    elif method in CLEANLAB_SCORES:
+        from cleanlab.rank import get_label_quality_scores
+
+        probs = np.asarray(data.probs[labeled], dtype=np.float32)
+        scored["error_score"] = 1.0 - get_label_quality_scores(labels, probs, method=method)
 
     notes = []
     n_confident = int(scored["is_label_error"].sum())
     n_estimated = None
     if config.label_error_filter == DEFAULT_FILTER:
-        # error_score keeps the confident-learning flag: those items stay first, the top-up follows.
         scored["is_label_error"], n_estimated = calibrated_count_flags(scored, labels, data.k)
     elif config.label_error_filter in CLEANLAB_FILTERS:
         from cleanlab.filter import find_label_issues
@@ -107,14 +171,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         scored["is_label_error"] = find_label_issues(
             labels, probs, filter_by=config.label_error_filter
         )
-        scored["error_score"] = combine_flag_and_margin(
-            scored["is_label_error"], scored["margin_score"]
-        )
-    if method in CLEANLAB_SCORES:
-        from cleanlab.rank import get_label_quality_scores
-
-        probs = np.asarray(data.probs[labeled], dtype=np.float32)
-        scored["error_score"] = 1.0 - get_label_quality_scores(labels, probs, method=method)
+        if method == FLAG_THEN_MARGIN:
+            scored["error_score"] = combine_flag_and_margin(
+                scored["is_label_error"], scored["margin_score"]
+            )
 
     items = pd.DataFrame(
         {
@@ -124,6 +184,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "suggested_label_prob": scored["suggested_prob"],
             "given_label_prob": scored["given_prob"],
             "margin_score": scored["margin_score"],
+            "neighbor_label": data.label_names(scored["neighbor_label"]),
+            "neighbor_label_count": scored["neighbor_label_count"],
+            "n_labeled_neighbors": scored["n_labeled_neighbors"],
+            "neighbor_agreement": scored["neighbor_agreement"],
             "is_label_error": scored["is_label_error"],
             "error_score": scored["error_score"].astype(np.float32),
         }
@@ -134,9 +198,9 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     low, high = wilson_interval(n_errors, n_labeled, config.confidence_level)
     if config.label_error_filter == DEFAULT_FILTER:
         notes.append(
-            f"Flagged: the {n_confident:,} items off the diagonal of cleanlab's confident joint,"
-            " then items the model disagrees with, largest margin first, up to"
-            f" {n_estimated:,}, cleanlab's calibrated estimate of the number of label errors."
+            f"Flagged: the top {n_estimated:,} of the ranking among items whose evidence points"
+            " to another class; that count is cleanlab's calibrated estimate of the number of"
+            f" label errors ({n_confident:,} items lie off the diagonal of its confident joint)."
         )
     elif config.label_error_filter == "confident_learning":
         notes.append(
@@ -146,7 +210,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         notes.append(
             f"Flagged by cleanlab's find_label_issues, filter_by={config.label_error_filter}."
         )
-    notes.append(f"Ranked by {_describe(method, config.label_error_filter)}.")
+    notes.append(f"Ranked by {_describe(method, config.label_error_filter, graph, weight)}.")
     if data.n_models > 1:
         notes.append(
             f"The probabilities of {data.n_models} models were averaged before finding label errors."
@@ -165,6 +229,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         params={
             "label_error_score": method,
             "label_error_filter": config.label_error_filter,
+            "label_error_neighbor_weight": weight if graph is not None else 0.0,
+            "knn_k": graph.k if graph is not None else None,
             "confidence_level": config.confidence_level,
             "n_models_averaged": data.n_models,
             "class_thresholds": [float(t) for t in thresholds],
@@ -202,21 +268,45 @@ def class_thresholds(given_prob: NDArray, labels: NDArray[np.int64], k: int) -> 
     return np.clip(means, _THRESHOLD_FLOOR, None)
 
 
-def score_chunk(
-    probs: NDArray[np.float32], labels: NDArray[np.int64], thresholds: NDArray[np.float64]
-) -> dict[str, NDArray]:
-    """Score a chunk of labeled rows given the global class thresholds.
+@dataclass(frozen=True)
+class NeighborVotes:
+    """The labeled neighbours of a chunk of rows: labels (-1 = unlabeled or none) and weights."""
 
-    Returns arrays aligned with the rows: suggested (top class), suggested_prob, given_prob,
-    margin_score, is_label_error (confident-learning flag), error_score (flagged_then_margin),
-    confident_guess (the confident joint's column, -1 when no class is confident), model_disagrees
-    (some other class beats the given label by more than float noise).
+    labels: NDArray[np.int64]  # (n, k)
+    weights: NDArray[np.float32]  # (n, k): cosine similarity clipped at 0; 0 where labels == -1
+
+
+def neighbor_votes(
+    similarities: NDArray, indices: NDArray[np.int64], all_labels: NDArray[np.int64]
+) -> NeighborVotes:
+    """Votes of the kNN graph rows `similarities`, `indices` (N x k) from the labels of all items."""
+    found = indices >= 0
+    votes = np.where(found, all_labels[np.where(found, indices, 0)], -1)
+    weights = np.where(votes >= 0, np.clip(similarities, 0.0, None), 0.0).astype(np.float32)
+    return NeighborVotes(votes.astype(np.int64), weights)
+
+
+def score_chunk(
+    probs: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    thresholds: NDArray[np.float64],
+    *,
+    votes: NeighborVotes | None = None,
+    prior: NDArray[np.float64] | None = None,
+    neighbor_weight: float = 0.0,
+) -> dict[str, NDArray]:
+    """Score a chunk of labeled rows given the global class thresholds (and class shares).
+
+    Returns arrays aligned with the rows: suggested (pooled top class), suggested_prob and
+    given_prob (the model's), margin_score, error_score (1 - pooled p(given)), neighbor_label,
+    neighbor_label_count, n_labeled_neighbors, neighbor_agreement, is_label_error
+    (confident-learning flag), confident_guess (the confident joint's column, -1 when no class is
+    confident), model_disagrees (some other class beats the given label by more than float
+    noise), evidence_disagrees (the same for the pooled probabilities).
     """
-    n = len(labels)
+    n, k = probs.shape
     rows = np.arange(n)
     given = probs[rows, labels]
-    suggested = probs.argmax(axis=1)
-    suggested_prob = probs[rows, suggested]
 
     others = probs.copy()
     others[rows, labels] = -np.inf
@@ -227,16 +317,86 @@ def score_chunk(
     guess = confident_guess(probs, thresholds)
     disagrees = model_disagrees(probs, labels)
     flag = (guess >= 0) & (guess != labels) & disagrees
+
+    neighbor = {
+        "neighbor_label": np.full(n, -1, dtype=np.int64),
+        "neighbor_label_count": np.zeros(n, dtype=np.int64),
+        "n_labeled_neighbors": np.zeros(n, dtype=np.int64),
+        "neighbor_agreement": np.full(n, np.nan, dtype=np.float32),
+    }
+    pooled = probs
+    if votes is not None and neighbor_weight > 0:
+        if prior is None:
+            raise ValueError("neighbour votes need the class shares (prior)")
+        pooled, agreement = pool_with_neighbors(probs, labels, votes, prior, neighbor_weight)
+        top, top_count = most_common_vote(votes.labels)
+        neighbor = {
+            "neighbor_label": top,
+            "neighbor_label_count": top_count,
+            "n_labeled_neighbors": (votes.labels >= 0).sum(axis=1),
+            "neighbor_agreement": agreement.astype(np.float32),
+        }
+    suggested = pooled.argmax(axis=1)
     return {
         "suggested": suggested.astype(np.int64),
-        "suggested_prob": suggested_prob.astype(np.float32),
+        "suggested_prob": probs[rows, suggested].astype(np.float32),
         "given_prob": given.astype(np.float32),
         "margin_score": margin_score,
+        "error_score": (1.0 - pooled[rows, labels]).astype(np.float32),
+        **neighbor,
         "is_label_error": flag,
-        "error_score": combine_flag_and_margin(flag, margin_score),
         "confident_guess": guess,
         "model_disagrees": disagrees,
+        "evidence_disagrees": model_disagrees(pooled, labels),
     }
+
+
+def pool_with_neighbors(
+    probs: NDArray[np.float32],
+    labels: NDArray[np.int64],
+    votes: NeighborVotes,
+    prior: NDArray[np.float64],
+    weight: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """(1 - weight) * probs + weight * q, q the neighbours' vote with one prior pseudo-vote.
+
+    Returns the pooled probabilities and q(given label), the neighbours' agreement.
+    """
+    n = len(labels)
+    rows = np.arange(n)
+    mass = votes.weights.sum(axis=1, dtype=np.float64) + 1.0
+    agree = (votes.weights * (votes.labels == labels[:, None])).sum(axis=1, dtype=np.float64)
+    agreement = (agree + prior[labels]) / mass
+    pooled = (1.0 - weight) * probs + (weight / mass)[:, None].astype(np.float32) * prior.astype(
+        np.float32
+    )
+    # Sparse part of q: each neighbour's weight on its label (rows without votes add 0).
+    share = (weight * votes.weights / mass[:, None]).astype(np.float32)
+    np.add.at(
+        pooled,
+        (np.repeat(rows, votes.labels.shape[1]), votes.labels.clip(0).ravel()),
+        share.ravel(),
+    )
+    return pooled, agreement
+
+
+def most_common_vote(vote_labels: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Most common label per row (-1 ignored; ties: the smallest class) and how many times."""
+    n, k = vote_labels.shape
+    top = np.full(n, -1, dtype=np.int64)
+    top_count = np.zeros(n, dtype=np.int64)
+    # Pairwise comparisons within a row: blocks of rows keep them near 4M elements.
+    step = max(1, (1 << 22) // max(k * k, 1))
+    for start in range(0, n if k else 0, step):
+        block = vote_labels[start : start + step]
+        counts = (block[:, :, None] == block[:, None, :]).sum(axis=2)
+        counts = np.where(block >= 0, counts, 0)
+        # Equal counts go to the smallest class, so the result does not hang on graph order.
+        best = (counts * (block.max(initial=0) + 2) - block).argmax(axis=1)
+        picked = np.arange(len(block))
+        top[start : start + step] = np.where(counts[picked, best] > 0, block[picked, best], -1)
+        top_count[start : start + step] = counts[picked, best]
+    return top, top_count
 
 
 def confident_learning_flag(
@@ -267,12 +427,14 @@ def model_disagrees(probs: NDArray, labels: NDArray[np.int64]) -> NDArray[np.boo
 def calibrated_count_flags(
     scored: dict[str, NDArray], labels: NDArray[np.int64], k: int
 ) -> tuple[NDArray[np.bool_], int]:
-    """The default flag from score_chunk's arrays over all labeled rows: (flags, estimated count)."""
+    """The default flag from score_chunk's arrays over all labeled rows: (flags, estimated count).
+
+    The top `estimated count` items by error_score among those whose evidence disagrees with the
+    given label (ties by row order).
+    """
     joint = confident_joint_counts(scored["confident_guess"], labels, k)
     n_estimated = calibrated_error_count(joint, np.bincount(labels, minlength=k))
-    flag = top_up_flags(
-        scored["is_label_error"], scored["margin_score"], scored["model_disagrees"], n_estimated
-    )
+    flag = top_flags(scored["error_score"], scored["evidence_disagrees"], n_estimated)
     return flag, n_estimated
 
 
@@ -314,24 +476,15 @@ def _round_preserving_sum(values: NDArray[np.float64]) -> NDArray[np.float64]:
     return ints
 
 
-def top_up_flags(
-    flag: NDArray[np.bool_],
-    margin_score: NDArray,
-    eligible: NDArray[np.bool_],
-    n_target: int,
+def top_flags(
+    error_score: NDArray, eligible: NDArray[np.bool_], n_target: int
 ) -> NDArray[np.bool_]:
-    """Add unflagged eligible items, largest margin first (ties by row order), until n_target flags.
-
-    Never removes a flag: when n_target <= flag.sum() the flags come back unchanged.
-    """
-    n_missing = n_target - int(flag.sum())
-    candidates = np.flatnonzero(eligible & ~flag)
-    if n_missing <= 0 or not len(candidates):
-        return flag
-    order = np.argsort(-margin_score[candidates], kind="stable")
-    topped = flag.copy()
-    topped[candidates[order[:n_missing]]] = True
-    return topped
+    """The n_target eligible items with the highest error_score (ties by row order)."""
+    candidates = np.flatnonzero(eligible)
+    order = np.argsort(-error_score[candidates], kind="stable")
+    flag = np.zeros(len(error_score), dtype=bool)
+    flag[candidates[order[: max(n_target, 0)]]] = True
+    return flag
 
 
 def combine_flag_and_margin(flag: NDArray[np.bool_], margin_score: NDArray) -> NDArray[np.float32]:
@@ -339,8 +492,16 @@ def combine_flag_and_margin(flag: NDArray[np.bool_], margin_score: NDArray) -> N
     return ((flag.astype(np.float32) + margin_score.astype(np.float32)) / 2.0).astype(np.float32)
 
 
-def _describe(method: str, filter_by: str) -> str:
+def _describe(method: str, filter_by: str, graph, weight: float) -> str:
     if method == DEFAULT_SCORE:
+        if graph is None:
+            return "1 - the model's probability of the given label (cleanlab's self_confidence)"
+        return (
+            f"1 - p(given label) pooled from the model ({1 - weight:.2f}) and the"
+            f" similarity-weighted labels of each item's {graph.k} nearest neighbours"
+            f" ({weight:.2f})"
+        )
+    if method == FLAG_THEN_MARGIN:
         # error_score = (flag + margin_score) / 2
         flag = (
             "confident-learning flag"
@@ -370,6 +531,8 @@ def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
             ranked["given_label_prob"],
         )
     ]
+    if "neighbor_label" in ranked:  # reports saved before neighbours counted have no such column
+        reason = [r + n for r, n in zip(reason, neighbor_reasons(ranked))]
     return pd.DataFrame(
         {
             "rank": np.arange(1, len(ranked) + 1),
@@ -382,3 +545,22 @@ def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
             "given_label_prob": ranked["given_label_prob"].to_numpy(),
         }
     )
+
+
+def neighbor_reasons(ranked: pd.DataFrame) -> list[str]:
+    """ "; 8 of its 10 nearest labeled neighbours are labeled 'cat'" where the neighbours' most
+    common label is not the given one, else "" (one per row)."""
+    out = []
+    for label, count, total, given in zip(
+        ranked["neighbor_label"],
+        ranked["neighbor_label_count"],
+        ranked["n_labeled_neighbors"],
+        ranked["given_label"],
+    ):
+        if not label or label == given or count <= 0:
+            out.append("")
+        elif total == 1:
+            out.append(f"; its nearest labeled neighbour is labeled '{label}'")
+        else:
+            out.append(f"; {count} of its {total} nearest labeled neighbours are labeled '{label}'")
+    return out
