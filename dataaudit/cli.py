@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "folder); flags override it",
     )
     run.add_argument(
+        "--verdicts",
+        metavar="LEDGER.parquet",
+        help="reviewers' verdicts (dataaudit verdicts import): items reviewed ok leave "
+        "relabel.csv, confirmed errors stay on top, pending items leave the queue",
+    )
+    run.add_argument(
         "--baseline",
         metavar="OLD_DIR",
         help="output folder of an earlier run: the report shows what changed since, "
@@ -218,6 +224,64 @@ def build_parser() -> argparse.ArgumentParser:
     quiet = compare.add_mutually_exclusive_group()
     quiet.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     quiet.add_argument("-v", "--verbose", action="store_true", help="print every step")
+
+    export = commands.add_parser(
+        "export", help="hand a run's ranked list to an annotation tool"
+    ).add_subparsers(dest="export_format", metavar="FORMAT", required=True)
+    studio = export.add_parser(
+        "label-studio",
+        help="Label Studio tasks (JSON) and a matching labeling config (XML)",
+        description="One Label Studio task per row of relabel.csv or label_next.csv: the item "
+        "(image or text), its id and the audit's context, and the suggested (relabel) or "
+        "predicted (label next) label as a pre-annotation with its score. The labeling config "
+        "is written beside the tasks as <name>.config.xml.",
+    )
+    studio.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a run")
+    studio.add_argument("--out", required=True, metavar="TASKS.json", help="tasks file to write")
+    studio.add_argument("--list", choices=("relabel", "label_next"), default="relabel")
+    studio.add_argument(
+        "--media-root",
+        metavar="PREFIX",
+        help="URL prefix for images (e.g. /data/local-files/?d= or s3://bucket/); the path "
+        "below the table's folder is appended (default: the image paths as they are)",
+    )
+    studio.add_argument(
+        "--ledger",
+        metavar="LEDGER.parquet",
+        help="record the exported items as pending in this ledger, so the next run's queue "
+        "does not send them again",
+    )
+    studio.add_argument("--force", action="store_true", help="replace an existing tasks file")
+
+    verdicts = commands.add_parser(
+        "verdicts", help="bring reviewers' verdicts back into the ledger"
+    ).add_subparsers(dest="verdicts_action", metavar="ACTION", required=True)
+    importing = verdicts.add_parser(
+        "import",
+        help="append verdicts to the ledger (the latest verdict per id wins; history stays)",
+        description="Read verdicts on a run's lists (relabel.csv / label_next.csv with the "
+        "verdict column filled in: error, ok, unsure or a class name, and an optional "
+        "corrected_label; or a Label Studio JSON export) and append them to the ledger.",
+    )
+    importing.add_argument("run_dir", metavar="RUN_DIR", help="output folder of the run")
+    importing.add_argument(
+        "--from",
+        dest="source",
+        nargs=2,
+        required=True,
+        metavar=("KIND", "FILE"),
+        help="csv FILE or label-studio EXPORT.json",
+    )
+    importing.add_argument("--ledger", required=True, metavar="LEDGER.parquet")
+    importing.add_argument(
+        "--list",
+        choices=("relabel", "label_next"),
+        help="which list a CSV holds (default: told by its columns)",
+    )
+    for sub in (studio, importing):
+        quiet = sub.add_mutually_exclusive_group()
+        quiet.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+        quiet.add_argument("-v", "--verbose", action="store_true", help="print every step")
 
     history = commands.add_parser(
         "history",
@@ -320,6 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             return _compare_command(args, verbosity)
         if args.command == "history":
             return _history_command(args, verbosity)
+        if args.command == "export":
+            return _export_command(args, verbosity)
+        if args.command == "verdicts":
+            return _verdicts_command(args, verbosity)
         return _run_command(args, verbosity, settings)
     except KeyboardInterrupt:
         print(
@@ -385,6 +453,7 @@ def _audit_into(
                 text_col=args.text_col,
                 image_col=args.image_col,
                 classes=_parse_classes(args.classes),
+                verdicts=args.verdicts,
                 **options,
                 ignore_cols=tuple(c.strip() for c in args.ignore_cols.split(",") if c.strip()),
             )
@@ -480,6 +549,86 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
         for path in written:
             print(f"  {path}", file=sys.stderr)
     return _exit_for_checks(report, check_problem)
+
+
+def _export_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.render.label_studio import write_label_studio
+
+    out = Path(args.out)
+    try:
+        report = _load_report(args.run_dir, "RUN_DIR")
+        if out.exists() and not args.force:
+            raise UsageError(f"{out} exists; pass --force to replace it, or choose another --out.")
+        if out.is_dir() or not out.parent.is_dir():
+            raise UsageError(f"--out {out}: give a file path in an existing folder.")
+        tasks_path, config_path, tasks = write_label_studio(report, out, args.list, args.media_root)
+    except (UsageError, ValueError, OSError) as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.ledger:
+        from dataaudit.verdicts import append, normalise, run_lists
+
+        lists = run_lists(report, args.run_dir)
+        ids = [t["data"]["dataaudit_id"] for t in tasks]
+        sent = _unanswered(ids)
+        append(args.ledger, normalise(sent, lists, args.list, str(tasks_path), "label-studio"))
+    if verbosity:
+        print(
+            f"Wrote {len(tasks):,} tasks to {tasks_path} and the labeling config to {config_path}.",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _unanswered(ids: list[str]):
+    """Rows sent out with no verdict yet, as verdict import reads them."""
+    import pandas as pd
+
+    blank = [""] * len(ids)
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "verdict": blank,
+            "corrected_label": blank,
+            "reviewer": blank,
+            "reviewed_at": blank,
+        }
+    )
+
+
+def _verdicts_command(args: argparse.Namespace, verbosity: int) -> int:
+    from dataaudit.verdicts import (
+        VerdictError,
+        append,
+        describe,
+        from_csv,
+        from_label_studio,
+        run_lists,
+    )
+
+    kind, path = args.source
+    try:
+        if kind not in ("csv", "label-studio"):
+            raise UsageError(f"--from {kind}: expected csv or label-studio")
+        if not Path(path).is_file():
+            raise UsageError(f"--from {kind} {path}: no such file")
+        report = _load_report(args.run_dir, "RUN_DIR")
+        lists = run_lists(report, args.run_dir)
+        rows = from_csv(path, lists, args.list) if kind == "csv" else from_label_studio(path, lists)
+        ledger = append(args.ledger, rows)
+    except UsageError as exc:
+        print(f"dataaudit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except VerdictError as exc:
+        print(f"dataaudit: cannot import the verdicts:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if verbosity:
+        print(
+            f"Appended {len(rows):,} verdicts ({describe(rows)}) to {args.ledger} "
+            f"({len(ledger):,} rows in all).",
+            file=sys.stderr,
+        )
+    return EXIT_OK
 
 
 HISTORY_FILES = ("history.html", "history.csv", "history_label_errors.csv")

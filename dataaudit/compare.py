@@ -23,7 +23,9 @@ Tables (keyed by id, or by their own key columns):
 - "metrics": metric, old, new, difference — numeric summary metrics both runs have.
 - "membership": id, change (only_old | only_new), split, given_label.
 - "labels": id, change (relabelled | newly_labeled | label_removed | split_changed), old, new.
-- "label_errors": id, status (fixed_relabelled | fixed_unflagged | persisting | new | gone),
+- "label_errors": id, status (fixed_relabelled | fixed_unflagged | persisting | new | gone;
+  with a verdict ledger also confirmed | reviewed_kept: a persisting flag a reviewer confirmed
+  or kept),
   old_given_label, new_given_label, old_suggested_label, new_suggested_label, old_error_score,
   new_error_score, label_changed, in_old_run. `gone`: the item was removed or is unlabeled now.
 - "duplicates": id_a, id_b, status (appeared | resolved), leakage (the pair spans two splits).
@@ -655,6 +657,15 @@ def label_error_changes(
         ["persisting", "new", "gone", "fixed_relabelled"],
         default="fixed_unflagged",
     )
+    # With a verdict ledger (--verdicts), the newer run knows what reviewers said: a persisting
+    # flag a reviewer kept is not an open error, and a confirmed one is.
+    reviews = new.results.get("reviews")
+    if reviews is not None:
+        relabel = reviews.tables["items"]
+        relabel = relabel[relabel["list"] == "relabel"].set_index("id")["status"]
+        said = pd.Series(ids.astype(str)).map(relabel).to_numpy()
+        status = np.where((status == "persisting") & (said == "kept"), "reviewed_kept", status)
+        status = np.where((status == "persisting") & (said == "confirmed"), "confirmed", status)
     frame = pd.DataFrame(
         {
             "id": ids.to_numpy(),
@@ -669,7 +680,15 @@ def label_error_changes(
             "in_old_run": _present(labels, ids, "right_only"),
         }
     )
-    order = {"fixed_relabelled": 0, "fixed_unflagged": 1, "new": 2, "persisting": 3, "gone": 4}
+    order = {
+        "fixed_relabelled": 0,
+        "fixed_unflagged": 1,
+        "new": 2,
+        "confirmed": 3,
+        "persisting": 4,
+        "reviewed_kept": 5,
+        "gone": 6,
+    }
     rank = frame["status"].map(order).to_numpy()
     score = frame["new_error_score"].fillna(frame["old_error_score"]).fillna(0).to_numpy()
     return frame.iloc[np.lexsort((-score, rank))].reset_index(drop=True)
@@ -889,7 +908,15 @@ def summarise(
         summary[f"items_{kind}"] = int((labels == kind).sum())
     if "label_errors" in tables:
         status = tables["label_errors"]["status"]
-        for kind in ("fixed_relabelled", "fixed_unflagged", "persisting", "new", "gone"):
+        for kind in (
+            "fixed_relabelled",
+            "fixed_unflagged",
+            "persisting",
+            "new",
+            "gone",
+            "confirmed",
+            "reviewed_kept",
+        ):
             summary[f"label_errors_{kind}"] = int((status == kind).sum())
         summary["label_errors_fixed"] = (
             summary["label_errors_fixed_relabelled"] + summary["label_errors_fixed_unflagged"]

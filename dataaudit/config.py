@@ -62,6 +62,10 @@ class AuditConfig:
         5  # nearest unlabeled items listed per label-error / misclassified item
     )
 
+    # Reviews (--verdicts): an item reviewed ok comes back into relabel.csv only when its
+    # error_score grew by at least this much since the review.
+    review_return_margin: float = 0.25
+
     # Label-next queue
     budget: int = 100
     strategy: str = "mix"

@@ -13,7 +13,17 @@ from dataaudit.problems import AuditWarning
 UNLABELED = -1
 
 # Names an analysis may list in `Analysis.requires`.
-INPUTS = ("probs", "labels", "embeddings", "committee", "unlabeled", "metadata", "text", "images")
+INPUTS = (
+    "probs",
+    "labels",
+    "embeddings",
+    "committee",
+    "unlabeled",
+    "metadata",
+    "text",
+    "images",
+    "verdicts",
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,8 @@ class AuditDataset:
     text: NDArray | None = None  # object (str) or None
     image_paths: NDArray | None = None  # object (str, absolute) or None
     sources: tuple[InputFingerprint, ...] = field(default=())
+    # The latest reviewers' verdict per (id, list) from the ledger (dataaudit/verdicts.py).
+    verdicts: pd.DataFrame | None = None
     # Doubts found while reading that did not stop the run (the report lists them first).
     warnings: tuple[AuditWarning, ...] = field(default=())
 
@@ -95,6 +107,8 @@ class AuditDataset:
             return self.text is not None
         if name == "images":
             return self.image_paths is not None
+        if name == "verdicts":
+            return self.verdicts is not None and len(self.verdicts) > 0
         raise ValueError(f"unknown input name {name!r}; known: {', '.join(INPUTS)}")
 
     def missing_inputs(self, names: tuple[str, ...]) -> list[str]:

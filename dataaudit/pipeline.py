@@ -6,6 +6,7 @@ import dataclasses
 import time
 import traceback
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,7 @@ def audit(
     probs,
     embeddings=None,
     *,
+    verdicts=None,
     config: AuditConfig | None = None,
     verbosity: int = 0,
     **options: Any,
@@ -60,6 +62,9 @@ def audit(
         Out-of-sample predicted probabilities, N x K or M x N x K (committee / MC-dropout).
     embeddings : path or array, optional
         N x d embeddings; analyses that need them are skipped (with the reason) when absent.
+    verdicts : path to a verdict ledger (Parquet), optional
+        Reviewers' verdicts from earlier runs (`dataaudit verdicts import`): items reviewed ok
+        leave relabel.csv, confirmed errors stay on top, pending items leave the queue.
     config : AuditConfig, optional
     verbosity : 0 quiet, 1 progress, 2 verbose
     **options : column roles (id_col, label_col, split_col, text_col, image_col) or any
@@ -83,6 +88,8 @@ def audit(
     clock = time.perf_counter()
     with progress.step("read and validate inputs"):
         data = load_dataset(table, probs, embeddings, config)
+        if verdicts is not None:
+            data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
     ctx = AuditContext(config, progress)
     ctx.timings["load_and_validate"] = time.perf_counter() - clock
     report = run_analyses(data, ctx)
@@ -91,6 +98,29 @@ def audit(
         duration_s=round(time.perf_counter() - clock, 3),
     )
     return report
+
+
+def _read_verdicts(path) -> Any:
+    from dataaudit.problems import InputError, Problem
+    from dataaudit.verdicts import VerdictError, latest, read_ledger
+
+    if not Path(path).is_file():
+        raise InputError(
+            [
+                Problem(
+                    "file_missing",
+                    "verdict ledger not found",
+                    source=str(path),
+                    fix="Give the ledger written by `dataaudit verdicts import --ledger`.",
+                )
+            ]
+        )
+    try:
+        return latest(read_ledger(path))
+    except VerdictError as exc:
+        raise InputError(
+            [Problem("verdicts_unreadable", p, source=str(path)) for p in exc.problems]
+        ) from exc
 
 
 def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
@@ -152,6 +182,7 @@ _INPUT_DESCRIPTIONS = {
     "metadata": "metadata columns in the table",
     "text": "a text column (--text-col)",
     "images": "an image-path column (--image-col)",
+    "verdicts": "a verdict ledger (--verdicts) with at least one verdict",
 }
 
 

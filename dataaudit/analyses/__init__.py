@@ -14,6 +14,7 @@ from dataaudit.result import Analysis
 # they pull in torch and scipy (seconds), which `dataaudit --help` and bad input need not wait for.
 _ORDER = (
     "label_errors",
+    "reviews",  # reads label_errors; label_next skips the items it finds pending
     "swapped_pairs",
     "per_class",
     "slices",

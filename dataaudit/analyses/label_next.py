@@ -44,6 +44,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dataaudit import strategies as st
+from dataaudit.analyses.reviews import pending_rows
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
@@ -85,7 +86,8 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     notes: list[str] = []
     strategy = config.strategy
     mix = parse_mix(config.label_next_mix)
-    eligible = ~data.labeled
+    # Items out for labeling with no verdict yet (the verdict ledger) are not sent twice.
+    eligible = ~data.labeled & ~pending_rows(data, ctx)
     ood_score = _ood_scores(data, ctx.results.get("outliers"))
     failure_rows, failure_kind = _failures(data, ctx.results.get("label_errors"))
     lookalike_score, nearest = _lookalike_scores(data, ctx, failure_rows, eligible)

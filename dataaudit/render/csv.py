@@ -18,16 +18,29 @@ if TYPE_CHECKING:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Columns a reviewer fills in (the CSV route of `dataaudit verdicts import`): verdict is error,
+# ok, unsure or a class name; corrected_label optionally names the right class.
+REVIEW_COLUMNS = ("verdict", "corrected_label")
+
+
+def _for_review(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = {c: "" for c in REVIEW_COLUMNS if c not in frame.columns}
+    return frame.assign(**missing) if missing else frame
+
+
 def _relabel(report: AuditReport) -> pd.DataFrame | None:
     from dataaudit.analyses.label_errors import relabel_candidates
 
+    reviews = report.results.get("reviews")
+    if reviews is not None and "relabel" in reviews.tables:  # the list after earlier verdicts
+        return _for_review(reviews.table("relabel"))
     result = report.results.get("label_errors")
-    return None if result is None else relabel_candidates(result.table("items"))
+    return None if result is None else _for_review(relabel_candidates(result.table("items")))
 
 
 def _label_next(report: AuditReport) -> pd.DataFrame | None:
     result = report.results.get("label_next")
-    return None if result is None else result.table("queue")
+    return None if result is None else _for_review(result.table("queue"))
 
 
 def _auto_label(report: AuditReport) -> pd.DataFrame | None:

@@ -16,6 +16,7 @@ from dataaudit.render.sections import (
     lookalikes,
     outliers,
     per_class,
+    reviews,
     slices,
     swapped_pairs,
 )
@@ -24,6 +25,7 @@ from dataaudit.render.view import SectionView
 SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     comparison.build,  # first: what changed since the baseline run, when there is one
     label_errors.build,
+    reviews.build,  # what reviewers said about the list above
     swapped_pairs.build,
     per_class.build,
     slices.build,

@@ -26,13 +26,21 @@ COLUMNS = (
     ),
 )
 
+REVIEW_COLUMN = (
+    Column("review_status", "review", help="confirmed by a reviewer, or back on new evidence"),
+)
+
 
 def build(report: AuditReport) -> list[SectionView]:
     result = report.results.get("label_errors")
     if result is None:
         return []
     summary = result.summary
-    ranked = relabel_candidates(result.table("items"))
+    reviews = report.results.get("reviews")
+    if reviews is not None and "relabel" in reviews.tables:  # after earlier verdicts
+        ranked = reviews.table("relabel")
+    else:
+        ranked = relabel_candidates(result.table("items"))
     cap = report.config.html_max_rows
     rate = format_rate_ci(
         summary["label_error_rate"],
@@ -60,7 +68,7 @@ def build(report: AuditReport) -> list[SectionView]:
                 TableView(
                     "Items to relabel",
                     ranked.head(cap),
-                    COLUMNS,
+                    COLUMNS + REVIEW_COLUMN if "review_status" in ranked else COLUMNS,
                     total_rows=len(ranked),
                     export="relabel.csv",
                     caption="Flagged items ranked by error score; check the suggested label.",
