@@ -147,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="class names in probability-column order: comma-separated, or a file "
         "with one per line (default: classes.txt beside --probs, else sorted labels)",
     )
+    inputs.add_argument(
+        "--allow-label-mismatch",
+        action="store_true",
+        default=None,
+        help="continue (with a warning) when the labels agree with the model no better than "
+        "chance, or far better under another class order; only for a model that really is "
+        "that poor (by default the run stops with exit 2)",
+    )
     columns = run.add_argument_group("column roles")
     columns.add_argument("--id-col", default="id", help="id column (default: id)")
     columns.add_argument("--label-col", default="label", help="label column (default: label)")

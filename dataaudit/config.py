@@ -30,6 +30,9 @@ class AuditConfig:
 
     # Validation
     prob_sum_tolerance: float = 1e-3
+    # The safety net (sanity.py) stops a run whose labels agree with the model no better than
+    # chance, or far better under another class order; True turns that stop into a warning.
+    allow_label_mismatch: bool = False
 
     # Label errors (cleanlab)
     # confidence_and_neighbors | flagged_then_margin | a cleanlab rank method; chosen by

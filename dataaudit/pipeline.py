@@ -16,6 +16,7 @@ from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
 from dataaudit.report import AuditReport, jsonable
 from dataaudit.result import AnalysisResult
+from dataaudit.sanity import check_labels
 from dataaudit.validate import load_dataset
 
 _COLUMN_ARGS = {
@@ -88,6 +89,9 @@ def audit(
     clock = time.perf_counter()
     with progress.step("read and validate inputs"):
         data = load_dataset(table, probs, embeddings, config)
+        # Misread inputs (rows or class columns out of order) stop here, before any analysis.
+        label_check, doubts = check_labels(data, config)
+        data = dataclasses.replace(data, warnings=(*data.warnings, *doubts))
         if verdicts is not None:
             data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
     ctx = AuditContext(config, progress)
@@ -96,6 +100,7 @@ def audit(
     report.run.update(
         started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - clock, 3),
+        label_check=label_check.to_dict(),
     )
     return report
 

@@ -56,7 +56,8 @@ def test_metrics_merge_every_analysis_summary(demo_report):
 def test_analyses_are_skipped_with_reasons_without_embeddings(demo_inputs):
     import dataaudit
 
-    report = dataaudit.audit(demo_inputs.table, demo_inputs.probs)
+    # The probabilities' columns follow demo_inputs.classes (sorted names would misread them).
+    report = dataaudit.audit(demo_inputs.table, demo_inputs.probs, classes=demo_inputs.classes)
     needing = [
         a.name
         for a in __import__("dataaudit.analyses").analyses.ANALYSES
