@@ -92,6 +92,15 @@ class AuditConfig:
     slice_clusters: int = 256  # finest k-means k over embeddings; coarser levels k/4, k/16, ...
     slice_cluster_sample: int = 50_000  # rows k-means is fitted on (200 per finest cluster)
     slice_examples: int = 5  # example failures and unlabeled candidates per discovered slice
+    # Wide tables. 2-condition rules tested at most: beyond this, single conditions are screened
+    # and pairs are tested only for the strongest ones, each with every condition of every other
+    # column; the pairs screened out still count in the BH family (as p = 1). Given slices list
+    # pairs of values only when those fit too.
+    slice_max_pairs: int = 200_000
+    # Given slices kept (table, report, slices.csv) when more were tested: every significant
+    # one, then the most severe few per column, this many rows at most.
+    slice_max_given: int = 5_000
+    slice_given_per_column: int = 5
 
     # Report
     html_max_rows: int = 500

@@ -9,6 +9,7 @@ Nothing here loops over rows in Python or knows about AuditDataset, so tests cal
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -159,6 +160,12 @@ def encode_numeric(
     )
 
 
+# Why a metadata column is not used (fixed phrases, so a report can group columns by reason).
+SKIP_MISSING = "every value is missing"
+SKIP_CONSTANT = "has a single value"
+SKIP_DISTINCT = "has a distinct value in more than half of its rows, like an id or free text"
+
+
 def encode_metadata(
     metadata: pd.DataFrame,
     *,
@@ -175,10 +182,10 @@ def encode_metadata(
         series = metadata[name]
         n_unique = int(series.nunique(dropna=True))
         if n_unique == 0:
-            skipped[str(name)] = "every value is missing"
+            skipped[str(name)] = SKIP_MISSING
             continue
         if n_unique == 1 and not series.isna().any():
-            skipped[str(name)] = "has a single value"
+            skipped[str(name)] = SKIP_CONSTANT
             continue
         numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
         if numeric and n_unique > max_categories_numeric:
@@ -186,7 +193,7 @@ def encode_metadata(
             columns.append(encode_numeric(str(name), values, bins, given_bins))
             continue
         if not numeric and n > 100 and n_unique > n // 2:
-            skipped[str(name)] = f"has {n_unique:,} distinct values, like an id"
+            skipped[str(name)] = SKIP_DISTINCT
             continue
         columns.append(encode_categorical(str(name), series, top))
     return columns, skipped
@@ -281,12 +288,45 @@ def _grid(ia: int, n_a: int, ib: int, n_b: int, group: int, counts: NDArray) -> 
     )
 
 
+@dataclass(frozen=True)
+class Screening:
+    """How far the 2-condition search went. Counts are of slices passing the support gate.
+
+    Exhaustive when every pair of conditions from two columns fits `max_pairs`. Otherwise only
+    pairs holding one of the strongest single conditions (the anchors) are counted and tested;
+    the others still count in the Benjamini-Hochberg family, as untested (p = 1).
+    """
+
+    exhaustive: bool
+    n_single: int  # 1-condition rules tested
+    n_pairs_tested: int  # 2-condition rules tested
+    # Pairs of conditions from two columns with both conditions above the minimum support: an
+    # upper bound of what the exhaustive search tests (itself a count over labeled rows only).
+    n_pairs_possible: int
+    n_anchors: int  # single conditions whose pairs were tested (0 when exhaustive)
+    given_pairs: bool  # given slices include pairs of values from two columns
+    n_given_pairs_possible: int  # given pairs, over all splits and per split, the same bound
+
+    @property
+    def rule_family(self) -> int:
+        """Hypotheses the rules' correction answers for: everything the full search would test."""
+        pairs = self.n_pairs_tested if self.exhaustive else self.n_pairs_possible
+        return self.n_single + pairs
+
+
 @dataclass
 class Enumeration:
     rules: SliceSet  # every rule slice that passed the support gate (group = -1)
     given: SliceSet  # every given slice, per group and overall, that passed the support gate
     n_rules_considered: int
     n_given_too_small: int
+    screening: Screening
+
+
+def _pairs_among(per_column: NDArray) -> int:
+    """Pairs of items from two different columns, given the items per column."""
+    c = np.asarray(per_column, np.int64)
+    return int((c.sum() ** 2 - (c**2).sum()) // 2)
 
 
 def enumerate_slices(
@@ -297,14 +337,21 @@ def enumerate_slices(
     *,
     min_support: int = 30,
     group_column: EncodedColumn | None = None,
+    max_pairs: int | None = None,
     progress: Callable[[Iterable, int, str], Iterable] | None = None,
 ) -> Enumeration:
-    """Count every 1- and 2-predicate slice exactly.
+    """Count every 1-predicate slice and, within `max_pairs`, every 2-predicate slice exactly.
 
     Rules (discovery) are counted over all rows; `group_column` (the split), when given, joins the
     rule columns. Given slices are counted over all rows and, when `groups` is given, within each
     group. Only slices with at least `min_support` labeled rows inside and outside are kept, and
     a 2-predicate rule with the same labeled support as one of its parts is dropped as redundant.
+
+    When more than `max_pairs` 2-predicate rules are possible (a wide table), single conditions
+    are screened first: pairs are counted only for the most significant single conditions, each
+    with every condition of every other column, as many as fit `max_pairs` (see `Screening`).
+    Given pairs are listed only when they fit `max_pairs` too; that choice depends on supports
+    alone, never on errors, so the given slices' correction needs no adjustment.
     """
     groups_ = np.zeros(len(outcome), np.int32) if groups is None else groups.astype(np.int32)
     n_g = max(n_groups, 1)
@@ -316,7 +363,7 @@ def enumerate_slices(
     total_all = total.sum(0)
     n_lab = total_all[LABELED]
 
-    def keep_rules(s: SliceSet, parents: tuple[NDArray, ...] = ()) -> None:
+    def keep_rules(s: SliceSet, parents: tuple[NDArray, ...] = ()) -> int:
         nonlocal n_considered
         lab = s.counts[:, LABELED]
         ok = (lab >= min_support) & (n_lab - lab >= min_support)
@@ -325,6 +372,7 @@ def enumerate_slices(
         n_considered += int((s.counts[:, ALL] > 0).sum())
         if ok.any():
             rules.append(s.take(np.flatnonzero(ok)))
+        return int(ok.sum())
 
     def keep_given(s: SliceSet, group_totals: NDArray) -> None:
         nonlocal too_small
@@ -339,37 +387,59 @@ def enumerate_slices(
             given.append(s.take(np.flatnonzero(ok)))
 
     n_cols = len(columns)
+    per_group = groups is not None and n_g > 1
     singles: list[NDArray] = []  # per column: (G, L, 4)
+    single_rules: list[NDArray] = []  # per rule column (the group column last): (n_rule, 4)
+    given_large = []  # per column: given predicates with enough labeled rows, overall and per group
+    n_single = 0
     for ia, col in enumerate(columns):
         t = count_table([groups_, col.codes], [n_g, col.n_levels], outcome)
         singles.append(t)
         t_all = t.sum(0)
         r = col.rule_preds @ t_all
-        keep_rules(_grid(ia, len(r), -1, 1, -1, r[:, None, :]))
+        single_rules.append(r)
+        n_single += keep_rules(_grid(ia, len(r), -1, 1, -1, r[:, None, :]))
         g = np.matmul(col.given_preds, t)  # (G, p, 4)
         keep_given(_grid(ia, g.shape[1], -1, 1, -1, g.sum(0)[:, None, :]), total)
-        if groups is not None and n_g > 1:
+        large = [(g.sum(0)[:, LABELED] >= min_support).sum()]
+        if per_group:
             for gi in range(n_g):
                 keep_given(_grid(ia, g.shape[1], -1, 1, gi, g[gi][:, None, :]), total)
-
-    pairs = [(a, b) for a in range(n_cols) for b in range(a + 1, n_cols)]
-    iterator = progress(pairs, len(pairs), "slice pairs") if progress else pairs
-    for ia, ib in iterator:
-        ca, cb = columns[ia], columns[ib]
-        t = count_table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
-        t_all = t.sum(0)
-        r = _bilinear(ca.rule_preds, t_all, cb.rule_preds)
-        par_a = (ca.rule_preds @ t_all.sum(1))[:, LABELED]
-        par_b = (cb.rule_preds @ t_all.sum(0))[:, LABELED]
-        s = _grid(ia, r.shape[0], ib, r.shape[1], -1, r)
-        keep_rules(s, (par_a[s.pred_a], par_b[s.pred_b]))
-        g = _bilinear(ca.given_preds, t, cb.given_preds)
-        keep_given(_grid(ia, g.shape[1], ib, g.shape[2], -1, g.sum(0)), total)
-        if groups is not None and n_g > 1:
-            for gi in range(n_g):
-                keep_given(_grid(ia, g.shape[1], ib, g.shape[2], gi, g[gi]), total)
-
+            large += list((g[:, :, LABELED] >= min_support).sum(1))
+        given_large.append(large)
     if group_column is not None:
+        r = group_column.rule_preds @ total
+        single_rules.append(r)
+        n_single += keep_rules(_grid(n_cols, len(r), -1, 1, -1, r[:, None, :]))
+
+    large_rules = [int((r[:, LABELED] >= min_support).sum()) for r in single_rules]
+    n_pairs_possible = _pairs_among(large_rules)
+    n_given_possible = sum(_pairs_among(c) for c in np.array(given_large).reshape(n_cols, -1).T)
+    exhaustive = max_pairs is None or n_pairs_possible <= max_pairs
+    given_pairs = max_pairs is None or n_given_possible <= max_pairs
+    n_before = sum(len(s) for s in rules)
+
+    if exhaustive or given_pairs:
+        pairs = [(a, b) for a in range(n_cols) for b in range(a + 1, n_cols)]
+        iterator = progress(pairs, len(pairs), "slice pairs") if progress else pairs
+        for ia, ib in iterator:
+            ca, cb = columns[ia], columns[ib]
+            t = count_table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
+            if exhaustive:
+                t_all = t.sum(0)
+                r = _bilinear(ca.rule_preds, t_all, cb.rule_preds)
+                par_a = (ca.rule_preds @ t_all.sum(1))[:, LABELED]
+                par_b = (cb.rule_preds @ t_all.sum(0))[:, LABELED]
+                s = _grid(ia, r.shape[0], ib, r.shape[1], -1, r)
+                keep_rules(s, (par_a[s.pred_a], par_b[s.pred_b]))
+            if given_pairs:
+                g = _bilinear(ca.given_preds, t, cb.given_preds)
+                keep_given(_grid(ia, g.shape[1], ib, g.shape[2], -1, g.sum(0)), total)
+                if per_group:
+                    for gi in range(n_g):
+                        keep_given(_grid(ia, g.shape[1], ib, g.shape[2], gi, g[gi]), total)
+
+    if exhaustive and group_column is not None:
         # Pairs (split value, column predicate) come from the per-group single-column tables.
         gp = group_column.rule_preds
         for ia, col in enumerate(columns):
@@ -379,10 +449,143 @@ def enumerate_slices(
             par_c = (col.rule_preds @ t.sum(0))[:, LABELED]
             s = _grid(n_cols, r.shape[0], ia, r.shape[1], -1, r)
             keep_rules(s, (par_g[s.pred_a], par_c[s.pred_b]))
-        r = gp @ total
-        keep_rules(_grid(n_cols, len(r), -1, 1, -1, r[:, None, :]))
 
-    return Enumeration(SliceSet.concat(rules), SliceSet.concat(given), n_considered, too_small)
+    n_anchors = 0
+    if not exhaustive:
+        rule_cols = [*columns, group_column] if group_column is not None else list(columns)
+        x_total = total_all[ERRORS]
+        anchors = screen_anchors(single_rules, min_support, n_lab, x_total, max_pairs)
+        n_anchors = len(anchors)
+        lead = n_cols if group_column is not None else -1
+        for s in anchor_pairs(
+            rule_cols, anchors, single_rules, outcome, min_support, progress, lead=lead
+        ):
+            keep_rules(s)
+    screening = Screening(
+        exhaustive=exhaustive,
+        n_single=n_single,
+        n_pairs_tested=sum(len(s) for s in rules) - n_before,
+        n_pairs_possible=n_pairs_possible,
+        n_anchors=n_anchors,
+        given_pairs=given_pairs,
+        n_given_pairs_possible=n_given_possible,
+    )
+    return Enumeration(
+        SliceSet.concat(rules), SliceSet.concat(given), n_considered, too_small, screening
+    )
+
+
+def screen_anchors(
+    single_rules: Sequence[NDArray],
+    min_support: int,
+    n_labeled: float,
+    n_errors: float,
+    max_pairs: int,
+) -> list[tuple[int, int]]:
+    """The strongest single conditions, (column, predicate), while their pairs fit `max_pairs`.
+
+    Strongest = smallest p-value of the slice's own test. A pair's parents carry the same excess
+    errors, so the smaller parent shows them most: a planted pair is found when at least one of
+    its conditions errs visibly more on its own. Each anchor is paired with every large enough
+    condition of every other column (pairs of two anchors once), so the cost is known up front.
+    """
+    counts = np.concatenate(single_rules)
+    col = np.concatenate([np.full(len(r), i) for i, r in enumerate(single_rules)])
+    pred = np.concatenate([np.arange(len(r)) for r in single_rules])
+    lab, x = counts[:, LABELED], counts[:, ERRORS]
+    large = lab >= min_support
+    testable = large & (n_labeled - lab >= min_support)
+    p = worse_than_rest_pvalue(x, lab, n_errors, n_labeled)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        excess = x - lab * (n_errors / n_labeled)
+    order = np.lexsort((-np.nan_to_num(excess), np.nan_to_num(p, nan=2.0)))
+    large_per_col = np.bincount(col[large], minlength=len(single_rules))
+    partners = large_per_col.sum()
+    chosen_per_col = np.zeros(len(single_rules), np.int64)
+    anchors: list[tuple[int, int]] = []
+    used = 0
+    for i in order[testable[order]]:
+        c = col[i]
+        # Partners in other columns, less the anchors there: that pair was counted from their side.
+        cost = partners - large_per_col[c] - (len(anchors) - chosen_per_col[c])
+        if used + cost > max_pairs:
+            break
+        used += cost
+        anchors.append((int(c), int(pred[i])))
+        chosen_per_col[c] += 1
+    return anchors
+
+
+def _level_counts(
+    columns: Sequence[EncodedColumn], rows: NDArray[np.intp], outcome: NDArray[np.int8]
+) -> NDArray[np.float64]:
+    """Counts of every level of every column on some rows, stacked: (sum of n_levels, 4)."""
+    offsets = np.cumsum([0] + [c.n_levels for c in columns])
+    o = outcome[rows].astype(np.int64)
+    out = np.zeros(int(offsets[-1]) * N_OUTCOMES)
+    # Blocks of columns keep the joint codes near 32 MB whatever the number of rows.
+    step = max(1, 4_000_000 // max(len(rows), 1))
+    for start in range(0, len(columns), step):
+        block = columns[start : start + step]
+        codes = np.stack(
+            [c.codes[rows] + offsets[start + j] for j, c in enumerate(block)], axis=1
+        ).astype(np.int64)
+        joint = codes * N_OUTCOMES + o[:, None]
+        out += np.bincount(joint.ravel(), minlength=len(out))
+    return out.reshape(-1, N_OUTCOMES) @ REDUCE
+
+
+def anchor_pairs(
+    columns: Sequence[EncodedColumn],
+    anchors: Sequence[tuple[int, int]],
+    single_rules: Sequence[NDArray],
+    outcome: NDArray[np.int8],
+    min_support: int,
+    progress: Callable[[Iterable, int, str], Iterable] | None = None,
+    *,
+    lead: int = -1,
+) -> Iterable[SliceSet]:
+    """Each anchor (column, predicate) with every large enough predicate of every other column.
+
+    One pass per anchor: the level counts of every column on the anchor's rows, then every
+    predicate's counts at once through the block-diagonal predicate matrix. Redundant pairs
+    (labeled support equal to a parent's) are dropped; the caller applies the support gate.
+    Column `lead` (the split) reads first in a name, as in the exhaustive search.
+    """
+    from scipy import sparse
+
+    preds = sparse.block_diag([c.rule_preds for c in columns], format="csr")
+    pred_col = np.concatenate([np.full(len(r), i) for i, r in enumerate(single_rules)])
+    pred_idx = np.concatenate([np.arange(len(r)) for r in single_rules])
+    offsets = np.cumsum([0] + [len(r) for r in single_rules])
+    lab_single = np.concatenate(single_rules)[:, LABELED]
+    done = np.zeros(len(lab_single), bool)
+    order_key = np.where(np.arange(len(columns)) == lead, -1, np.arange(len(columns)))
+    iterator = progress(anchors, len(anchors), "slice pairs") if progress else anchors
+    for ca, pa in iterator:
+        rows = np.flatnonzero(columns[ca].rule_mask(pa))
+        counts = preds @ _level_counts(columns, rows, outcome)
+        a = offsets[ca] + pa
+        done[a] = True
+        lab = counts[:, LABELED]
+        keep = np.flatnonzero(
+            (lab_single >= min_support)
+            & ~done
+            & (pred_col != ca)
+            & (lab != lab_single[a])
+            & (lab != lab_single)
+        )
+        cb, pb = pred_col[keep], pred_idx[keep]
+        swap = order_key[cb] < order_key[ca]
+        m = len(keep)
+        yield SliceSet(
+            np.where(swap, cb, ca).astype(np.int32),
+            np.where(swap, pb, pa).astype(np.int32),
+            np.where(swap, ca, cb).astype(np.int32),
+            np.where(swap, pa, pb).astype(np.int32),
+            np.full(m, -1, np.int32),
+            counts[keep],
+        )
 
 
 # -- naming and membership --------------------------------------------------------------------
@@ -473,9 +676,15 @@ class Tests:
 
 
 def test_rates(
-    n: NDArray, x: NDArray, n_total: NDArray | float, x_total: NDArray | float, confidence: float
+    n: NDArray,
+    x: NDArray,
+    n_total: NDArray | float,
+    x_total: NDArray | float,
+    confidence: float,
+    family: int | None = None,
 ) -> Tests:
-    """One-sided exact test (slice worse than the rest), Wilson CI, BH over all rows."""
+    """One-sided exact test (slice worse than the rest), Wilson CI, BH over all rows (or over a
+    `family` of that many hypotheses, the untested ones counting as p = 1)."""
     n = np.asarray(n, np.float64)
     x = np.asarray(x, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -483,7 +692,7 @@ def test_rates(
         rest_rate = (x_total - x) / (n_total - n)
     p = worse_than_rest_pvalue(x, n, x_total, n_total)
     low, high = wilson_interval(x, n, confidence)
-    return Tests(rate, low, high, rest_rate, p, benjamini_hochberg(p))
+    return Tests(rate, low, high, rest_rate, p, benjamini_hochberg(p, family))
 
 
 def bh_cutoff(p: NDArray, q: NDArray, fdr: float) -> float:
@@ -744,27 +953,43 @@ class Discovery:
 def _discover(
     counts: NDArray,
     members: Callable[[int], NDArray[np.bool_]],
-    counts_on: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+    counts_on_for: Callable[[NDArray[np.intp]], Callable[[NDArray[np.intp]], NDArray[np.float64]]],
     n_total: float,
     x_total: float,
     gates: Gates,
+    family: int | None = None,
 ) -> tuple[Tests, list[Pick]]:
-    tests = test_rates(counts[:, LABELED], counts[:, ERRORS], n_total, x_total, gates.confidence)
+    """Test every candidate, then cover among those significant and large enough on all rows.
+
+    Covering re-tests only slices that passed on all their rows: removing rows cannot make a
+    slice that was not worse than the rest a discovery about the rule it names. That keeps
+    covering cheap when a wide table tests millions of candidates.
+    """
+    tests = test_rates(
+        counts[:, LABELED], counts[:, ERRORS], n_total, x_total, gates.confidence, family
+    )
     cutoff = bh_cutoff(tests.p_value, tests.q_value, gates.fdr)
+    base = x_total / n_total if n_total else 0.0
+    with np.errstate(invalid="ignore"):
+        eligible = np.flatnonzero(
+            (tests.p_value <= cutoff)
+            & lift_ok(tests.rate, base, gates.min_lift, gates.min_gap)
+            & (counts[:, LABELED] >= gates.min_support)
+        )
     picks = sequential_cover(
-        counts,
+        counts[eligible],
         n_total,
         x_total,
         cutoff,
-        members,
-        counts_on,
+        lambda i: members(int(eligible[i])),
+        counts_on_for(eligible),
         max_slices=gates.max_slices,
         min_support=gates.min_support,
         min_lift=gates.min_lift,
         min_gap=gates.min_gap,
         confidence=gates.confidence,
     )
-    return tests, picks
+    return tests, [dataclasses.replace(p, index=int(eligible[p.index])) for p in picks]
 
 
 def discover_rules(
@@ -773,8 +998,9 @@ def discover_rules(
     outcome: NDArray[np.int8],
     gates: Gates,
 ) -> Discovery:
-    """Test every enumerated rule, BH across all of them, then cover. `columns` includes any
-    group column the enumeration used (at index len(metadata columns))."""
+    """Test every enumerated rule, BH across all of them (and across the pairs screening left
+    untested, as p = 1), then cover. `columns` includes any group column the enumeration used
+    (at index len(metadata columns))."""
     rules = enumeration.rules
     n_total = float((outcome > 0).sum())
     x_total = float(np.isin(outcome, (2, 4)).sum())
@@ -782,8 +1008,12 @@ def discover_rules(
     def members(i: int) -> NDArray[np.bool_]:
         return slice_mask(columns, rules, i, given=False)
 
+    def counts_on_for(idx: NDArray[np.intp]):
+        return rule_counts_on(columns, rules.take(idx), outcome)
+
+    family = enumeration.screening.rule_family
     tests, picks = _discover(
-        rules.counts, members, rule_counts_on(columns, rules, outcome), n_total, x_total, gates
+        rules.counts, members, counts_on_for, n_total, x_total, gates, family=family
     )
     return Discovery(rules, tests, picks, len(rules))
 
@@ -813,7 +1043,10 @@ def discover_clusters(
     def members(i: int) -> NDArray[np.bool_]:
         return levels[cands.col_a[i]][assign] == cands.pred_a[i]
 
-    tests, picks = _discover(counts_t, members, counts_on, n_total, x_total, gates)
+    def counts_on_for(idx: NDArray[np.intp]):
+        return lambda rows: counts_on(rows)[idx]
+
+    tests, picks = _discover(counts_t, members, counts_on_for, n_total, x_total, gates)
     return Discovery(cands, tests, picks, int(tested.sum()))
 
 

@@ -49,19 +49,24 @@ def two_proportion_pvalue(
     return np.where(np.isfinite(p), p, np.where((n1 > 0) & (n2 > 0), 1.0, np.nan))
 
 
-def benjamini_hochberg(pvalues: ArrayLike) -> NDArray[np.float64]:
-    """BH-adjusted p-values (q-values); nan inputs stay nan and do not count as tests."""
+def benjamini_hochberg(pvalues: ArrayLike, family: int | None = None) -> NDArray[np.float64]:
+    """BH-adjusted p-values (q-values); nan inputs stay nan and do not count as tests.
+
+    `family` (at least the number of finite p-values) is the number of hypotheses the
+    correction answers for: hypotheses left untested count as p = 1, which can only raise q.
+    """
     p = np.asarray(pvalues, dtype=np.float64)
     out = np.full_like(p, np.nan)
     valid = np.isfinite(p)
-    m = int(valid.sum())
-    if m == 0:
+    n_valid = int(valid.sum())
+    if n_valid == 0:
         return out
+    m = max(n_valid, family or 0)
     pv = p[valid]
     order = np.argsort(pv)
-    ranked = pv[order] * m / np.arange(1, m + 1)
+    ranked = pv[order] * m / np.arange(1, n_valid + 1)
     adjusted = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    result = np.empty(m)
+    result = np.empty(n_valid)
     result[order] = adjusted
     out[valid] = result
     return out

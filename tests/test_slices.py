@@ -280,3 +280,140 @@ def test_report_section_charts_discovered_slices_against_the_overall_rate(demo):
     first = exported.iloc[0]
     assert (first["slice_id"], first["kind"]) == ("R1", "rule")
     assert len(first["example_failures"].split()) == 5
+
+
+# -- wide tables: bounded 2-condition search, bounded given table ------------------------------
+
+
+def _wide_metadata(rng: np.random.Generator, n: int, n_num: int = 200, n_cat: int = 30):
+    cats = {
+        f"cat{i}": np.array([f"v{j}" for j in range(k)], dtype=object)[rng.integers(0, k, n)]
+        for i, k in ((i, 6 if i == 1 else int(rng.integers(3, 13))) for i in range(1, n_cat + 1))
+    }
+    nums = {f"num{i}": rng.random(n) for i in range(n_num)}
+    return pd.DataFrame({**cats, **nums})
+
+
+def test_wide_table_screens_pairs_and_still_finds_a_planted_pair():
+    rng = np.random.default_rng(7)
+    n = 4000
+    meta = _wide_metadata(rng, n)
+    bad = (meta["cat1"] == "v0").to_numpy() & (meta["num0"] < 0.3).to_numpy()
+    errors = rng.random(n) < np.where(bad, 0.4, 0.1)
+    config = AuditConfig()
+    result = _run(_dataset(errors, meta), config)
+
+    top = result.table("discovered").iloc[0]
+    assert top["slice"].startswith("cat1 = v0 and num0 < ")
+    assert abs(top["support"] - bad.sum()) < 0.1 * bad.sum()
+    summary = result.summary
+    assert 0 < summary["n_slice_pairs_tested"] <= config.slice_max_pairs
+    assert summary["n_slice_pairs_screened_out"] > 20 * config.slice_max_pairs
+    # Screened-out pairs stay in the correction's family: it is the full search's size.
+    assert result.params["rule_family"] > summary["n_slice_pairs_tested"]
+    assert not result.params["pairs_exhaustive"]
+    assert any("2-condition rules were screened" in note for note in result.notes)
+    given = result.table("given")
+    assert len(given) <= config.slice_max_given
+    assert (given["level"] == 1).all()  # pairs of values would not fit slice_max_pairs
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_screened_wide_table_has_no_discovery_when_no_slice_is_bad(seed):
+    rng = np.random.default_rng(200 + seed)
+    n = 3000
+    meta = _wide_metadata(rng, n, n_num=60, n_cat=20)
+    splits = rng.choice(np.array(["train", "val"]), n)
+    config = AuditConfig(slice_max_pairs=20_000)
+    result = _run(_dataset(rng.random(n) < 0.12, meta, splits=splits, seed=seed), config)
+    assert result.summary["n_slice_pairs_screened_out"] > 0
+    assert result.summary["n_failure_slices"] == 0
+    assert result.summary["n_given_slices_significant"] == 0
+
+
+def test_screened_pairs_have_the_exhaustive_counts_of_the_same_rule():
+    rng = np.random.default_rng(8)
+    n = 3000
+    meta = _wide_metadata(rng, n, n_num=6, n_cat=4)
+    errors = rng.random(n) < np.where((meta["cat1"] == "v0").to_numpy(), 0.3, 0.1)
+    outcome = sl.outcome_codes(np.ones(n, bool), errors, None)
+    columns, _ = sl.encode_metadata(meta)
+    groups = rng.integers(0, 2, n).astype(np.int32)
+    group_col = sl.encode_groups(groups, ["a", "b"])
+    kwargs = dict(min_support=30, group_column=group_col)
+    full = sl.enumerate_slices(columns, outcome, groups, 2, **kwargs)
+    screened = sl.enumerate_slices(columns, outcome, groups, 2, max_pairs=3000, **kwargs)
+    assert full.screening.exhaustive and not screened.screening.exhaustive
+    assert 0 < screened.screening.n_pairs_tested <= 3000
+    assert screened.screening.n_anchors >= 1
+
+    def keyed(s):
+        keys = zip(s.col_a, s.pred_a, s.col_b, s.pred_b, strict=True)
+        return {k: tuple(c) for k, c in zip(keys, s.counts.tolist(), strict=True)}
+
+    full_rules, screened_rules = keyed(full.rules), keyed(screened.rules)
+    assert set(screened_rules) < set(full_rules)
+    assert all(full_rules[k] == c for k, c in screened_rules.items())
+    # Single conditions are never screened; the split reads first in a pair, as exhaustively.
+    n_single = sum(1 for k in full_rules if k[2] < 0)
+    assert sum(1 for k in screened_rules if k[2] < 0) == n_single == screened.screening.n_single
+    assert full.screening.rule_family == len(full.rules)
+    assert screened.screening.rule_family == n_single + screened.screening.n_pairs_possible
+    assert screened.screening.n_pairs_possible >= full.screening.n_pairs_tested
+
+
+def test_bh_family_counts_untested_hypotheses_as_p_one():
+    from dataaudit.stats import benjamini_hochberg
+
+    p = np.array([1e-6, 0.002, 0.03, np.nan, 0.5])
+    padded = benjamini_hochberg(np.r_[p, np.ones(95)])[: len(p)]
+    np.testing.assert_allclose(benjamini_hochberg(p, family=99), padded, equal_nan=True)
+    np.testing.assert_allclose(benjamini_hochberg(p, family=2), benjamini_hochberg(p))
+
+
+def test_given_table_keeps_significant_slices_and_the_worst_per_column_within_the_cap():
+    rng = np.random.default_rng(9)
+    n = 6000
+    meta = _metadata(rng, n)
+    meta["zone"] = rng.integers(0, 40, n).astype(str)
+    bad = (meta["camera"] == "B").to_numpy()
+    errors = rng.random(n) < np.where(bad, 0.35, 0.1)
+    splits = rng.choice(np.array(["train", "val", "test"]), n)
+    full = _run(_dataset(errors, meta, splits=splits)).table("given")
+    config = AuditConfig(slice_max_given=300, slice_given_per_column=3)
+    result = _run(_dataset(errors, meta, splits=splits), config)
+    kept = result.table("given")
+    assert len(full) > 300 >= len(kept)
+    assert set(full.loc[full["significant"], "slice"]) <= set(kept["slice"])
+    involved = full["columns"].str.split(" x ")
+    for column in meta.columns:
+        worst = full[involved.map(lambda cols, c=column: c in cols)].head(3)
+        assert set(zip(worst["slice"], worst["split"])) <= set(zip(kept["slice"], kept["split"]))
+    assert result.summary["n_given_slices_not_listed"] == len(full) - len(kept)
+    assert (
+        result.summary["n_slices_tested"]
+        == _run(_dataset(errors, meta, splits=splits)).summary["n_slices_tested"]
+    )
+    assert any(
+        "keeps 300 of the" in note or f"keeps {len(kept)} of" in note for note in result.notes
+    )
+
+
+def test_text_id_constant_and_empty_columns_are_skipped_and_grouped_in_notes():
+    rng = np.random.default_rng(10)
+    n = 2000
+    meta = _metadata(rng, n)
+    for i in range(8):
+        meta[f"note{i}"] = [f"free text {i} {j}" for j in rng.permutation(n)]
+    meta["const"] = "same"
+    meta["empty"] = np.nan
+    result = _run(_dataset(rng.random(n) < 0.1, meta))
+    assert result.summary["n_slice_columns_skipped"] == 10
+    assert set(result.params["skipped_columns"]) == {
+        *(f"note{i}" for i in range(8)),
+        "const",
+        "empty",
+    }
+    grouped = [note for note in result.notes if note.startswith("8 metadata columns")]
+    assert len(grouped) == 1 and "'note0'" in grouped[0] and "3 more" in grouped[0]
+    assert not any(c.startswith("note") for c in result.table("given")["columns"])

@@ -11,12 +11,13 @@ An error is a labeled item whose predicted class differs from its given label. T
   Wilson intervals, and a one-sided exact binomial test against its split's rate, with
   Benjamini-Hochberg q-values over every given slice tested. Slices with fewer labeled items than
   the minimum support are not tested; their count is reported.
-- Discovered rules: every 1- and 2-predicate conjunction of metadata values, `x < t` / `x >= t`
-  on quantile thresholds, and the split, counted exactly and tested the same way (BH over all of
-  them, at half the FDR when clusters are searched too), kept when significant and at least
+- Discovered rules: every 1- and 2-predicate conjunction (pairs bounded on wide tables, below)
+  of metadata values, `x < t` / `x >= t` on quantile thresholds, and the split, counted exactly
+  and tested the same way (BH over all of them, at half the FDR when clusters are searched
+  too), kept when significant and at least
   `slice_min_lift` × or `slice_min_gap` above the overall rate, then de-duplicated by sequential
-  covering (take the slice with the highest score, remove its rows, re-test the rest
-  against the first-stage BH cutoff).
+  covering (take the slice with the highest score, remove its rows, re-test the rest that
+  passed on all their rows against the first-stage BH cutoff).
 - Discovered clusters: k-means over L2-normalised embeddings at several granularities, tested,
   gated and covered the same way; each described by its over-represented metadata values, its
   majority class and its most frequent confusions.
@@ -37,7 +38,21 @@ Tables:
 Summary: n_slices_tested, n_slices_below_min_support, n_given_slices_significant,
 n_failure_slices, n_failure_rules, n_failure_clusters, worst_slice, worst_slice_error_rate
 (highest error rate among significant slices, given or discovered; the overall error rate and
-worst_slice "" when no slice is significantly worse than the rest).
+worst_slice "" when no slice is significantly worse than the rest), n_slice_pairs_tested,
+n_slice_pairs_screened_out, n_slice_columns_skipped, n_given_slices_not_listed.
+
+Wide tables (every column without a role is metadata, so tabular users meet them by default):
+- 2-condition rules are counted exhaustively while they number at most `slice_max_pairs`.
+  Beyond that, single conditions are screened: only pairs holding one of the strongest single
+  conditions (smallest p-values, as many as fit the cap) are tested, each with every condition
+  of every other column. The rules' BH correction still counts every pair the exhaustive search
+  could test (screened-out ones as p = 1), so screening never adds a discovery: selecting pairs
+  on the same errors would bias their p-values, and a family of the tested pairs alone would
+  not account for that. A pair neither of whose conditions stands out alone can be missed.
+- Given pairs of values are listed only when they fit `slice_max_pairs` (a choice made on
+  supports, not errors); beyond `slice_max_given` tested given slices, the table keeps every
+  significant one and the `slice_given_per_column` most severe per column.
+The notes say what was screened out and which columns were skipped, and why.
 """
 
 from __future__ import annotations
@@ -87,8 +102,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             bins=config.slice_numeric_bins,
             given_bins=config.slice_given_bins,
         )
-    for name, reason in skipped_columns.items():
-        notes.append(f"Metadata column {name!r} is not used as a slice: it {reason}.")
+    notes += skipped_notes(skipped_columns)
     split_names, groups = np.unique(np.asarray(data.splits).astype(str), return_inverse=True)
     groups = groups.astype(np.int32)
     multi = len(split_names) > 1
@@ -105,9 +119,25 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         len(split_names),
         min_support=min_support,
         group_column=group_col,
+        max_pairs=config.slice_max_pairs,
         progress=ctx.progress.bar,
     )
-    given = given_table(columns, enum.given, totals, list(split_names), gates)
+    screening = enum.screening
+    notes += screening_notes(screening, len(columns), multi, config.slice_max_pairs)
+    n_given_tested = len(enum.given)
+    given = given_table(
+        columns,
+        enum.given,
+        totals,
+        list(split_names),
+        gates,
+        config.slice_max_given,
+        config.slice_given_per_column,
+    )
+    if len(given) < n_given_tested:
+        notes.append(
+            f"The metadata-slice table keeps {len(given):,} of the {n_given_tested:,} given slices tested: every significant one, then the {config.slice_given_per_column} most severe per column ({config.slice_max_given:,} rows at most; slice_max_given, slice_given_per_column)."
+        )
     rule_columns = [*columns, group_col] if multi else columns
     # Rules and clusters share the false-discovery budget, so discovery as a whole controls it.
     searches_clusters = data.embeddings is not None and n_labeled >= 4 * min_support
@@ -169,7 +199,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         suffix = f" (split {split})" if isinstance(split, str) and split != ALL_SPLITS else ""
         worst_name, worst_rate = f"{top['slice']}{suffix}", float(top["error_rate"])
 
-    n_tested = len(given) + discovered_rules.n_tested
+    n_tested = n_given_tested + discovered_rules.n_tested
     if discovered_clusters is not None:
         n_tested += discovered_clusters.n_tested
     skipped_small = f"{enum.n_given_too_small:,} given slices had fewer and were skipped"
@@ -203,6 +233,12 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "n_failure_clusters": len(discovered) - int(n_rules),
             "worst_slice": worst_name,
             "worst_slice_error_rate": worst_rate,
+            "n_slice_pairs_tested": int(screening.n_pairs_tested),
+            "n_slice_pairs_screened_out": 0
+            if screening.exhaustive
+            else int(screening.n_pairs_possible - screening.n_pairs_tested),
+            "n_slice_columns_skipped": len(skipped_columns),
+            "n_given_slices_not_listed": int(n_given_tested - len(given)),
         },
         params={
             "min_support": min_support,
@@ -212,6 +248,11 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "numeric_bins": config.slice_numeric_bins,
             "given_bins": config.slice_given_bins,
             "clusters": [int(m.max()) + 1 for m in levels],
+            "max_pairs": config.slice_max_pairs,
+            "pairs_exhaustive": screening.exhaustive,
+            "pair_anchors": screening.n_anchors,
+            "rule_family": screening.rule_family,
+            "skipped_columns": dict(skipped_columns),
             "confidence_level": config.confidence_level,
             "overall_error_rate": base,
         },
@@ -244,6 +285,59 @@ def _label_error_flags(ctx: AuditContext, ids: NDArray) -> NDArray[np.bool_] | N
     return np.where(position >= 0, values[np.maximum(position, 0)], False)
 
 
+def skipped_notes(skipped: dict[str, str], show: int = 5) -> list[str]:
+    """One note per reason a metadata column was not used, naming a few of the columns."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in skipped.items():
+        by_reason.setdefault(reason, []).append(name)
+    notes = []
+    for reason, names in by_reason.items():
+        listed = ", ".join(repr(n) for n in names[:show])
+        more = f" and {len(names) - show:,} more" if len(names) > show else ""
+        if len(names) == 1:
+            notes.append(f"Metadata column {listed} is not used as a slice: it {reason}.")
+        else:
+            notes.append(
+                f"{len(names):,} metadata columns are not used as slices: each {reason} ({listed}{more})."
+            )
+    return notes
+
+
+def screening_notes(s: sl.Screening, n_columns: int, with_split: bool, max_pairs: int) -> list[str]:
+    """What the bounded 2-condition search tested and what it screened out."""
+    notes = []
+    split = " and the split" if with_split else ""
+    if not s.exhaustive:
+        notes.append(
+            f"2-condition rules were screened: {n_columns:,} metadata columns{split} give {s.n_single:,} single conditions and up to {s.n_pairs_possible:,} pairs, more than the {max_pairs:,} tested at most (slice_max_pairs). Pairs were tested for the {s.n_anchors:,} strongest single conditions (smallest p-values), each with every condition of every other column: {s.n_pairs_tested:,} pairs tested, {s.n_pairs_possible - s.n_pairs_tested:,} screened out."
+        )
+        notes.append(
+            f"Screened-out pairs still count in the rules' Benjamini-Hochberg correction, as untested (p = 1; family {s.rule_family:,}): screening can only lose discoveries the full search would make, never add one, since the pairs tested were chosen on the same errors. What it can miss is a pair neither of whose conditions errs notably more on its own."
+        )
+    if not s.given_pairs:
+        notes.append(
+            f"Metadata slices list single values only: pairs of values from two columns would be up to {s.n_given_pairs_possible:,} slices, more than {max_pairs:,} (discovered rules still search pairs)."
+        )
+    return notes
+
+
+def most_severe_per_column(
+    col_a: NDArray[np.int32], col_b: NDArray[np.int32], per_column: int
+) -> NDArray[np.bool_]:
+    """Slices among the `per_column` first of each column, for slices in severity order (a pair
+    counts for both of its columns)."""
+    pair = col_b >= 0
+    pos = np.concatenate([np.arange(len(col_a)), np.flatnonzero(pair)])
+    col = np.concatenate([col_a, col_b[pair]])
+    order = np.lexsort((pos, col))
+    col, pos = col[order], pos[order]
+    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
+    rank = np.arange(len(col)) - np.repeat(starts, np.diff(np.r_[starts, len(col)]))
+    top = np.zeros(len(col_a), bool)
+    top[pos[rank < per_column]] = True
+    return top
+
+
 def _rates(frame: pd.DataFrame, counts: NDArray, confidence: float) -> None:
     """Add error and label-error rates with Wilson intervals from a counts array (m, 4)."""
     n = counts[:, sl.LABELED]
@@ -262,8 +356,15 @@ def given_table(
     totals: NDArray,
     split_names: list[str],
     gates: sl.Gates,
+    max_rows: int | None = None,
+    per_column: int = 5,
 ) -> pd.DataFrame:
-    """Tested given slices, most severe first: significant ones by score, then the rest."""
+    """Tested given slices, most severe first: significant ones by score, then the rest.
+
+    Beyond `max_rows` slices, only the significant ones and the `per_column` most severe of
+    each column are kept, `max_rows` at most.
+    """
+    max_rows = len(s) if max_rows is None else max_rows
     group = s.group
     tot = np.where(group[:, None] < 0, totals.sum(0), totals[group.clip(0)])
     c = s.counts
@@ -307,9 +408,12 @@ def given_table(
         "label_error_rate_high",
     ]
     frame = frame[[col for col in frame.columns if col not in label_cols] + label_cols]
-    return frame.sort_values(["significant", "score"], ascending=False, kind="stable").reset_index(
-        drop=True
-    )
+    frame = frame.sort_values(["significant", "score"], ascending=False, kind="stable")
+    if len(frame) > max_rows:
+        order = frame.index.to_numpy()
+        top = most_severe_per_column(s.col_a[order], s.col_b[order], per_column)
+        frame = frame[frame["significant"].to_numpy(bool) | top].head(max_rows)
+    return frame.reset_index(drop=True)
 
 
 def _names(columns: list[sl.EncodedColumn], s: sl.SliceSet) -> NDArray:

@@ -95,12 +95,27 @@ def build(report: AuditReport) -> list[SectionView]:
     cap = report.config.html_max_rows
     overall = float(result.params.get("overall_error_rate", float("nan")))
     worst = summary["worst_slice"]
+    tested = f"{summary['n_slices_tested']:,} slices tested"
+    if summary.get("n_slice_pairs_screened_out"):  # absent in reports saved before screening
+        tested += (
+            f" ({summary['n_slice_pairs_tested']:,} pairs of conditions tested, "
+            f"{summary['n_slice_pairs_screened_out']:,} screened out)"
+        )
+    given_caption = (
+        "Every metadata value and pair of values, over all splits and per split, most severe first."
+    )
+    if summary.get("n_given_slices_not_listed"):
+        given_caption = (
+            f"The significant metadata slices, then the most severe per column "
+            f"({summary['n_given_slices_not_listed']:,} more tested and not listed), over all "
+            "splits and per split, most severe first."
+        )
     cards = (
         Card(
             "failure slices found",
             f"{summary['n_failure_slices']:,}",
             f"{summary['n_failure_rules']:,} rules, {summary['n_failure_clusters']:,} clusters; "
-            f"{summary['n_slices_tested']:,} slices tested",
+            f"{tested}",
             "bad" if summary["n_failure_slices"] else "good",
         ),
         Card(
@@ -146,10 +161,7 @@ def build(report: AuditReport) -> list[SectionView]:
             GIVEN_COLUMNS,
             total_rows=len(given),
             export="slices.csv",
-            caption=(
-                "Every metadata value and pair of values, over all splits and per split, most "
-                "severe first."
-            ),
+            caption=given_caption,
             empty_message="No metadata slice has enough labeled items to test.",
         ),
         TableView(
