@@ -414,7 +414,7 @@ def enumerate_slices(
 
     large_rules = [int((r[:, LABELED] >= min_support).sum()) for r in single_rules]
     n_pairs_possible = _pairs_among(large_rules)
-    n_given_possible = sum(_pairs_among(c) for c in np.array(given_large).reshape(n_cols, -1).T)
+    n_given_possible = sum(_pairs_among(c) for c in np.array(given_large, np.int64).T)
     exhaustive = max_pairs is None or n_pairs_possible <= max_pairs
     given_pairs = max_pairs is None or n_given_possible <= max_pairs
     n_before = sum(len(s) for s in rules)
