@@ -145,7 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes",
         metavar="C",
         help="class names in probability-column order: comma-separated, or a file "
-        "with one per line (default: classes.txt beside --probs, else sorted labels)",
+        "with one per line (default: classes.txt beside --probs, else sorted labels). A keyed "
+        "probability file's header is matched to them by name",
+    )
+    inputs.add_argument(
+        "--unlabeled-values",
+        type=lambda text: tuple(v.strip() for v in text.split(",") if v.strip()),
+        metavar="V,W",
+        help="label values that mean unlabeled besides an empty cell, e.g. 'NA,-1' "
+        "(default: none; 'NA', 'None', 'null' are class names)",
     )
     inputs.add_argument(
         "--allow-label-mismatch",
@@ -317,17 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_classes(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    path = Path(text)
-    if path.is_file():
-        from dataaudit.load import read_classes_file
-
-        return tuple(read_classes_file(path))
-    return tuple(c.strip() for c in text.split(",") if c.strip())
-
-
 def _config_options(args: argparse.Namespace) -> dict:
     options = {"html_max_rows": args.html_max_rows, "seed": args.seed}
     # Analyses add flags whose dest is an AuditConfig field; pass through whichever were given.
@@ -460,7 +457,7 @@ def _audit_into(
                 split_col=args.split_col,
                 text_col=args.text_col,
                 image_col=args.image_col,
-                classes=_parse_classes(args.classes),
+                classes=args.classes,
                 verdicts=args.verdicts,
                 **options,
                 ignore_cols=tuple(c.strip() for c in args.ignore_cols.split(",") if c.strip()),

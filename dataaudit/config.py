@@ -27,6 +27,8 @@ class AuditConfig:
     columns: ColumnRoles = field(default_factory=ColumnRoles)
     # Class names in probability-column order; None = classes.txt beside the probs, else sorted labels.
     classes: tuple[str, ...] | None = None
+    # Label values read as unlabeled besides an empty cell (e.g. ("NA", "-1")); see README.
+    unlabeled_values: tuple[str, ...] = ()
 
     # Validation
     prob_sum_tolerance: float = 1e-3
@@ -123,6 +125,8 @@ class AuditConfig:
             kwargs["columns"] = ColumnRoles(**cols)
         if kwargs.get("classes") is not None:
             kwargs["classes"] = tuple(kwargs["classes"])
+        if "unlabeled_values" in kwargs:
+            kwargs["unlabeled_values"] = tuple(kwargs["unlabeled_values"])
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> AuditConfig:

@@ -61,6 +61,8 @@ class AuditDataset:
     verdicts: pd.DataFrame | None = None
     # Doubts found while reading that did not stop the run (the report lists them first).
     warnings: tuple[AuditWarning, ...] = field(default=())
+    # Why rows are unlabeled: ("", n) for empty cells, then (value, n) per --unlabeled-values.
+    unlabeled_by_value: tuple[tuple[str, int], ...] = field(default=())
 
     # -- shape -------------------------------------------------------------------------------
     @property

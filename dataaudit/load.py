@@ -5,6 +5,8 @@ Every reader returns a problem instead of raising, so one run reports every unre
 
 from __future__ import annotations
 
+import codecs
+import csv
 import hashlib
 import os
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from dataaudit.problems import Problem
 
 TABLE_FORMATS = (".csv", ".tsv", ".parquet", ".pq")
 ARRAY_FORMATS = (".npy", ".parquet", ".pq", ".csv")
+
+# What pandas' read_csv takes as missing by default. Numeric and metadata columns keep that
+# reading ('NA' from R is a missing number); id, label and split columns do not: there only an
+# empty cell is missing, so the class 'NA' (North America) or 'None' stays a class.
+PANDAS_NA_TEXT = (
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+)  # fmt: skip
+# A --classes value without a comma that ends like this is a file name, never a class name.
+_FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".names", ".lst", ".list", ".labels", ".yaml")
 
 
 @dataclass
@@ -91,7 +103,7 @@ def read_table(
 ) -> tuple[RawInput, list[Problem]]:
     """Read the examples table. `text_columns` (id, label) are read as text, so '007' stays '007'."""
     if isinstance(source, pd.DataFrame):
-        frame = source.reset_index(drop=True)
+        frame = _index_as_column(source, text_columns)
         raw = RawInput("table", "<in-memory table>", None, frame=frame)
         raw.fingerprint = _memory_fingerprint("table", frame.shape)
         return raw, []
@@ -103,11 +115,11 @@ def read_table(
     try:
         if path.suffix.lower() in (".csv", ".tsv"):
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
-            header = pd.read_csv(path, sep=sep, nrows=0).columns
-            dtypes = {c: str for c in text_columns if c in header}
-            frame = pd.read_csv(path, sep=sep, dtype=dtypes, low_memory=False)
+            frame = read_csv(path, sep, text_columns)
         else:
-            frame = pd.read_parquet(path)
+            frame = _index_as_column(pd.read_parquet(path), text_columns)
+    except DuplicateColumnsError as exc:
+        return raw, [exc.problem(str(path))]
     except Exception as exc:  # the library's message says what is wrong with the bytes
         return raw, [
             Problem(
@@ -117,15 +129,61 @@ def read_table(
                 fix="Check that the file is a valid CSV or Parquet file.",
             )
         ]
-    raw.frame = frame.reset_index(drop=True)
+    raw.frame = frame
     raw.fingerprint = fingerprint(path, "table", frame.shape)
     return raw, []
 
 
-def read_array(source: Any, role: str) -> tuple[RawInput, list[Problem]]:
+class DuplicateColumnsError(ValueError):
+    def __init__(self, names: list[str]):
+        self.names = names
+
+    def problem(self, source: str) -> Problem:
+        return Problem(
+            "duplicate_columns",
+            f"the header names {len(self.names)} column(s) twice: "
+            + ", ".join(repr(n) for n in self.names[:5]),
+            source=source,
+            fix="Give every column its own name (pandas would read the second one as 'name.1').",
+        )
+
+
+def read_csv(path: Path, sep: str, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """A CSV with `text_columns` (ids, labels, splits) read as text, where only an empty cell is
+    missing; every other column as pandas reads it. A repeated header name is an error (pandas
+    would silently rename the second copy)."""
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle, delimiter=sep), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise DuplicateColumnsError(repeated)
+    text = [c for c in text_columns if c in header]
+    na_values = {c: ([""] if c in text else list(PANDAS_NA_TEXT) + [""]) for c in header}
+    return pd.read_csv(
+        path,
+        sep=sep,
+        dtype={c: str for c in text},
+        keep_default_na=False,
+        na_values=na_values,
+        low_memory=False,
+    )
+
+
+def _index_as_column(frame: pd.DataFrame, roles: tuple[str, ...]) -> pd.DataFrame:
+    """An index named after a role column (df.set_index('id'), written to Parquet or passed in
+    memory) becomes that column again; any other index is row numbers and is dropped."""
+    names = list(frame.index.names)
+    if any(name in roles and name not in frame.columns for name in names):
+        return frame.reset_index()
+    return frame.reset_index(drop=True)
+
+
+def read_array(source: Any, role: str, id_col: str = "id") -> tuple[RawInput, list[Problem]]:
     """Read probabilities or embeddings: .npy (memory-mapped) or a Parquet/CSV keyed by id."""
     if isinstance(source, pd.DataFrame):
-        raw = RawInput(role, f"<in-memory {role} table>", None, frame=source.reset_index(drop=True))
+        raw = RawInput(
+            role, f"<in-memory {role} table>", None, frame=_index_as_column(source, (id_col,))
+        )
         raw.fingerprint = _memory_fingerprint(role, source.shape)
         return raw, []
     if isinstance(source, np.ndarray) or hasattr(source, "__array__"):
@@ -144,11 +202,14 @@ def read_array(source: Any, role: str) -> tuple[RawInput, list[Problem]]:
             raw.array = np.load(path, mmap_mode="r", allow_pickle=False)
             shape = raw.array.shape
         elif path.suffix.lower() == ".csv":
-            raw.frame = pd.read_csv(path, low_memory=False)
+            # The id column as text, like the table's: '00000' and '0' are two ids.
+            raw.frame = read_csv(path, ",", (id_col,))
             shape = raw.frame.shape
         else:
-            raw.frame = pd.read_parquet(path)
+            raw.frame = _index_as_column(pd.read_parquet(path), (id_col,))
             shape = raw.frame.shape
+    except DuplicateColumnsError as exc:
+        return raw, [exc.problem(str(path))]
     except Exception as exc:
         return raw, [
             Problem(
@@ -162,20 +223,102 @@ def read_array(source: Any, role: str) -> tuple[RawInput, list[Problem]]:
     return raw, []
 
 
-def read_classes_file(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts with UTF-16 LE's
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
 
 
-def read_inputs(table, probs, embeddings=None, id_col="id", label_col="label"):
+def read_classes_file(path: Path) -> tuple[list[str] | None, list[Problem]]:
+    """Class names, one per line: UTF-8 with or without a BOM, UTF-16/32 with a BOM, any line
+    ending; blank lines skipped, names stripped. Anything else is a coded problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, [
+            Problem(
+                "classes_file_unreadable",
+                f"cannot read the classes file: {exc.strerror or exc}",
+                source=str(path),
+                fix="Check the path and its permissions.",
+            )
+        ]
+    encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+    try:
+        if encoding == "utf-8" and b"\x00" in data:
+            raise UnicodeError("NUL bytes: UTF-16 without a byte-order mark?")
+        text = data.decode(encoding)
+    except UnicodeError as exc:
+        return None, [
+            Problem(
+                "classes_file_encoding",
+                f"the classes file is not readable as {encoding.upper()} ({exc})",
+                source=str(path),
+                fix="Save it as UTF-8 (or UTF-16 with a byte-order mark), one class name per line.",
+            )
+        ]
+    names = [line.strip().strip("\ufeff").strip() for line in text.splitlines()]
+    names = [name for name in names if name]
+    if not names:
+        return None, [
+            Problem(
+                "classes_file_empty",
+                "the classes file holds no class names",
+                source=str(path),
+                fix="Write one class name per line, in probability-column order.",
+            )
+        ]
+    return names, []
+
+
+def parse_classes(value) -> tuple[tuple[str, ...] | None, list[Problem]]:
+    """The class list a user gave (--classes or audit(classes=...)): names, comma-separated text,
+    or the path of a file with one name per line. A path to a missing file is an error, never a
+    one-class list."""
+    if value is None:
+        return None, []
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and Path(value).is_file()):
+        names, problems = read_classes_file(Path(value))
+        return (tuple(names) if names else None), problems
+    if not isinstance(value, str):
+        return tuple(str(c).strip() for c in value), []
+    names = tuple(c.strip() for c in value.split(",") if c.strip())
+    if "," in value and names:
+        return names, []
+    looks_like_path = (
+        "/" in value or "\\" in value or value.lower().endswith(_FILE_SUFFIXES) or value[:1] in "~."
+    )
+    if looks_like_path:
+        problem = Problem(
+            "classes_file_missing",
+            "--classes names a file that does not exist",
+            source=value,
+            fix="Check the path, or give the names comma-separated (--classes cat,dog).",
+        )
+    else:
+        problem = Problem(
+            "classes_not_a_list",
+            f"--classes {value!r} is a single name and not a file; at least 2 classes are needed",
+            source="--classes",
+            fix="Give the names comma-separated in probability-column order, or a file "
+            "with one name per line.",
+        )
+    return None, [problem]
+
+
+def read_inputs(table, probs, embeddings=None, id_col="id", label_col="label", split_col="split"):
     """Read all inputs; returns (RawInputs, problems)."""
     problems: list[Problem] = []
-    raw_table, found = read_table(table, (id_col, label_col))
+    raw_table, found = read_table(table, (id_col, label_col, split_col))
     problems += found
-    raw_probs, found = read_array(probs, "probs")
+    raw_probs, found = read_array(probs, "probs", id_col)
     problems += found
     raw_emb = None
     if embeddings is not None:
-        raw_emb, found = read_array(embeddings, "embeddings")
+        raw_emb, found = read_array(embeddings, "embeddings", id_col)
         problems += found
     classes_file = None
     if raw_probs.path is not None:

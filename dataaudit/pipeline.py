@@ -14,6 +14,8 @@ import numpy as np
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
+from dataaudit.load import parse_classes
+from dataaudit.problems import InputError
 from dataaudit.report import AuditReport, jsonable
 from dataaudit.result import AnalysisResult
 from dataaudit.sanity import check_labels
@@ -35,8 +37,15 @@ def make_config(config: AuditConfig | None = None, **overrides: Any) -> AuditCon
     columns = {_COLUMN_ARGS[k]: overrides.pop(k) for k in list(overrides) if k in _COLUMN_ARGS}
     if columns:
         overrides["columns"] = dataclasses.replace(config.columns, **columns)
-    if "classes" in overrides and overrides["classes"] is not None:
-        overrides["classes"] = tuple(str(c) for c in overrides["classes"])
+    if "classes" in overrides:
+        # Names, comma-separated text or a file; a path to a missing file is an InputError.
+        overrides["classes"], problems = parse_classes(overrides["classes"])
+        if problems:
+            raise InputError(problems)
+    if isinstance(overrides.get("unlabeled_values"), str):
+        overrides["unlabeled_values"] = tuple(overrides["unlabeled_values"].split(","))
+    if "unlabeled_values" in overrides:
+        overrides["unlabeled_values"] = tuple(str(v).strip() for v in overrides["unlabeled_values"])
     unknown = set(overrides) - {f.name for f in dataclasses.fields(AuditConfig)}
     if unknown:
         raise TypeError(f"unknown audit option(s): {', '.join(sorted(unknown))}")
@@ -209,6 +218,8 @@ def describe_dataset(data: AuditDataset) -> dict[str, Any]:
         "n_items": data.n,
         "n_labeled": int(data.labeled.sum()),
         "n_unlabeled": int((~data.labeled).sum()),
+        # Why: "" = empty label cells, then each --unlabeled-values value that matched.
+        "unlabeled_by_value": {v: n for v, n in data.unlabeled_by_value if n},
         "splits": splits,
         "classes": list(data.classes),
         "class_source": data.class_source,

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dataaudit.classes import apply_unlabeled_values, label_indices, resolve_class_order, show
 from dataaudit.config import AuditConfig
 from dataaudit.dataset import UNLABELED, AuditDataset
-from dataaudit.load import RawInput, RawInputs, read_classes_file, read_inputs
-from dataaudit.problems import InputError, Problem
+from dataaudit.load import PANDAS_NA_TEXT, RawInput, RawInputs, read_classes_file, read_inputs
+from dataaudit.problems import AuditWarning, InputError, Problem
 
 __all__ = ["InputError", "Problem", "validate", "load_dataset"]
 
@@ -28,9 +30,8 @@ MAX_EXAMPLES = 5
 def load_dataset(table, probs, embeddings=None, config: AuditConfig | None = None) -> AuditDataset:
     """Read, check and assemble the inputs; raises InputError listing every problem."""
     config = config or AuditConfig()
-    raw, problems = read_inputs(
-        table, probs, embeddings, id_col=config.columns.id, label_col=config.columns.label
-    )
+    roles = config.columns
+    raw, problems = read_inputs(table, probs, embeddings, roles.id, roles.label, roles.split)
     if problems:
         # Unreadable files make every later check meaningless; report them, and what else we can.
         raise InputError(problems)
@@ -39,6 +40,7 @@ def load_dataset(table, probs, embeddings=None, config: AuditConfig | None = Non
 
 def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     problems: list[Problem] = []
+    warnings: list[AuditWarning] = []
     roles = config.columns
     frame = raw.table.frame
     tname = raw.table.name
@@ -83,7 +85,22 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     ids = _normalise_text(frame[roles.id])
     problems += _check_ids(ids, tname, roles.id)
 
-    label_text = _normalise_text(frame[roles.label])
+    label_text, unlabeled_by_value = apply_unlabeled_values(
+        _normalise_text(frame[roles.label]), config.unlabeled_values
+    )
+    listed = {v: n for v, n in unlabeled_by_value.items() if v and n}
+    if listed:
+        warnings.append(
+            AuditWarning(
+                "labels_read_as_unlabeled",
+                f"{sum(listed.values()):,} rows were read as unlabeled because their label is "
+                "one of --unlabeled-values ("
+                + ", ".join(f"{v!r}: {n:,}" for v, n in listed.items())
+                + ").",
+                file=tname,
+                column=roles.label,
+            )
+        )
     if roles.split in frame.columns:
         # One str object per split name, shared by its rows: 1M rows hold 1M pointers, not strings.
         split_codes, split_names = pd.factorize(
@@ -93,9 +110,34 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     else:
         splits = np.full(len(frame), "all", dtype=object)
 
-    # -- probabilities -------------------------------------------------------------------------
-    probs_raw, prob_columns, found = _array_rows(raw.probs, ids, raw.table, roles.id)
+    # -- probabilities and the class of each column ----------------------------------------------
+    header, found, said = _value_columns(raw.probs, roles.id)
     problems += found
+    warnings += said
+    if raw.probs.array is not None:
+        ndim = raw.probs.array.ndim
+        k = raw.probs.array.shape[-1] if ndim in (2, 3) else None
+    else:
+        k = len(header) if header is not None else None
+    given, given_source, found, said = _given_classes(config, raw)
+    problems += found
+    warnings += said
+    order = resolve_class_order(
+        given,
+        given_source,
+        None if header is None else [str(c).strip() for c in header],
+        raw.probs.name,
+        [str(v) for v in pd.unique(label_text.dropna())],
+        k,
+    )
+    problems += order.problems
+    warnings += order.warnings
+    classes, class_source = order.classes, order.source
+    if header is not None and order.columns is not None:
+        header = [header[i] for i in order.columns]
+    probs_raw, found, said = _array_rows(raw.probs, ids, raw.table, roles.id, header)
+    problems += found
+    warnings += said
     member_probs = None
     if probs_raw is not None and probs_raw.ndim not in (2, 3):
         problems.append(
@@ -115,24 +157,27 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     if probs_raw is not None:
         problems += _check_probabilities(probs_raw, raw.probs.name, config.prob_sum_tolerance)
 
-    # -- classes and labels --------------------------------------------------------------------
-    k = probs_raw.shape[-1] if probs_raw is not None else None
-    classes, class_source, found = _resolve_classes(config, raw, prob_columns, label_text, k)
-    problems += found
+    # -- labels ----------------------------------------------------------------------------------
     labels = None
     if classes is not None:
-        labels, found = _label_indices(label_text, classes, tname, roles.label)
-        problems += found
-        if k is not None and len(classes) != k:
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        if dup:
             problems.append(
                 Problem(
-                    "k_mismatch",
-                    f"the probabilities have {k} columns but there are {len(classes)} classes "
-                    f"({class_source}: {', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})",
-                    source=raw.probs.name,
-                    fix="Pass --classes (or a classes.txt beside the probabilities) in column order.",
+                    "duplicate_classes",
+                    f"class names repeat: {', '.join(dup[:5])}",
+                    source=class_source,
+                    fix="Give each class once.",
                 )
             )
+            classes = None
+    if classes is not None:
+        labels, note, found = label_indices(label_text, classes, class_source, tname, roles.label)
+        class_source += note
+        problems += found
+        k = probs_raw.shape[-1] if probs_raw is not None else k
+        if k is not None and len(classes) != k:
+            problems.append(_k_problem(k, classes, class_source, raw.probs.name))
     if labels is not None:
         distinct = np.unique(labels[labels != UNLABELED])
         if len(distinct) < 2:
@@ -149,8 +194,12 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     # -- embeddings ----------------------------------------------------------------------------
     embeddings = None
     if raw.embeddings is not None:
-        emb, _, found = _array_rows(raw.embeddings, ids, raw.table, roles.id)
+        columns, found, said = _value_columns(raw.embeddings, roles.id)
         problems += found
+        warnings += said
+        emb, found, said = _array_rows(raw.embeddings, ids, raw.table, roles.id, columns)
+        problems += found
+        warnings += said
         if emb is not None and emb.ndim != 2:
             problems.append(
                 Problem(
@@ -180,6 +229,10 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
         probs = np.ascontiguousarray(probs_raw, dtype=np.float32)
 
     used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
+    index_columns = [c for c in frame.columns if c not in used and _is_index_column(c)]
+    if index_columns:
+        warnings.append(_index_warning(index_columns, tname))
+    used |= set(index_columns)
     metadata = frame[[c for c in frame.columns if c not in used]].reset_index(drop=True)
     text = frame[roles.text].astype(object).to_numpy() if roles.text else None
     image_paths = None
@@ -211,25 +264,92 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
         text=text,
         image_paths=image_paths,
         sources=sources,
+        warnings=tuple(warnings),
+        unlabeled_by_value=tuple(unlabeled_by_value.items()),
+    )
+
+
+def _given_classes(config: AuditConfig, raw: RawInputs):
+    """The class list the user gave: --classes (classes=), else classes.txt beside the probs."""
+    problems: list[Problem] = []
+    warnings: list[AuditWarning] = []
+    file_classes = None
+    if raw.classes_file is not None:
+        file_classes, problems = read_classes_file(raw.classes_file)
+    if config.classes is not None:
+        given = tuple(str(c).strip() for c in config.classes)
+        if file_classes is not None and tuple(file_classes) != given:
+            warnings.append(
+                AuditWarning(
+                    "classes_file_overridden",
+                    f"--classes ({show(given)}) differs from {raw.classes_file.name} beside the "
+                    f"probabilities ({show(file_classes)}); --classes was used.",
+                    file=str(raw.classes_file),
+                )
+            )
+        return given, "given with --classes", [], warnings
+    if file_classes is not None:
+        return tuple(file_classes), f"read from {raw.classes_file.name}", [], warnings
+    return None, "", problems, warnings
+
+
+def _k_problem(k: int, classes, class_source: str, source: str) -> Problem:
+    fix = "Pass --classes (or a classes.txt beside the probabilities) in column order."
+    maybe_unlabeled = [c for c in classes if c in PANDAS_NA_TEXT or c == "-1"]
+    if len(classes) > k and maybe_unlabeled:
+        fix += (
+            f" If {show(maybe_unlabeled, 3)} means unlabeled, pass --unlabeled-values "
+            + ",".join(maybe_unlabeled)
+            + "."
+        )
+    return Problem(
+        "k_mismatch",
+        f"the probabilities have {k} columns but there are {len(classes)} classes "
+        f"({class_source}: {show(classes)})",
+        source=source,
+        fix=fix,
     )
 
 
 # -- helpers ---------------------------------------------------------------------------------------
 def _normalise_text(values: pd.Series) -> pd.Series:
-    """Values as stripped text; integral floats lose their '.0' (3.0 -> '3'); missing stays NA.
+    """Values as stripped text, one spelling whatever the file type: integral floats lose their
+    '.0' (3.0 and the text '3.0' -> '3'; '007' stays '007'); empty and missing are missing.
 
     Vectorised per dtype: a 1M-row column takes a fraction of a second, not a Python call per row.
     """
+    if isinstance(values.dtype, pd.CategoricalDtype):  # Parquet dictionary columns
+        names = _normalise_text(pd.Series(values.cat.categories)).to_numpy(dtype=object)
+        codes = values.cat.codes.to_numpy()
+        text = pd.Series(np.append(names, None)[codes], index=values.index, dtype=str)
+        return text
     if isinstance(values.dtype, pd.StringDtype):  # text already; .str keeps missing as missing
         text = values.str.strip()
-        return text.mask(text == "")
+        return _drop_zero_fraction(text.mask(text == ""))
     missing = values.isna().to_numpy()
     positions = values.reset_index(drop=True)
     text = _as_text(positions[~missing] if missing.any() else positions).str.strip()
-    text = text.mask(text == "")
+    text = _drop_zero_fraction(text.mask(text == ""))
     if missing.any():
         text = text.reindex(positions.index)  # missing rows come back as NA
     return text.set_axis(values.index)
+
+
+_ZERO_FRACTION = r"-?(?:0|[1-9]\d*)\.0+"
+
+
+def _drop_zero_fraction(text: pd.Series) -> pd.Series:
+    """'3.0' -> '3', as a float 3.0 is written: a CSV of float ids or labels (pandas writes
+    them so when a column has a NaN) reads like the Parquet file of the same column."""
+    candidates = text.str.endswith("0").fillna(False).to_numpy(dtype=bool)
+    if not candidates.any():
+        return text
+    sub = text[candidates]
+    hit = sub.str.fullmatch(_ZERO_FRACTION).fillna(False).to_numpy(dtype=bool)
+    if hit.any():
+        text = text.copy()
+        text.loc[sub.index[hit]] = sub[hit].str.split(".").str[0]
+    return text
 
 
 def _as_text(values: pd.Series) -> pd.Series:
@@ -314,27 +434,31 @@ def _length_problem(raw: RawInput, n: int, table: RawInput, n_table: int) -> Pro
     )
 
 
-def _array_rows(raw: RawInput, ids: pd.Series, table: RawInput, id_col: str):
-    """The input as an array in table order. A keyed frame is aligned on ids; returns columns too."""
-    if raw.array is not None:
-        if not np.issubdtype(raw.array.dtype, np.number):
-            return (
-                None,
-                None,
-                [
-                    Problem(
-                        "file_format",
-                        f"{raw.role} array has dtype {raw.array.dtype}, not numbers",
-                        source=raw.name,
-                        fix="Save a numeric array.",
-                    )
-                ],
-            )
-        return raw.array, None, []
+_INDEX_COLUMN = re.compile(r"Unnamed: \d+")
+
+
+def _is_index_column(name) -> bool:
+    """pandas' name for the row numbers that to_csv writes unless index=False."""
+    return isinstance(name, str) and _INDEX_COLUMN.fullmatch(name) is not None
+
+
+def _index_warning(columns, source: str) -> AuditWarning:
+    return AuditWarning(
+        "index_column_ignored",
+        f"column(s) {show(columns, 5)} hold the row numbers pandas writes without "
+        "index=False, and were ignored.",
+        file=source,
+    )
+
+
+def _value_columns(raw: RawInput, id_col: str):
+    """The value columns of a keyed frame (None for an array): every column but the id and
+    pandas' row-number columns; with the problems and warnings about them."""
+    if raw.frame is None:
+        return None, [], []
     frame = raw.frame
     if id_col not in frame.columns:
         return (
-            None,
             None,
             [
                 Problem(
@@ -346,51 +470,134 @@ def _array_rows(raw: RawInput, ids: pd.Series, table: RawInput, id_col: str):
                     fix="Add the id column (or save the values as .npy in table order).",
                 )
             ],
+            [],
         )
-    value_cols = [c for c in frame.columns if c != id_col]
-    non_numeric = [c for c in value_cols if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
+    index_columns = [c for c in frame.columns if c != id_col and _is_index_column(c)]
+    columns = [c for c in frame.columns if c != id_col and c not in index_columns]
+    warnings = [_index_warning(index_columns, raw.name)] if index_columns else []
+    names = [str(c).strip() for c in columns]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
         return (
             None,
+            [
+                Problem(
+                    "duplicate_columns",
+                    f"column names repeat: {show(repeated, 5)}",
+                    source=raw.name,
+                    fix="Give every column its own name.",
+                )
+            ],
+            warnings,
+        )
+    return columns, [], warnings
+
+
+def _array_rows(raw: RawInput, ids: pd.Series, table: RawInput, id_col: str, columns):
+    """The input as an array in table order; a keyed frame's `columns` aligned on ids."""
+    if raw.array is not None:
+        if not np.issubdtype(raw.array.dtype, np.number):
+            return (
+                None,
+                [
+                    Problem(
+                        "file_format",
+                        f"{raw.role} array has dtype {raw.array.dtype}, not numbers",
+                        source=raw.name,
+                        fix="Save a numeric array.",
+                    )
+                ],
+                [],
+            )
+        return raw.array, [], []
+    if columns is None:  # no id column, or repeated names: already a problem
+        return None, [], []
+    frame = raw.frame
+    non_numeric = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        return (
             None,
             [
                 Problem(
                     "file_format",
-                    f"columns that are not numbers: {', '.join(map(str, non_numeric[:10]))}",
+                    f"columns that are not numbers: {show(non_numeric)}",
                     source=raw.name,
                     fix=f"Keep only {id_col!r} and numeric value columns.",
                 )
             ],
+            [],
         )
     keys = _normalise_text(frame[id_col])
     problems = _check_ids(keys, raw.name, id_col)
     if problems:
-        return None, None, problems
-    position = pd.Index(keys).get_indexer(ids)
+        return None, problems, []
+    key_index = pd.Index(keys)
+    position = key_index.get_indexer(ids)
     absent = position < 0
+    extra = ~key_index.isin(ids)
+    warnings = []
     if absent.any():
+        message = f"{int(absent.sum()):,} of the {len(ids):,} table ids have no row here"
+        if extra.any():
+            message += (
+                f", and {int(extra.sum()):,} ids here are not in the table "
+                f"(e.g. {show(keys[extra][:MAX_EXAMPLES], MAX_EXAMPLES)})"
+            )
         return (
-            None,
             None,
             [
                 Problem(
                     "ids_not_matching",
-                    f"{int(absent.sum())} table ids have no row here",
+                    message,
                     source=raw.name,
                     column=id_col,
                     rows=_first_rows(absent),
                     values=tuple(ids[absent].astype(str)[:MAX_EXAMPLES]),
                     count=int(absent.sum()),
-                    fix=f"Give a row for every id of {table.name}.",
+                    fix=f"Give a row for every id of {table.name}."
+                    + _id_hint(ids[absent], keys[extra]),
                 )
             ],
+            [],
+        )
+    if extra.any():
+        warnings.append(
+            AuditWarning(
+                "extra_ids_ignored",
+                f"{int(extra.sum()):,} rows have ids that are not in {table.name} and were "
+                f"ignored (e.g. {show(keys[extra][:MAX_EXAMPLES], MAX_EXAMPLES)}).",
+                file=raw.name,
+                column=id_col,
+            )
         )
     # float32 as the analyses hold them (half of float64 at 1M x 384); rows already in table
     # order, the usual case, are not copied again.
-    values = frame[value_cols].to_numpy(dtype=np.float32)
+    values = frame[columns].to_numpy(dtype=np.float32)
     if not np.array_equal(position, np.arange(len(position))):
         values = values[position]
-    return values, [str(c) for c in value_cols], []
+    return values, [], warnings
+
+
+def _id_hint(missing: pd.Series, extra: pd.Series) -> str:
+    """Why ids that should match do not, when a simple spelling difference explains most."""
+    if extra.empty:
+        return ""
+    sample = missing[: 10 * MAX_EXAMPLES]
+    for describe, spell in (
+        ("leading zeros ('007' and '7'): one file stored the ids as numbers", _no_zeros),
+        ("letter case", str.lower),
+    ):
+        extra_spelled = set(extra.map(spell))
+        if np.mean([spell(v) in extra_spelled for v in sample]) >= 0.5:
+            return (
+                f" Most missing ids match ids here up to {describe}; write the ids the same way "
+                "in both files (as text, e.g. dtype=str)."
+            )
+    return ""
+
+
+def _no_zeros(text: str) -> str:
+    return text.lstrip("0") or "0" if text.isdigit() else text
 
 
 def _chunks(n: int):
@@ -516,75 +723,6 @@ def _check_embeddings(emb: np.ndarray, source: str) -> list[Problem]:
             )
         )
     return problems
-
-
-def _is_integer_text(values) -> bool:
-    return all(v.lstrip("-").isdigit() for v in values)
-
-
-def _resolve_classes(config, raw: RawInputs, prob_columns, label_text: pd.Series, k):
-    """Class names in probability-column order, and a sentence saying where they came from."""
-    if config.classes is not None:
-        classes, source = [str(c) for c in config.classes], "given with --classes"
-    elif raw.classes_file is not None:
-        classes, source = read_classes_file(raw.classes_file), f"read from {raw.classes_file.name}"
-    elif prob_columns is not None:
-        classes, source = prob_columns, f"the column names of {raw.probs.name}"
-    else:
-        present = sorted(set(label_text.dropna()))
-        if present and _is_integer_text(present) and k is not None:
-            # Integer labels are class indices: 0..K-1, even when some class has no labeled item.
-            classes = [str(i) for i in range(k)]
-            source = "integer labels taken as class indices 0..K-1"
-        else:
-            classes, source = present, "sorted label names (pass --classes to set the order)"
-    dup = sorted({c for c in classes if classes.count(c) > 1})
-    if dup:
-        return (
-            None,
-            source,
-            [
-                Problem(
-                    "duplicate_classes",
-                    f"class names repeat: {', '.join(dup[:5])}",
-                    source=source,
-                    fix="Give each class once.",
-                )
-            ],
-        )
-    return classes, source, []
-
-
-def _label_indices(label_text: pd.Series, classes, source: str, column: str):
-    # Look up each distinct label once (a handful), not each of 1M rows; -1 = unknown or missing.
-    value_codes, distinct = pd.factorize(label_text)
-    class_of_distinct = np.append(pd.Index(classes).get_indexer(distinct), -1)
-    codes = class_of_distinct[value_codes]
-    labeled = value_codes >= 0
-    unknown = labeled & (codes < 0)
-    if unknown.any() and not _is_integer_text(classes):
-        # Labels may be given as indices into named classes.
-        as_int = pd.to_numeric(label_text[unknown], errors="coerce")
-        ok = as_int.notna() & (as_int >= 0) & (as_int < len(classes)) & (as_int % 1 == 0)
-        if ok.all():
-            codes[unknown] = as_int.to_numpy(dtype=np.int64)
-            unknown[:] = False
-    if unknown.any():
-        values = tuple(repr(v) for v in dict.fromkeys(label_text[unknown]))[:MAX_EXAMPLES]
-        return None, [
-            Problem(
-                "unknown_labels",
-                f"{int(unknown.sum()):,} labels are not among the {len(classes)} classes",
-                source=source,
-                column=column,
-                rows=_first_rows(unknown),
-                values=values,
-                count=int(unknown.sum()),
-                fix="Fix the labels, or give the full class list with --classes / classes.txt.",
-            )
-        ]
-    labels = np.where(labeled, codes, UNLABELED).astype(np.int64)
-    return labels, []
 
 
 def _as_float(array: np.ndarray) -> np.ndarray:

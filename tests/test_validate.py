@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -240,6 +242,8 @@ def _text_one_by_one(value):
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value).strip()
+    if re.fullmatch(r"-?(0|[1-9][0-9]*)[.]0+", text):  # '3.0' is written as the float 3.0
+        text = text.split(".")[0]
     return text or None
 
 

@@ -378,6 +378,7 @@ def build_overview(report: AuditReport) -> SectionView:
         )
     notes = [
         f"Class order: {dataset['class_source']}.",
+        *_unlabeled_note(dataset),
         f"Probabilities from {dataset['n_models']} model(s)"
         + (" were averaged per item before scoring." if dataset["n_models"] > 1 else "."),
     ]
@@ -423,3 +424,15 @@ def build_overview(report: AuditReport) -> SectionView:
         notes=tuple(notes),
         blocks=tuple(blocks),
     )
+
+
+def _unlabeled_note(dataset: dict) -> list[str]:
+    """How many rows were read as unlabeled, and why (older reports have no counts)."""
+    counts = dataset.get("unlabeled_by_value") or {}
+    if not counts:
+        return []
+    parts = [
+        f"{n:,} with an empty label" if value == "" else f"{n:,} with the label {value!r}"
+        for value, n in counts.items()
+    ]
+    return ["Unlabeled: " + ", ".join(parts) + " (only these values mean unlabeled)."]
