@@ -80,9 +80,9 @@ def _affix_cuts(names: list[str]):
             yield cut
 
 
-def _lookup(names: list[str], wanted) -> list[int] | None:
+def _lookup(names: list[str], wanted, one_each: bool = True) -> list[int] | None:
     """For each wanted name, the position of the name that writes it (same text, else the same
-    integer); None unless every wanted name is found, each at its own position."""
+    integer); None unless every wanted name is found (each at its own position if one_each)."""
     exact = {n: i for i, n in enumerate(names)}
     by_value = _unique_values(names)
     found = []
@@ -93,7 +93,7 @@ def _lookup(names: list[str], wanted) -> list[int] | None:
         if i is None:
             return None
         found.append(i)
-    return found if len(set(found)) == len(found) else None
+    return found if not one_each or len(set(found)) == len(found) else None
 
 
 def _unique_values(names) -> dict[int, int]:
@@ -125,7 +125,7 @@ def resolve_class_order(
         return _given_order(given, given_source, header, header_file)
     if header is not None and not _is_positional(header):
         for cut in _affix_cuts(header):
-            if _lookup(cut, label_values) is not None:
+            if _lookup(cut, label_values, one_each=False) is not None:
                 return ClassOrder(tuple(cut), f"the column names of {header_file}")
         # The labels are not all in the header: the label check names them.
         return ClassOrder(tuple(header), f"the column names of {header_file}")
@@ -209,8 +209,9 @@ def _order_from_labels(values: list[str], k: int | None) -> ClassOrder:
         elif len(distinct) >= k:  # more values than columns: the class count check says so
             order.classes = tuple(str(v) for v in distinct)
             order.source = (
-                f"integer labels in numeric order (label {distinct[0]} = column 0, "
-                f"label {distinct[1]} = column 1, …)"
+                "integer labels in numeric order ("
+                + ", ".join(f"label {v} = column {i}" for i, v in enumerate(distinct[:2]))
+                + ", …)"
             )
         else:
             order.source = "integer labels"

@@ -57,6 +57,18 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
                 )
             ]
         )
+    repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if repeated:  # frame[name] would be a frame, and which copy is meant is anyone's guess
+        raise InputError(
+            [
+                Problem(
+                    "duplicate_columns",
+                    f"column names repeat: {show(repeated, 5)}",
+                    source=tname,
+                    fix="Give every column its own name.",
+                )
+            ]
+        )
     existing = ", ".join(map(str, frame.columns[:30]))
     for role, column in (("id", roles.id), ("text", roles.text), ("image", roles.image)):
         if column is not None and column not in frame.columns:
@@ -197,6 +209,18 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
         columns, found, said = _value_columns(raw.embeddings, roles.id)
         problems += found
         warnings += said
+        shared = [c for c in columns or () if c in frame.columns]
+        if shared:  # a saved copy of the table's columns: a 'label' would be a vector dimension
+            problems.append(
+                Problem(
+                    "embedding_columns_not_vectors",
+                    f"column(s) {show(shared, 5)} are also columns of {tname}, not vector "
+                    "dimensions",
+                    source=raw.embeddings.name,
+                    fix=f"Keep only {roles.id!r} and the vector columns in the embeddings file.",
+                )
+            )
+            columns = None
         emb, found, said = _array_rows(raw.embeddings, ids, raw.table, roles.id, columns)
         problems += found
         warnings += said

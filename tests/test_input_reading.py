@@ -164,6 +164,22 @@ def test_repeated_header_names_are_a_problem_not_a_renamed_column(tmp_path):
     assert "duplicate_columns" in _problems(table, path)
 
 
+def test_repeated_column_names_in_an_in_memory_table_are_a_problem():
+    labels, probs = _planted()
+    table = _table(labels)
+    table.insert(2, "dup", table["label"])
+    table.columns = ["id", "label", "label"]
+    assert "duplicate_columns" in _problems(table, probs)
+
+
+def test_header_names_are_stripped_before_matching():
+    labels, probs = _planted()
+    table = _table(labels)
+    keyed = _keyed(table, probs[:, ::-1], [" cat", "bee ", "ant"])
+    data = load_dataset(table, keyed, config=make_config(classes=CLASSES))
+    assert _agrees(data)
+
+
 def test_table_index_column_is_not_metadata(tmp_path):
     labels, probs = _planted()
     _table(labels).to_csv(tmp_path / "examples.csv")  # 'Unnamed: 0' holds row numbers
@@ -228,6 +244,12 @@ def test_integer_labels_that_fit_no_column_order_stop():
     table = _table(labels, names=("1", "5"))
     three = np.hstack([probs, np.zeros((len(probs), 1))])
     assert "class_order_unknown" in _problems(table, three)
+
+
+def test_integer_labels_with_one_probability_column_are_a_problem_not_a_crash():
+    labels, _ = _planted(k=2)
+    table = _table(labels, names=("5", "7"))
+    assert "k_mismatch" in _problems(table, np.ones((30, 1)))
 
 
 def test_integer_labels_outside_the_named_classes_are_unknown():
@@ -425,6 +447,14 @@ def test_keyed_embeddings_csv_reads_ids_as_text_and_skips_the_index(tmp_path):
     data = load_dataset(table, probs, tmp_path / "emb.csv")
     np.testing.assert_allclose(data.embeddings, emb, rtol=1e-6)
     assert "index_column_ignored" in _codes(data)
+
+
+def test_keyed_embeddings_holding_table_columns_stop():
+    labels, probs = _planted()
+    table = _table(labels).assign(label=labels)  # integer labels: numbers, like a dimension
+    keyed = pd.DataFrame(np.ones((30, 4)), columns=["e0", "e1", "e2", "e3"])
+    keyed = keyed.assign(id=table["id"], label=labels)
+    assert "embedding_columns_not_vectors" in _problems(table, probs, keyed)
 
 
 # -- classes.txt and --classes -------------------------------------------------------------------
