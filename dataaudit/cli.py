@@ -149,8 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         "probability file's header is matched to them by name",
     )
     inputs.add_argument(
-        "--unlabeled-values",
-        type=lambda text: tuple(v.strip() for v in text.split(",") if v.strip()),
+        "--unlabeled-values",  # comma-separated; split by make_config, like a config file's list
         metavar="V,W",
         help="label values that mean unlabeled besides an empty cell, e.g. 'NA,-1' "
         "(default: none; 'NA', 'None', 'null' are class names)",

@@ -42,10 +42,11 @@ def make_config(config: AuditConfig | None = None, **overrides: Any) -> AuditCon
         overrides["classes"], problems = parse_classes(overrides["classes"])
         if problems:
             raise InputError(problems)
-    if isinstance(overrides.get("unlabeled_values"), str):
-        overrides["unlabeled_values"] = tuple(overrides["unlabeled_values"].split(","))
+    if isinstance(overrides.get("unlabeled_values"), str):  # --unlabeled-values NA,-1
+        overrides["unlabeled_values"] = overrides["unlabeled_values"].split(",")
     if "unlabeled_values" in overrides:
-        overrides["unlabeled_values"] = tuple(str(v).strip() for v in overrides["unlabeled_values"])
+        values = (str(v).strip() for v in overrides["unlabeled_values"])
+        overrides["unlabeled_values"] = tuple(v for v in values if v)
     unknown = set(overrides) - {f.name for f in dataclasses.fields(AuditConfig)}
     if unknown:
         raise TypeError(f"unknown audit option(s): {', '.join(sorted(unknown))}")

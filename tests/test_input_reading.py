@@ -563,6 +563,15 @@ def test_cli_missing_classes_file_and_unlabeled_values(tmp_path, capsys):
     assert "labels_read_as_unlabeled" in summary
 
 
+def test_unlabeled_values_from_a_config_file_list(tmp_path, monkeypatch):
+    from dataaudit.cli import parse_args
+
+    (tmp_path / "dataaudit.toml").write_text('unlabeled_values = ["NA", "-1"]\n')
+    monkeypatch.chdir(tmp_path)
+    _, args, _ = parse_args(["run", "--table", "t.csv", "--probs", "p.npy", "--out", "o"])
+    assert make_config(unlabeled_values=args.unlabeled_values).unlabeled_values == ("NA", "-1")
+
+
 def test_config_keeps_unlabeled_values_through_a_saved_report():
     config = AuditConfig(unlabeled_values=("NA", "-1"))
     assert AuditConfig.from_dict(config.to_dict()) == config
