@@ -29,6 +29,13 @@ PANDAS_NA_TEXT = (
     "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 )  # fmt: skip
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts with UTF-16 LE's
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+)
 # A --classes value without a comma that ends like this is a file name, never a class name.
 _FILE_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".names", ".lst", ".list", ".labels", ".yaml")
 
@@ -152,7 +159,11 @@ def read_csv(path: Path, sep: str, text_columns: tuple[str, ...]) -> pd.DataFram
     """A CSV with `text_columns` (ids, labels, splits) read as text, where only an empty cell is
     missing; every other column as pandas reads it. A repeated header name is an error (pandas
     would silently rename the second copy)."""
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+    with path.open("rb") as handle:
+        start = handle.read(4)
+    # UTF-8 (a BOM is skipped), or UTF-16/32 when a byte-order mark says so (Excel's "Unicode text").
+    encoding = next((name for bom, name in _BOMS if start.startswith(bom)), "utf-8-sig")
+    with path.open(newline="", encoding=encoding, errors="replace") as handle:
         header = next(csv.reader(handle, delimiter=sep), [])
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
@@ -162,6 +173,7 @@ def read_csv(path: Path, sep: str, text_columns: tuple[str, ...]) -> pd.DataFram
     return pd.read_csv(
         path,
         sep=sep,
+        encoding=encoding,
         dtype={c: str for c in text},
         keep_default_na=False,
         na_values=na_values,
@@ -221,15 +233,6 @@ def read_array(source: Any, role: str, id_col: str = "id") -> tuple[RawInput, li
         ]
     raw.fingerprint = fingerprint(path, role, shape)
     return raw, []
-
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts with UTF-16 LE's
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-)
 
 
 def read_classes_file(path: Path) -> tuple[list[str] | None, list[Problem]]:

@@ -188,7 +188,7 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
         class_source += note
         problems += found
         k = probs_raw.shape[-1] if probs_raw is not None else k
-        if k is not None and len(classes) != k:
+        if k is not None and classes and len(classes) != k:  # no classes: too_few_classes
             problems.append(_k_problem(k, classes, class_source, raw.probs.name))
     if labels is not None:
         distinct = np.unique(labels[labels != UNLABELED])
@@ -359,13 +359,14 @@ def _normalise_text(values: pd.Series) -> pd.Series:
     return text.set_axis(values.index)
 
 
-_ZERO_FRACTION = r"-?(?:0|[1-9]\d*)\.0+"
+_ZERO_FRACTION = r"-?(?:0|[1-9]\d*)\.0"
 
 
 def _drop_zero_fraction(text: pd.Series) -> pd.Series:
-    """'3.0' -> '3', as a float 3.0 is written: a CSV of float ids or labels (pandas writes
-    them so when a column has a NaN) reads like the Parquet file of the same column."""
-    candidates = text.str.endswith("0").fillna(False).to_numpy(dtype=bool)
+    """'3.0' -> '3': a CSV of float ids or labels (pandas writes them so when a column has a
+    NaN) reads like the Parquet file of the same column. Only the spelling Python gives a float
+    ('3.00' stays; labels are compared by value anyway)."""
+    candidates = text.str.endswith(".0").fillna(False).to_numpy(dtype=bool)
     if not candidates.any():
         return text
     sub = text[candidates]

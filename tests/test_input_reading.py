@@ -7,6 +7,7 @@ names pandas would read as missing, ids across file types, classes.txt encodings
 from __future__ import annotations
 
 import codecs
+import json
 
 import numpy as np
 import pandas as pd
@@ -457,6 +458,23 @@ def test_keyed_embeddings_holding_table_columns_stop():
     assert "embedding_columns_not_vectors" in _problems(table, probs, keyed)
 
 
+@pytest.mark.parametrize("codec", ["utf-8-sig", "utf-16", "utf-32"])
+def test_csv_files_with_a_byte_order_mark_are_read(tmp_path, codec):
+    labels, probs = _planted()
+    table = _table(labels, names=("NA", "bée", "cat"), ids=[f"{i:03d}" for i in range(30)])
+    (tmp_path / "examples.csv").write_bytes(table.to_csv(index=False).encode(codec))
+    keyed = _keyed(table, probs, ("NA", "bée", "cat")).iloc[::-1]
+    (tmp_path / "probs.csv").write_bytes(keyed.to_csv(index=False).encode(codec))
+    data = load_dataset(tmp_path / "examples.csv", tmp_path / "probs.csv")
+    assert data.classes == ("NA", "bée", "cat") and data.ids[0] == "000" and _agrees(data)
+
+
+def test_a_table_without_labels_is_one_problem():
+    labels, probs = _planted()
+    table = _table(labels).assign(label="")
+    assert set(_problems(table, probs)) == {"too_few_classes"}
+
+
 # -- classes.txt and --classes -------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("bom", "codec", "eol"),
@@ -559,8 +577,10 @@ def test_cli_missing_classes_file_and_unlabeled_values(tmp_path, capsys):
     assert code == 2 and "--unlabeled-values null" in capsys.readouterr().err
     argv = [*base, "--classes", "ant,bee,cat", "--unlabeled-values", "null", "--out"]
     assert main([*argv, str(tmp_path / "c"), "-q"]) in (0, 1)
-    summary = (tmp_path / "c" / "summary.json").read_text()
-    assert "labels_read_as_unlabeled" in summary
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert "labels_read_as_unlabeled" in {w["code"] for w in summary["warnings"]}
+    saved = json.loads((tmp_path / "c" / "audit" / "report.json").read_text())
+    assert saved["dataset"]["unlabeled_by_value"] == {"null": 2}
 
 
 def test_unlabeled_values_from_a_config_file_list(tmp_path, monkeypatch):

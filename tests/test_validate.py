@@ -242,7 +242,7 @@ def _text_one_by_one(value):
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     text = str(value).strip()
-    if re.fullmatch(r"-?(0|[1-9][0-9]*)[.]0+", text):  # '3.0' is written as the float 3.0
+    if re.fullmatch(r"-?(0|[1-9][0-9]*)[.]0", text):  # '3.0' is how the float 3.0 is written
         text = text.split(".")[0]
     return text or None
 
