@@ -56,7 +56,20 @@ class AuditConfig:
     knn_k: int = 10
     knn_mode: str = "auto"  # exact | approx | auto
     knn_device: str = "cpu"  # cpu | cuda | auto
-    near_duplicate_similarity: float = 0.98
+    # Near-duplicates (dataaudit/similarity.py): a pair is a near-duplicate within
+    # max(local x the nearer k-th-neighbour distance, global x the median nearest-neighbour
+    # distance), a possible one (to review) within the same with the possible_* values. These
+    # are caps: in few dimensions the rule shrinks them until locally uniform data would pass a
+    # share near_duplicate_tail of items (10x that for the review tier) by chance. The local
+    # caps were read off sms-spam, where pairs at half the k-th distance are still spam
+    # templates. The global rule is for groups of copies larger than k (which share their k
+    # neighbours); Datalab's 0.13 grouped a tight novel cluster, whose cosine pairs sat at
+    # 0.10-0.15 x the median (benchmarks/similarity.py), while copies sit near 0.001 x.
+    near_duplicate_local: float = 0.3
+    near_duplicate_global: float = 0.05
+    possible_duplicate_local: float = 0.5
+    possible_duplicate_global: float = 0.08
+    near_duplicate_tail: float = 0.001
     # auto mode: approximate search above this many items (exact costs N^2 d: 100k x 128 is ~30 s
     # on 2 cores, IVF ~5 s at recall@10 ~0.98; see benchmarks/README.md)
     knn_approx_threshold: int = 50_000

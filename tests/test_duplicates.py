@@ -85,9 +85,14 @@ def test_duplicates_csv_lists_every_grouped_item_leaking_groups_first(demo_repor
     frame = EXPORTS["duplicates.csv"](demo_report)
     result = demo_report.results["duplicates"]
     assert list(frame.columns[:5]) == ["group_id", "id", "split", "given_label", "similarity"]
-    assert len(frame) == result.summary["n_duplicate_items"]
-    leaks = frame["leaks"].to_numpy(bool)
+    n_items = result.summary["n_duplicate_items"]
+    assert len(frame) == n_items + result.summary["n_possible_duplicate_pairs"]
+    # Grouped items first (leaking groups first), then the pairs to review.
+    grouped = frame.iloc[:n_items]
+    assert grouped["group_id"].notna().all() and frame.iloc[n_items:]["group_id"].isna().all()
+    leaks = grouped["leaks"].to_numpy(bool)
     assert leaks[: leaks.sum()].all()
+    assert set(frame["tier"]) <= {"exact", "near-duplicate", "possible near-duplicate"}
     sections = build(demo_report)
     assert sections[0].cards[1].value == f"{result.summary['leakage']:,}"
 

@@ -1,28 +1,34 @@
 """Duplicates, cross-split leakage and conflicting labels.
 
-Finds groups of items that are the same or nearly the same:
-- exact duplicates share a 64-bit hash of their embedding bytes, or of their text, or of their
-  image file's content (when those columns exist), or have embeddings equal up to float32
-  rounding (cosine >= 1 - 1e-6 in the kNN graph: the same input embedded in another batch);
-- near duplicates are pairs in the run's shared kNN graph whose cosine similarity is at least
-  `config.near_duplicate_similarity` (default 0.98).
-A group is a connected component over all those pairs, so near duplicates chain: A~B and B~C
-put A, B, C in one group even if A and C are less similar. Each item sees only its k nearest
-neighbours (`config.knn_k`), which is enough to link every member of a larger group by chaining.
+Finds pairs of items that are the same or nearly the same, each with a tier and a score:
+- exact: the same embedding bytes, or the same embedding up to float rounding, or the same text,
+  or the same image file content (when those columns exist);
+- near-duplicate: the same text after normalising case, punctuation and spaces, or a pair of
+  the kNN graph within the near-duplicate radius the data calibrates (dataaudit/similarity.py:
+  far closer than both items' k-th neighbours, or far below the median nearest-neighbour
+  distance, with thresholds shrunk in few dimensions);
+- possible near-duplicate: within the wider review radius; listed for review, never grouped.
+A group is a connected component over exact and near-duplicate pairs, so near duplicates chain:
+A~B and B~C put A, B, C in one group even if A and C are further apart.
 
 A group *leaks* when its members sit in more than one split (train and test, say); it has
 *conflicting labels* when its labeled members carry different labels.
 
 Inputs: embeddings (text and image paths used when present).
 Tables:
-- "items":   one row per grouped item: group_id, id, split, given_label, similarity (cosine to
-             the group's first member), exact (shares a hash with another member), group_size,
-             leaks, conflicting_labels. Ranked by group size, leaking groups first.
+- "items":   one row per grouped item: group_id, id, match_id (the member it is nearest to),
+             tier and score of that pair, match (what matched: embedding, text, ...), split,
+             given_label, similarity (cosine to the group's first member, on centred vectors
+             when the run centred them), exact (an exact copy of another member), group_size,
+             leaks, conflicting_labels. Ranked by group, leaking groups first, then larger groups.
+- "review":  possible near-duplicates: id, match_id, tier, score, match, split, match_split,
+             given_label, match_label, leaks (the pair spans splits), conflicting_labels;
+             highest score first.
 - "groups":  group_id, size, first_id, n_exact, splits, labels, leaks, conflicting_labels.
 - "leakage": split_a, split_b, n_groups, n_items (members of those groups in either split).
 Summary: n_duplicate_groups, n_duplicate_items, n_exact_duplicate_groups, leakage (number of
 groups spanning two or more splits), n_leaking_items, leakage_<a>_<b> per split pair,
-n_conflicting_label_groups, n_conflicting_label_items.
+n_conflicting_label_groups, n_conflicting_label_items, n_possible_duplicate_pairs.
 """
 
 from __future__ import annotations
@@ -44,40 +50,88 @@ from dataaudit.neighbors import (
     hash_rows,
     hash_strings,
     normalize,
-    shared_graph,
 )
 from dataaudit.result import Analysis, AnalysisResult
+from dataaudit.similarity import EXACT, NEAR, POSSIBLE, TIER_NAMES, near_duplicate_rule
 
-# Cosine at or above which two embeddings are the same vector up to float32 rounding.
-IDENTICAL_SIMILARITY = 1 - 1e-6
+# What made a pair match, in the order a reviewer trusts it most.
+MATCHES = (
+    "same embedding",
+    "same text",
+    "same file",
+    "same text after normalising",
+    "embedding distance",
+)
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    graph = shared_graph(data, ctx)
-    exact = [exact_groups(hash_rows(data.embeddings))]
+    rule = near_duplicate_rule(data, ctx)
+    emb = data.embeddings
+    # kNN pairs inside the review radius; one vector up to rounding is an exact copy.
+    a, b, dist = rule.edges()
+    tier, score = rule.grade(a, b, dist)
+    match = np.full(len(a), MATCHES.index("embedding distance"), dtype=np.int8)
+    same = rule.copies(emb, a, b, dist)
+    tier[same], score[same], match[same] = EXACT, 1.0, MATCHES.index("same embedding")
+    parts = [(a, b, tier, score, match)]
+
+    hashed = [("same embedding", exact_groups(hash_rows(emb)))]
     if data.text is not None:
         texts = np.asarray(data.text, dtype=object)
-        exact.append(exact_groups(hash_strings(texts), valid=~pd.isna(texts)))
+        hashed.append(("same text", exact_groups(hash_strings(texts), valid=~pd.isna(texts))))
+        folded = normalize_text(texts)
+        hashed.append(
+            (
+                "same text after normalising",
+                exact_groups(hash_strings(folded), valid=~pd.isna(folded)),
+            )
+        )
     if data.image_paths is not None:
         file_hashes = hash_files(data.image_paths, progress=ctx.progress)
-        exact.append(exact_groups(file_hashes, valid=file_hashes != 0))
-    near_a, near_b = near_pairs(graph.similarities, graph.indices, config.near_duplicate_similarity)
-    exact_a, exact_b = pairs_from_groups(exact)
-    # Embeddings of one input computed in different batches or rows differ in the last bits
-    # (BLAS kernels block rows differently), so equal bytes alone would miss such copies.
-    same_a, same_b = near_pairs(graph.similarities, graph.indices, IDENTICAL_SIMILARITY)
-    exact_a, exact_b = np.r_[exact_a, same_a], np.r_[exact_b, same_b]
-    group = components(data.n, np.r_[exact_a, near_a], np.r_[exact_b, near_b])
-    exact_group = components(data.n, exact_a, exact_b)
+        hashed.append(("same file", exact_groups(file_hashes, valid=file_hashes != 0)))
+    for name, groups in hashed:
+        ha, hb = pairs_from_groups([groups])
+        if name == "same text after normalising":
+            # Equal text after folding is a near-duplicate; the embeddings say how near.
+            h_tier, h_score = rule.grade(ha, hb, rule.pair_distances(emb, ha, hb))
+            h_tier = np.minimum(h_tier, NEAR)
+            h_score = np.maximum(h_score, 0.5)
+        else:
+            h_tier, h_score = np.full(len(ha), EXACT, np.int8), np.ones(len(ha), np.float32)
+        parts.append((ha, hb, h_tier, h_score, np.full(len(ha), MATCHES.index(name), np.int8)))
+    pairs = best_pairs(*(np.concatenate(p) for p in zip(*parts)))
 
+    confident = pairs[pairs["tier"] <= NEAR]
+    group = components(data.n, confident["a"].to_numpy(), confident["b"].to_numpy())
+    exact = pairs[pairs["tier"] == EXACT]
+    exact_group = components(data.n, exact["a"].to_numpy(), exact["b"].to_numpy())
+    link = best_link(data.n, confident)
+
+    splits = np.asarray(data.splits, dtype=object)
+    label_names = data.label_names(data.labels)
+    vectors = emb if rule.center is None else _Centred(emb, rule.center)
     items, groups, leakage = describe_groups(
         group,
         exact_member=exact_group >= 0,
         ids=data.ids,
-        splits=np.asarray(data.splits, dtype=object),
+        splits=splits,
         labels=data.labels,
-        label_names=data.label_names(data.labels),
-        embeddings=data.embeddings,
+        label_names=label_names,
+        embeddings=vectors,
+        columns={
+            "match_id": data.ids[np.maximum(link["other"], 0)],
+            "tier": TIER_NAMES[link["tier"]],
+            "score": link["score"],
+            "match": np.asarray(MATCHES, dtype=object)[np.maximum(link["match"], 0)],
+        },
+    )
+    review = review_pairs(
+        pairs[(pairs["tier"] == POSSIBLE).to_numpy()],
+        group,
+        data.ids,
+        splits,
+        label_names,
+        data.labels,
     )
     summary = {
         "n_duplicate_groups": len(groups),
@@ -87,32 +141,41 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         "n_leaking_items": int(items["leaks"].sum()),
         "n_conflicting_label_groups": int(groups["conflicting_labels"].sum()),
         "n_conflicting_label_items": int(items["conflicting_labels"].sum()),
+        "n_possible_duplicate_pairs": len(review),
     }
     for row in leakage.itertuples():
         summary[f"leakage_{_key(row.split_a)}_{_key(row.split_b)}"] = int(row.n_groups)
     notes = [
-        f"Near duplicates: cosine similarity >= {config.near_duplicate_similarity:g} between an "
-        f"item and one of its {graph.k} nearest neighbours ({graph.method} search); groups chain "
-        "such pairs. Exact duplicates: equal embeddings (same bytes, or cosine >= 1 - 1e-6, "
-        "which is float rounding)"
-        + (", equal text" if data.text is not None else "")
-        + (", equal image file content" if data.image_paths is not None else "")
-        + ".",
+        (
+            f"Near-duplicate rule: {rule.describe()}. Pairs are graded exact (score 1), "
+            "near-duplicate (score 0.5-1) or possible near-duplicate to review (below 0.5); "
+            "only the first two form groups."
+        ),
+        "Exact copies: the same embedding (bytes, or up to float rounding)"
+        + (", the same text" if data.text is not None else "")
+        + (", the same image file content" if data.image_paths is not None else "")
+        + "."
+        + (
+            " Texts equal after lower-casing and replacing punctuation and runs of spaces by "
+            "one space are near-duplicates."
+            if data.text is not None
+            else ""
+        ),
         "leakage counts duplicate groups whose members sit in two or more splits.",
     ]
-    if graph.recall_at_k is not None:
+    if rule.recall_at_k is not None:
         notes.append(
-            f"Approximate kNN search: recall@{graph.k} {graph.recall_at_k:.3f} measured on a sample."
+            f"Approximate kNN search: recall@{rule.k} {rule.recall_at_k:.3f} measured on a sample."
         )
     return AnalysisResult(
         name="duplicates",
-        tables={"items": items, "groups": groups, "leakage": leakage},
+        tables={"items": items, "review": review, "groups": groups, "leakage": leakage},
         summary=summary,
         params={
-            "near_duplicate_similarity": config.near_duplicate_similarity,
-            "knn_k": graph.k,
-            "knn_method": graph.method,
-            "knn_recall_at_k": graph.recall_at_k,
+            "knn_k": rule.k,
+            "knn_method": rule.graph_method,
+            "knn_recall_at_k": rule.recall_at_k,
+            **rule.params(),
         },
         notes=tuple(notes),
     )
@@ -126,7 +189,97 @@ ANALYSIS = Analysis(
 )
 
 
+class _Centred:
+    """Rows of an embedding array minus a centre, read on indexing (no full copy)."""
+
+    def __init__(self, x: NDArray, center: NDArray):
+        self.x, self.center = x, center
+
+    def __getitem__(self, rows):
+        return np.asarray(self.x[rows], dtype=np.float32) - self.center
+
+
 # -- pure helpers on arrays ---------------------------------------------------------------------
+def normalize_text(texts: NDArray) -> NDArray:
+    """Lower-case, punctuation and underscores to spaces, runs of spaces to one; '' -> missing."""
+    folded = (
+        pd.Series(texts, dtype=object)
+        .astype("string")
+        .str.lower()
+        .str.replace(r"[^\w\s]|_", " ", regex=True)
+        .str.replace(r"\s+", " ", regex=True)
+        .str.strip()
+    )
+    folded = folded.mask(folded == "")
+    return folded.to_numpy(dtype=object, na_value=None)
+
+
+def best_pairs(a, b, tier, score, match) -> pd.DataFrame:
+    """One row per unordered pair (a < b): its best tier, then highest score, then match kind."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    frame = pd.DataFrame({"a": lo, "b": hi, "tier": tier, "score": score, "match": match}).astype(
+        {"a": np.int64, "b": np.int64, "tier": np.int8, "score": np.float32}
+    )
+    frame = frame[frame["a"] != frame["b"]]
+    frame = frame.sort_values(
+        ["tier", "score", "match"], ascending=[True, False, True], kind="stable"
+    )
+    return frame.drop_duplicates(["a", "b"]).reset_index(drop=True)
+
+
+def best_link(n: int, pairs: pd.DataFrame) -> dict[str, NDArray]:
+    """Per row, its best pair (either end): the other row (-1 = none), tier, score, match."""
+    both = pd.concat(
+        [
+            pairs.rename(columns={"a": "row", "b": "other"}),
+            pairs.rename(columns={"b": "row", "a": "other"}),
+        ],
+        ignore_index=True,
+    ).sort_values(["tier", "score", "match"], ascending=[True, False, True], kind="stable")
+    first = both.drop_duplicates("row")
+    rows = first["row"].to_numpy()
+    out = {
+        "other": np.full(n, -1, np.int64),
+        "tier": np.full(n, len(TIER_NAMES) - 1, np.int8),
+        "score": np.full(n, np.nan, np.float32),
+        "match": np.full(n, -1, np.int8),
+    }
+    for key in out:
+        out[key][rows] = first[key].to_numpy()
+    return out
+
+
+def review_pairs(
+    pairs: pd.DataFrame,
+    group: NDArray[np.int64],
+    ids: NDArray,
+    splits: NDArray,
+    label_names: NDArray,
+    labels: NDArray[np.int64],
+) -> pd.DataFrame:
+    """Possible near-duplicates not already in one group, highest score first."""
+    a, b = pairs["a"].to_numpy(), pairs["b"].to_numpy()
+    fresh = (group[a] < 0) | (group[a] != group[b])
+    a, b, p = a[fresh], b[fresh], pairs[fresh]
+    both_labeled = (labels[a] != UNLABELED) & (labels[b] != UNLABELED)
+    frame = pd.DataFrame(
+        {
+            "id": ids[a],
+            "match_id": ids[b],
+            "tier": TIER_NAMES[p["tier"].to_numpy()],
+            "score": p["score"].to_numpy(np.float32),
+            "match": np.asarray(MATCHES, dtype=object)[p["match"].to_numpy()],
+            "split": splits[a],
+            "match_split": splits[b],
+            "given_label": label_names[a],
+            "match_label": label_names[b],
+            "leaks": splits[a] != splits[b],
+            "conflicting_labels": both_labeled & (labels[a] != labels[b]),
+        }
+    )
+    return frame.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def near_pairs(
     similarities: NDArray[np.float32], indices: NDArray[np.int64], threshold: float
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
@@ -185,15 +338,20 @@ def describe_groups(
     labels: NDArray[np.int64],
     label_names: NDArray,
     embeddings: NDArray,
+    columns: dict[str, NDArray] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Items, groups and per-split-pair leakage tables for a group assignment (see module doc)."""
+    """Items, groups and per-split-pair leakage tables for a group assignment (see module doc).
+
+    `columns` are per-row arrays (length n) added to the items table after the id.
+    """
     rows = np.flatnonzero(group >= 0)
     g = group[rows]
     n_groups = int(g.max() + 1) if len(g) else 0
     first = np.full(n_groups, -1, dtype=np.int64)
     first[g[::-1]] = rows[::-1]
-    vectors = normalize(embeddings[rows])
-    similarity = np.einsum("ij,ij->i", vectors, normalize(embeddings[first[g]]))
+    vectors = normalize(embeddings[rows]) if len(rows) else np.zeros((0, 1), np.float32)
+    others = normalize(embeddings[first[g]]) if len(rows) else vectors
+    similarity = np.einsum("ij,ij->i", vectors, others)
 
     split_codes, split_names = pd.factorize(pd.Series(splits[rows], dtype=object), sort=True)
     per_split = np.zeros((n_groups, len(split_names)), dtype=np.int64)
@@ -210,10 +368,12 @@ def describe_groups(
     conflicting = n_labels > 1
 
     size = np.bincount(g, minlength=n_groups)
+    extra = {name: np.asarray(values)[rows] for name, values in (columns or {}).items()}
     items = pd.DataFrame(
         {
             "group_id": g,
             "id": ids[rows],
+            **extra,
             "split": splits[rows],
             "given_label": label_names[rows],
             "similarity": np.clip(similarity, -1, 1).astype(np.float32),

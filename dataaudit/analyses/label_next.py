@@ -21,8 +21,15 @@ Strategy `mix` (default; `config.label_next_mix` sets the weights):
 Any single strategy name (margin, entropy, least_confidence, bald, vote_entropy, kl, rare, ood,
 lookalike, diversity, random) ranks by that score alone.
 
-Every strategy's picks are de-duplicated: an item whose cosine similarity to an already-labeled
-item or to an earlier pick reaches `config.near_duplicate_similarity` is passed over.
+Every strategy's picks are de-duplicated: an item that is a near-duplicate of an already-labeled
+item or of an earlier pick, by the run's calibrated rule (dataaudit/similarity.py, the one the
+duplicates analysis groups by), is passed over.
+
+The OOD quota adapts to the data: when a share s of the pool is flagged out-of-distribution
+(`is_ood` of the outliers analysis), it gets at least ceil(s x budget) slots, what random
+sampling would give that region, and its picks are spread over the region (the flagged items
+are clustered, and the quota shared among clusters in proportion to their size, each taking
+its most OOD items).
 
 Table "queue" (= label_next.csv): rank, id, priority (1 = label first, falling to ~0), reason,
 predicted_label, predicted_prob, strategy, difficulty (easy / medium / hard), score (the
@@ -49,6 +56,7 @@ from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
 from dataaudit.result import Analysis, AnalysisResult
+from dataaudit.similarity import NearDuplicateRule, fit_rule, near_duplicate_rule
 from dataaudit.stats import wilson_interval
 
 STRATEGIES = (
@@ -92,7 +100,9 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     failure_rows, failure_kind = _failures(data, ctx.results.get("label_errors"))
     lookalike_score, nearest = _lookalike_scores(data, ctx, failure_rows, eligible)
 
-    near_labeled = _near_labeled(data, ctx, config) if data.embeddings is not None else None
+    rule = near_duplicate_rule(data, ctx) if data.embeddings is not None else None
+    near_labeled = _near_labeled(rule, data.labeled) if rule is not None else None
+    ood_flag = _ood_flags(data, ctx.results.get("outliers"))
     with ctx.progress.step("label-next queue"):
         queue = select_queue(
             data.probs,
@@ -104,8 +114,9 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             member_probs=data.member_probs,
             embeddings=data.embeddings,
             ood_score=ood_score,
+            ood_flag=ood_flag,
             lookalike_score=lookalike_score,
-            near_duplicate=config.near_duplicate_similarity,
+            rule=rule,
             near_labeled=near_labeled,
             seed=config.seed,
         )
@@ -122,6 +133,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         nearest_failure=None if nearest is None else nearest[rows],
         failure_ids=None if failure_rows is None else data.ids[failure_rows],
         failure_kind=failure_kind,
+        ood_share=queue.ood_share,
     )
     reasons = [
         _reason(name, float(score), i, int(a), int(b), float(pa), float(pb), context)
@@ -181,7 +193,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "strategy": strategy,
             "budget": int(config.budget),
             "mix": mix,
-            "near_duplicate_similarity": config.near_duplicate_similarity,
+            "near_duplicates": "calibrated rule of the duplicates analysis"
+            if rule is not None
+            else "not de-duplicated (no embeddings)",
+            "ood_share": queue.ood_share,
             "auto_label_precision": config.auto_label_precision,
             "auto_label_threshold": auto["threshold"],
             "candidates_per_pick": CANDIDATES_PER_PICK,
@@ -250,24 +265,19 @@ def auto_label(
     }
 
 
-def _near_labeled(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> NDArray[np.bool_]:
-    """Rows whose neighbours in the run's shared kNN graph include a labeled near-duplicate.
+def _near_labeled(rule: NearDuplicateRule, labeled: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Rows with a labeled near-duplicate among their neighbours in the rule's kNN graph.
 
     The graph is built once per run (duplicates and outliers use it too). It holds k
     neighbours per item, so a labeled copy hidden behind more than k unlabeled copies is missed.
     """
-    from dataaudit.neighbors import shared_graph
-
-    graph = shared_graph(data, ctx)
-    near = np.zeros(data.n, dtype=bool)
-    labeled = np.r_[data.labeled, False]  # index -1 (no neighbour) maps to False
-    for start in range(0, data.n, 200_000):
-        sims = graph.similarities[start : start + 200_000]
-        idx = graph.indices[start : start + 200_000]
-        near[start : start + len(sims)] = (
-            (sims >= config.near_duplicate_similarity) & labeled[idx]
-        ).any(axis=1)
-    return near
+    a, b, dist = rule.edges()
+    near = rule.is_near(a, b, dist)
+    a, b = a[near], b[near]
+    out = np.zeros(len(labeled), dtype=bool)
+    out[a[labeled[b]]] = True
+    out[b[labeled[a]]] = True
+    return out
 
 
 def _rows_of(data: AuditDataset, ids) -> NDArray[np.int64]:
@@ -287,6 +297,20 @@ def _ood_scores(data: AuditDataset, outliers) -> NDArray[np.float32] | None:
     ok = pos >= 0
     out[pos[ok]] = items["ood_score"].to_numpy(dtype=np.float32)[ok]
     return out if np.isfinite(out).any() else None
+
+
+def _ood_flags(data: AuditDataset, outliers) -> NDArray[np.bool_] | None:
+    """Per-row is_ood flag from the outliers analysis, or None when it did not score OOD."""
+    if outliers is None or "items" not in outliers.tables:
+        return None
+    items = outliers.tables["items"]
+    if "is_ood" not in items.columns or not outliers.summary.get("n_ood_scored"):
+        return None
+    out = np.zeros(data.n, dtype=bool)
+    pos = pd.Index(data.ids).get_indexer(pd.Index(items["id"]))
+    ok = pos >= 0
+    out[pos[ok]] = items["is_ood"].to_numpy(dtype=bool)[ok]
+    return out
 
 
 def _failures(data: AuditDataset, label_errors) -> tuple[NDArray[np.int64] | None, NDArray]:
@@ -341,6 +365,7 @@ class _ReasonContext:
     nearest_failure: NDArray[np.int64] | None  # per queue row, index into failure_ids
     failure_ids: NDArray | None
     failure_kind: NDArray | None
+    ood_share: float | None = None
 
 
 def _reason(name, score, i, a, b, pa, pb, c: _ReasonContext) -> str:
@@ -364,6 +389,11 @@ def _reason(name, score, i, a, b, pa, pb, c: _ReasonContext) -> str:
     if name == "rare":
         return f"predicted {ca} ({pa:.2f}), a rare class ({int(c.labeled_counts[a])} labeled)"
     if name == "ood":
+        if c.ood_share:
+            return (
+                f"OOD vs train (score {score:.2f}); the OOD region holds {c.ood_share:.1%} of "
+                "the pool, so it gets at least that share of the queue, spread across it"
+            )
         return f"OOD vs train (score {score:.2f})"
     if name == "lookalike" and c.nearest_failure is not None and c.failure_ids is not None:
         j = int(c.nearest_failure[i])
@@ -422,6 +452,7 @@ class Queue:
     score: NDArray[np.float32]
     allocation: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    ood_share: float | None = None  # share of the pool flagged OOD, when flags were given
 
 
 class _Deduper:
@@ -431,32 +462,27 @@ class _Deduper:
         self,
         embeddings: NDArray | None,
         labeled_rows: NDArray[np.int64],
-        threshold: float,
-        knn: KnnFn | None,
+        rule: NearDuplicateRule | None,
         near_labeled: NDArray[np.bool_] | None = None,
     ):
         self.emb = embeddings
         self.labeled = labeled_rows
         self.near_labeled = near_labeled
-        self.threshold = threshold
-        self.knn = knn
+        self.rule = rule
         self.selected: list[int] = []
         self.rejected = 0
-
-    def _vecs(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
-        return np.asarray(self.emb[rows], dtype=np.float32)
 
     def _near(self, rows: NDArray[np.int64], index_rows: NDArray[np.int64]) -> NDArray[np.bool_]:
         if len(index_rows) == 0 or len(rows) == 0:
             return np.zeros(len(rows), dtype=bool)
-        sims, _ = self.knn(self._vecs(rows), self._vecs(index_rows), k=1, exclude_self=False)
-        return sims[:, 0] >= self.threshold
+        dist, nearest = self.rule.nearest(self.emb, rows, index_rows)
+        return self.rule.is_near(rows, nearest, dist)
 
     def take(self, order: NDArray[np.int64], need: int) -> NDArray[np.int64]:
         """The first `need` rows of `order` that are not near-duplicates; updates the picks."""
         taken: list[int] = []
         seen = set(self.selected)
-        if self.emb is None or self.knn is None:
+        if self.emb is None or self.rule is None:
             fresh = [int(r) for r in order[: need + len(seen)] if int(r) not in seen][:need]
             self.selected.extend(fresh)
             return np.asarray(fresh, dtype=np.int64)
@@ -475,7 +501,7 @@ class _Deduper:
                 ok = ~self._near(block, self.labeled)
             ok &= ~self._near(block, np.asarray(self.selected, dtype=np.int64))
             block_ok = block[ok]
-            keep = _greedy_unique(self._vecs(block_ok), self.threshold, self.knn)
+            keep = _greedy_unique(self.rule, self.emb, block_ok)
             self.rejected += len(block) - int(keep.sum())
             for r in block_ok[keep]:
                 if len(taken) == need:
@@ -486,17 +512,25 @@ class _Deduper:
         return np.asarray(taken, dtype=np.int64)
 
 
-def _greedy_unique(vecs: NDArray[np.float32], threshold: float, knn: KnnFn) -> NDArray[np.bool_]:
-    """Walk rows in order; keep a row unless it is near an earlier kept row (all pairs checked)."""
-    n = len(vecs)
+def _greedy_unique(
+    rule: NearDuplicateRule, embeddings: NDArray, rows: NDArray[np.int64]
+) -> NDArray[np.bool_]:
+    """Walk rows in order; keep a row unless it is near an earlier kept row (all pairs checked).
+
+    Rows come in blocks of at most DEDUP_BLOCK, so the pair matrix stays small.
+    """
+    n = len(rows)
     keep = np.ones(n, dtype=bool)
     if n < 2:
         return keep
-    sims, idx = knn(vecs, None, k=n - 1, exclude_self=True)
-    near = sims >= threshold
+    v = rule.vectors(embeddings[rows])
+    sq = np.einsum("ij,ij->i", v, v)
+    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * (v @ v.T), 0))
+    a, b = np.meshgrid(rows, rows, indexing="ij")
+    near = rule.is_near(a.ravel(), b.ravel(), dist.ravel()).reshape(n, n)
+    near &= np.tri(n, k=-1, dtype=bool)  # only earlier rows count
     for i in np.flatnonzero(near.any(axis=1)):
-        earlier = idx[i][near[i] & (idx[i] < i) & (idx[i] >= 0)]
-        if keep[earlier].any():
+        if keep[near[i]].any():
             keep[i] = False
     return keep
 
@@ -530,8 +564,9 @@ def select_queue(
     member_probs: NDArray | None = None,
     embeddings: NDArray | None = None,
     ood_score: NDArray | None = None,
+    ood_flag: NDArray[np.bool_] | None = None,
     lookalike_score: NDArray | None = None,
-    near_duplicate: float = 0.98,
+    rule: NearDuplicateRule | None = None,
     near_labeled: NDArray[np.bool_] | None = None,
     seed: int = 0,
     knn: KnnFn | None = None,
@@ -544,7 +579,10 @@ def select_queue(
     labels : N class indices, -1 = unlabeled.
     eligible : rows that may be queued (default: unlabeled rows).
     ood_score, lookalike_score : per-row scores from the similarity engine (NaN = none).
-    near_labeled : rows already known to be near-duplicates of a labeled row (from the run's
+    ood_flag : rows flagged out-of-distribution; in `mix` their share s of the pool sets the
+        OOD quota's floor, ceil(s x budget), and the quota's picks are spread over them.
+    rule : the near-duplicate rule (`dataaudit.similarity`); default fitted on `embeddings`.
+    near_labeled : rows already known to be near-duplicates of a labeled row (from the rule's
         kNN graph); without it each candidate block is searched against every labeled row.
     knn : `dataaudit.neighbors.knn` (default) or a compatible function.
 
@@ -565,7 +603,11 @@ def select_queue(
     labeled_rows = np.flatnonzero(labels >= 0)
     budget = int(min(max(budget, 0), len(pool)))
     notes: list[str] = []
-    dedup = _Deduper(embeddings, labeled_rows, near_duplicate, knn, near_labeled)
+    if rule is None and embeddings is not None and n > 1:
+        from dataaudit.config import AuditConfig
+
+        rule = fit_rule(embeddings, AuditConfig())
+    dedup = _Deduper(embeddings, labeled_rows, rule, near_labeled)
     if embeddings is None:
         notes.append("no embeddings: the queue is not de-duplicated or diversified")
 
@@ -633,6 +675,17 @@ def select_queue(
     if not (rarity > 0).any():
         unavailable["rare"] = "no class is rare among the labels"
     quotas = allocate(budget, weights)
+    ood_share = None
+    if ood_flag is not None and unavailable["ood"] is None and len(pool):
+        ood_share = float(np.asarray(ood_flag)[pool].mean())
+        floor = min(int(np.ceil(ood_share * budget - 1e-9)), budget)
+        if floor > quotas.get("ood", 0):
+            # At least random sampling's share of the region the model never saw.
+            quotas = _raise_quota(quotas, "ood", floor)
+            notes.append(
+                f"ood quota raised to {floor}: {ood_share:.1%} of the pool is flagged OOD, and "
+                "the queue gives that region at least its random share"
+            )
     picks: dict[str, tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
     allocation = []
     for part in ("ood", "lookalike", "rare"):
@@ -650,6 +703,8 @@ def select_queue(
         # Only items the quota's score flags: a zero rarity is not a rare prediction.
         ranked = s[np.argsort(-s, kind="stable")]
         order = order[np.isfinite(ranked) & ((ranked > 0) | (part != "rare"))]
+        if part == "ood" and ood_flag is not None and embeddings is not None and rule is not None:
+            order = _spread_flagged(order, np.asarray(ood_flag), embeddings, rule, quota, seed)
         rows = dedup.take(order, quota)
         picks[part] = (rows, _scatter(n, pool, s)[rows])
         allocation.append(
@@ -688,7 +743,12 @@ def select_queue(
         position.append((np.arange(m) + 0.5) / max(m, 1))
     if not all_rows:
         return Queue(
-            np.empty(0, np.int64), np.empty(0, object), np.empty(0, np.float32), allocation, notes
+            np.empty(0, np.int64),
+            np.empty(0, object),
+            np.empty(0, np.float32),
+            allocation,
+            notes,
+            ood_share,
         )
     rows = np.concatenate(all_rows)
     order = np.argsort(np.concatenate(position), kind="stable")
@@ -698,7 +758,60 @@ def select_queue(
         np.concatenate(all_score)[order].astype(np.float32),
         allocation,
         notes,
+        ood_share,
     )
+
+
+def _raise_quota(quotas: dict[str, int], part: str, value: int) -> dict[str, int]:
+    """`part` raised to `value`, the difference taken from uncertainty, then from the others."""
+    out = dict(quotas)
+    extra = value - out.get(part, 0)
+    out[part] = value
+    for name in ["uncertainty", *[p for p in out if p not in ("uncertainty", part)]]:
+        take = min(extra, out.get(name, 0))
+        if take:
+            out[name] -= take
+            extra -= take
+    return out
+
+
+def _spread_flagged(
+    order: NDArray[np.int64],
+    flagged: NDArray[np.bool_],
+    embeddings: NDArray,
+    rule: NearDuplicateRule,
+    quota: int,
+    seed: int,
+) -> NDArray[np.int64]:
+    """Flagged rows of `order` spread over their region, then the rest in order.
+
+    A region the model never saw is often one tight cluster whose most OOD items are each
+    other's neighbours, so plain top-k spends the quota on one corner. The flagged rows are
+    clustered (k-means, `quota` clusters) and the quota is shared among the clusters in
+    proportion to their size (largest remainder), each taking its best-scored items, in turns;
+    the rest follow in the same proportional turns, for picks that de-duplication rejects.
+    """
+    mask = flagged[order]
+    inside, rest = order[mask], order[~mask]
+    if len(inside) > quota > 1:
+        sample = inside[:SAMPLE_ROWS]
+        clusters = st.cluster_labels(rule.vectors(embeddings[sample]), quota, seed=seed)
+        size = np.bincount(clusters)
+        share = allocate(quota, {c: float(n) for c, n in enumerate(size)})
+        alloc = np.array([share[c] for c in range(len(size))], dtype=np.float64)
+        # Rank within the cluster, by the order `sample` already has (score order).
+        by_cluster = np.argsort(clusters, kind="stable")
+        starts = np.r_[0, np.cumsum(size)[:-1]]
+        within = np.empty(len(sample), dtype=np.int64)
+        within[by_cluster] = np.arange(len(sample)) - np.repeat(starts, size)
+        first = within < alloc[clusters]
+        position = np.where(
+            first,
+            (within + 0.5) / np.maximum(alloc[clusters], 1),
+            1 + (within + 0.5) / size[clusters],
+        )
+        inside = np.r_[sample[np.argsort(position, kind="stable")], inside[SAMPLE_ROWS:]]
+    return np.r_[inside, rest].astype(np.int64)
 
 
 def _backbone(probs, labels, pool, labeled_rows, embeddings, quota, dedup, seed, knn):

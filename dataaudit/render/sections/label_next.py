@@ -72,7 +72,7 @@ def build(report: AuditReport) -> list[SectionView]:
             total_rows=len(queue),
             export="label_next.csv",
             caption="Unlabeled items to label next, best first; near-duplicates of each other "
-            "and of labeled items are left out.",
+            "and of labeled items (by the rule of the duplicates section) are left out.",
             empty_message="No unlabeled items to queue.",
         )
     )

@@ -1,0 +1,352 @@
+"""Near-duplicates that mean the same on every embedding: a rule calibrated on the data itself.
+
+A fixed cosine cut cannot: offset or non-negative features (post-ReLU, abs(normal) + 5) put
+unrelated items at cosine 0.99, and in 2 to 8 dimensions most pairs pass any cut. So a pair is
+judged against the data's own neighbour distances, in a metric where distances mean something:
+
+- metric: cosine, as the chordal distance sqrt(2 - 2 cos), on the run's shared kNN graph (which
+  centres the vectors when their mean dominates, see `neighbors.offset_center`); Euclidean when
+  there are at most LOW_DIM dimensions, where a direction says little (standardized tabular
+  features), on an exact graph of its own (a KD-tree, cheap in so few dimensions).
+- scales: s_i, the distance from item i to its k-th neighbour, and m, the median distance to
+  the nearest neighbour. Copies (distance ~0) are left out of m and of the dimension estimate.
+- dimension D: if neighbours are locally uniform, (d1/dk)^D follows Beta(1, k-1), whose median
+  is 1 - 2^(-1/(k-1)); so D = -log(1 - 2^(-1/(k-1))) / median(-log(d1/dk)).
+- a pair (a, b) at distance d is a near-duplicate when d <= max(rho * min(s_a, s_b), gamma * m):
+  far closer than both items' k-th neighbours (local: a tight cluster of different items keeps
+  its usual ratios), or far below the typical nearest-neighbour distance (global: a group larger
+  than k shares its k nearest neighbours, as in Datalab, which uses 0.13 x m).
+  rho = min(local cap, (alpha / (k-1))^(1/D)) and gamma = min(global cap, (alpha / ln 2)^(1/D)):
+  on locally uniform data a share alpha of items would pass each rule by chance, which is what
+  shrinks the thresholds in few dimensions; the caps bind in many dimensions, where real data
+  are far from uniform (on sms-spam, pairs at half the k-th distance are still spam templates).
+- a possible near-duplicate (to review) passes the same test with the review caps and 10 alpha.
+- an exact copy: the same embedding up to float rounding (raw vectors differ by <= ROUNDING of
+  their norm), besides the byte hashes the duplicates analysis adds.
+
+Each pair gets a score: 1 for an exact copy, 0.5-1 inside the near-duplicate radius (1 - d/2r),
+falling linearly from 0.5 to 0 across the review band, so a list sorted by score is sorted by tier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dataaudit.neighbors import knn, normalize, shared_graph
+
+if TYPE_CHECKING:
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.dataset import AuditDataset
+
+# At most this many dimensions: Euclidean distance instead of cosine.
+LOW_DIM = 8
+# Raw vectors this close, relative to their norm, are one vector up to float rounding (BLAS on
+# AVX2 embeds one input with different last bits in different batches).
+ROUNDING = 1e-3
+# Distances below this share of the median k-th neighbour distance count as copies when
+# calibrating (float32 cosines near 1 leave chordal distances of ~1e-3).
+COPY_SHARE = 0.01
+
+EXACT, NEAR, POSSIBLE, NONE = 0, 1, 2, 3
+TIER_NAMES = np.array(["exact", "near-duplicate", "possible near-duplicate", ""], dtype=object)
+
+
+@dataclass(frozen=True, eq=False)
+class NearDuplicateRule:
+    """A calibrated near-duplicate rule and the kNN graph (in its metric) it was fitted on.
+
+    distances, indices : (N, k) neighbours of every item, nearest first (index -1 = none)
+    scale              : (N,) distance to the k-th neighbour
+    local, global_     : (near, possible) thresholds as calibrated: ratios to min(s_a, s_b),
+                         and multiples of median_nn
+    """
+
+    metric: str  # "cosine" | "euclidean"
+    center: NDArray[np.float32] | None
+    distances: NDArray[np.float32]
+    indices: NDArray[np.int64]
+    scale: NDArray[np.float32]
+    median_nn: float
+    dimension: float
+    local: tuple[float, float]
+    global_: tuple[float, float]
+    graph_method: str = "exact"
+    recall_at_k: float | None = None
+
+    @property
+    def k(self) -> int:
+        return self.distances.shape[1]
+
+    # -- geometry ---------------------------------------------------------------------------
+    def vectors(self, x: NDArray) -> NDArray[np.float32]:
+        """Rows of `x` in the rule's metric space: Euclidean distance there is the rule's."""
+        if self.metric == "cosine":
+            return normalize(np.asarray(x), center=self.center)
+        out = np.asarray(x, dtype=np.float32).copy()
+        return out - self.center if self.center is not None else out
+
+    def nearest(
+        self, embeddings: NDArray, rows: NDArray[np.int64], index_rows: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """(distance, row) of the nearest of `index_rows` to each of `rows`."""
+        q = self.vectors(embeddings[rows])
+        x = self.vectors(embeddings[index_rows])
+        if self.metric == "cosine":
+            sims, pos = knn(q, x, k=1, exclude_self=False)
+            dist = _chordal(sims[:, 0])
+        else:
+            from sklearn.neighbors import KDTree
+
+            dist, pos = KDTree(x).query(q, k=1)
+            dist = dist[:, 0].astype(np.float32)
+        return dist, np.asarray(index_rows)[pos[:, 0]]
+
+    def pair_distances(
+        self, embeddings: NDArray, a: NDArray[np.int64], b: NDArray[np.int64]
+    ) -> NDArray[np.float32]:
+        """Distance of each pair (a[i], b[i]), rows gathered chunk by chunk."""
+        out = np.empty(len(a), dtype=np.float32)
+        for start in range(0, len(a), 65536):
+            va = self.vectors(embeddings[a[start : start + 65536]])
+            vb = self.vectors(embeddings[b[start : start + 65536]])
+            out[start : start + 65536] = np.linalg.norm(va - vb, axis=1)
+        return out
+
+    # -- the rule ---------------------------------------------------------------------------
+    def radii(
+        self, a: NDArray[np.int64], b: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(near-duplicate radius, review radius) of each pair."""
+        s = np.minimum(self.scale[a], self.scale[b])
+        near = np.maximum(self.local[0] * s, self.global_[0] * self.median_nn)
+        review = np.maximum(self.local[1] * s, self.global_[1] * self.median_nn)
+        return near.astype(np.float32), np.maximum(review, near).astype(np.float32)
+
+    def grade(
+        self, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray
+    ) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+        """(tier, score) of each pair: NEAR, POSSIBLE or NONE; score as in the module doc."""
+        near, review = self.radii(a, b)
+        d = np.asarray(dist, dtype=np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inner = 1 - 0.5 * d / near
+            band = 0.5 - 0.5 * (d - near) / (review - near)
+        score = np.where(d <= near, np.where(near > 0, inner, 1.0), np.where(d <= review, band, 0))
+        tier = np.where(d <= near, NEAR, np.where(d <= review, POSSIBLE, NONE)).astype(np.int8)
+        return tier, np.clip(np.nan_to_num(score), 0, 1).astype(np.float32)
+
+    def copies(
+        self, embeddings: NDArray, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray
+    ) -> NDArray[np.bool_]:
+        """Pairs that are one vector up to float rounding: raw and rule distances both ~0."""
+        out = np.asarray(dist) <= COPY_SHARE * float(np.median(self.scale))
+        if out.any():
+            out[out] = identical(embeddings, a[out], b[out])
+        return out
+
+    def is_near(self, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray) -> NDArray:
+        return np.asarray(dist) <= self.radii(a, b)[0]
+
+    def edges(self) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """Every graph edge inside the review radius once: (a, b, distance), a < b."""
+        n, k = self.distances.shape
+        rows = np.repeat(np.arange(n, dtype=np.int64), k)
+        cols = self.indices.ravel()
+        dist = self.distances.ravel()
+        ok = (cols >= 0) & (cols != rows)
+        rows, cols, dist = rows[ok], cols[ok], dist[ok]
+        ok = dist <= self.radii(rows, cols)[1]
+        a, b, dist = np.minimum(rows, cols)[ok], np.maximum(rows, cols)[ok], dist[ok]
+        key = a * n + b
+        _, first = np.unique(key, return_index=True)
+        return a[first], b[first], dist[first]
+
+    def describe(self) -> str:
+        space = (
+            "cosine (chordal distance) on centred vectors"
+            if self.metric == "cosine" and self.center is not None
+            else "cosine (chordal distance)"
+            if self.metric == "cosine"
+            else "Euclidean distance (few dimensions)"
+        )
+        return (
+            f"{space}, {self.k} neighbours ({self.graph_method} search); a pair is a "
+            f"near-duplicate within max({self.local[0]:.3g} x the nearer k-th-neighbour "
+            f"distance, {self.global_[0]:.3g} x the median nearest-neighbour distance "
+            f"{self.median_nn:.3g}), a possible near-duplicate within max({self.local[1]:.3g} x, "
+            f"{self.global_[1]:.3g} x); calibrated for an estimated dimension of "
+            f"{self.dimension:.1f}"
+        )
+
+    def params(self) -> dict:
+        return {
+            "near_duplicate_metric": self.metric,
+            "near_duplicate_centred": self.center is not None,
+            "near_duplicate_local": round(float(self.local[0]), 4),
+            "possible_duplicate_local": round(float(self.local[1]), 4),
+            "near_duplicate_global": round(float(self.global_[0]), 4),
+            "possible_duplicate_global": round(float(self.global_[1]), 4),
+            "median_nn_distance": float(self.median_nn),
+            "estimated_dimension": round(float(self.dimension), 2),
+        }
+
+
+def _chordal(sims: NDArray) -> NDArray[np.float32]:
+    s = np.where(np.isfinite(sims), sims, -1.0)
+    return np.sqrt(np.maximum(2.0 - 2.0 * s, 0.0)).astype(np.float32)
+
+
+def calibrate(
+    distances: NDArray[np.float32], *, tail: float, caps: tuple[float, float, float, float]
+) -> tuple[NDArray[np.float32], float, float, tuple[float, float], tuple[float, float]]:
+    """(scale per row, median NN distance, dimension, local thresholds, global thresholds).
+
+    `distances` are each row's neighbour distances, nearest first (inf = none); `caps` are the
+    (near local, near global, review local, review global) caps of the config.
+    """
+    n, k = distances.shape
+    finite = np.where(np.isfinite(distances), distances, np.nan)
+    with np.errstate(all="ignore"):
+        scale = np.nan_to_num(np.nanmax(finite, axis=1), nan=0.0).astype(np.float32)
+    d1 = np.nan_to_num(finite[:, 0], nan=0.0) if k else np.zeros(n)
+    floor = COPY_SHARE * float(np.median(scale)) if n else 0.0
+    distinct = (d1 > floor) & (scale > floor)
+    median_nn = float(np.median(d1[distinct])) if distinct.any() else float(np.median(scale))
+    if k >= 2 and distinct.sum() >= 10:
+        ratio = np.clip(d1[distinct] / scale[distinct], 1e-12, 1.0)
+        spread = float(np.median(-np.log(ratio)))
+        dimension = -np.log(1 - 0.5 ** (1 / (k - 1))) / max(spread, 1e-6)
+    else:
+        dimension = 1.0
+    dimension = float(np.clip(dimension, 1.0, 1e4))
+    m = max(k - 1, 1)
+    near_local, near_global, review_local, review_global = caps
+    local = (
+        min(near_local, (tail / m) ** (1 / dimension)),
+        min(review_local, (min(10 * tail, 1.0) / m) ** (1 / dimension)),
+    )
+    glob = (
+        min(near_global, (tail / np.log(2)) ** (1 / dimension)),
+        min(review_global, (min(10 * tail, 0.5) / np.log(2)) ** (1 / dimension)),
+    )
+    return scale, median_nn, dimension, local, glob
+
+
+def fit_rule(
+    embeddings: NDArray,
+    config: AuditConfig,
+    *,
+    similarities: NDArray[np.float32] | None = None,
+    indices: NDArray[np.int64] | None = None,
+    center: NDArray[np.float32] | None = None,
+    graph_method: str = "exact",
+    recall_at_k: float | None = None,
+) -> NearDuplicateRule:
+    """Fit the rule on `embeddings`, reusing a cosine kNN graph (its similarities) when given.
+
+    With at most LOW_DIM dimensions the rule builds its own Euclidean graph and ignores it.
+    """
+    n, d = embeddings.shape
+    k = min(config.knn_k, max(n - 1, 0))
+    if d <= LOW_DIM:
+        metric = "euclidean"
+        center = _mean(embeddings)
+        dist, idx = euclidean_graph(np.asarray(embeddings, dtype=np.float32) - center, k)
+        graph_method, recall_at_k = "exact", None
+    else:
+        metric = "cosine"
+        if similarities is None or indices is None:
+            similarities, indices = knn(normalize(embeddings, center=center), k=k)
+        dist, idx = _chordal(similarities), indices
+        dist = np.where(idx >= 0, dist, np.inf).astype(np.float32)
+    caps = (
+        config.near_duplicate_local,
+        config.near_duplicate_global,
+        config.possible_duplicate_local,
+        config.possible_duplicate_global,
+    )
+    scale, median_nn, dimension, local, glob = calibrate(
+        dist, tail=config.near_duplicate_tail, caps=caps
+    )
+    return NearDuplicateRule(
+        metric,
+        center,
+        dist,
+        idx,
+        scale,
+        median_nn,
+        dimension,
+        local,
+        glob,
+        graph_method,
+        recall_at_k,
+    )
+
+
+def euclidean_graph(x: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray]:
+    """Exact k nearest neighbours by Euclidean distance (self excluded), via a KD-tree."""
+    from sklearn.neighbors import KDTree
+
+    n = len(x)
+    if k <= 0 or n < 2:
+        return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64)
+    tree = KDTree(x)
+    dist = np.empty((n, k), dtype=np.float32)
+    idx = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, 100_000):
+        block = x[start : start + 100_000]
+        dd, ii = tree.query(block, k=k + 1)
+        own = ii == np.arange(start, start + len(block))[:, None]
+        # Copies tie with the row itself at distance 0: drop the row wherever it sits.
+        order = np.argsort(own, axis=1, kind="stable")[:, :k]
+        dist[start : start + len(block)] = np.take_along_axis(dd, order, axis=1)
+        idx[start : start + len(block)] = np.take_along_axis(ii, order, axis=1)
+    return dist, idx
+
+
+def _mean(x: NDArray) -> NDArray[np.float32]:
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    for start in range(0, len(x), 1 << 16):
+        total += np.asarray(x[start : start + (1 << 16)], dtype=np.float64).sum(axis=0)
+    return (total / max(len(x), 1)).astype(np.float32)
+
+
+def identical(embeddings: NDArray, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray:
+    """Pairs whose raw vectors are one vector up to float rounding (ROUNDING of the norm).
+
+    Callers also require the pair to be a copy in the rule's metric (see `NearDuplicateRule.
+    copies`): with a large offset, a ROUNDING share of the norm may span the data's spread.
+    """
+    out = np.zeros(len(a), dtype=bool)
+    for start in range(0, len(a), 65536):
+        va = np.asarray(embeddings[a[start : start + 65536]], dtype=np.float32)
+        vb = np.asarray(embeddings[b[start : start + 65536]], dtype=np.float32)
+        norm = np.maximum(np.linalg.norm(va, axis=1), np.linalg.norm(vb, axis=1))
+        out[start : start + 65536] = np.linalg.norm(va - vb, axis=1) <= ROUNDING * norm
+    return out
+
+
+def near_duplicate_rule(data: AuditDataset, ctx: AuditContext) -> NearDuplicateRule:
+    """The run's rule, fitted once on the shared kNN graph and cached in the context."""
+
+    def compute() -> NearDuplicateRule:
+        if data.embeddings.shape[1] <= LOW_DIM:
+            with ctx.progress.step("near-duplicate rule (Euclidean graph)"):
+                return fit_rule(data.embeddings, ctx.config)
+        graph = shared_graph(data, ctx)
+        return fit_rule(
+            data.embeddings,
+            ctx.config,
+            similarities=graph.similarities,
+            indices=graph.indices,
+            center=graph.center,
+            graph_method=graph.method,
+            recall_at_k=graph.recall_at_k,
+        )
+
+    return ctx.cached("near_duplicate_rule", compute)
