@@ -95,6 +95,15 @@ def real_sets() -> list[dict]:
         ids = table["id"].to_numpy()
         found = {ids[i]: int(g[i]) for i in np.flatnonzero(g >= 0)}
         rows.append(real_row(name, "before (cos >= 0.98)", found, truth, splits, "-"))
+        if text_col:  # the embeddings alone, without the text column's hashes
+            report = dataaudit.audit(table.drop(columns=text_col), probs, emb, classes=classes)
+            result = report.results["duplicates"]
+            items = result.table("items")
+            found = dict(zip(items["id"], items["group_id"]))
+            n_review = len(result.table("review"))
+            rows.append(
+                real_row(name, "calibrated, embeddings only", found, truth, splits, n_review)
+            )
         options = {"text_col": text_col} if text_col else {}
         t = time.perf_counter()
         report = dataaudit.audit(table, probs, emb, classes=classes, **options)
@@ -102,8 +111,8 @@ def real_sets() -> list[dict]:
         result = report.results["duplicates"]
         items = result.table("items")
         found = dict(zip(items["id"], items["group_id"]))
-        row = real_row(name, "calibrated", found, truth, splits, len(result.table("review")))
-        rows.append(row)
+        rule = "calibrated" + (f" + --text-col {text_col}" if text_col else "")
+        rows.append(real_row(name, rule, found, truth, splits, len(result.table("review"))))
         print(f"{name}: audit {seconds:.1f} s; {result.notes[0]}", file=sys.stderr)
         review = result.table("review")
         listed = {
