@@ -114,6 +114,11 @@ def read_settings(path: Path | None, parser: argparse.ArgumentParser) -> RunSett
         options[dest] = _option_value(action, value, f"{where}: {key}")
         if dest in PATH_OPTIONS and isinstance(options[dest], str):
             options[dest] = str((path.parent / options[dest]).resolve())
+        elif dest == "classes" and isinstance(options[dest], str):
+            # A class list or a file of classes: a file beside the config file is meant.
+            beside = path.parent / options[dest]
+            if beside.is_file():
+                options[dest] = str(beside.resolve())
     return RunSettings(path, options, checks)
 
 

@@ -99,6 +99,18 @@ def test_config_file_precedence_flags_over_file_over_defaults(tmp_path, monkeypa
     assert settings.path.name == "dataaudit.toml"
 
 
+def test_a_classes_file_in_the_config_is_found_beside_it(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "classes.txt").write_text("a\nb\n")
+    config = _write(tmp_path / "cfg" / "ci.toml", 'classes = "classes.txt"\n')
+    monkeypatch.chdir(tmp_path)
+    argv = ["run", "--config", str(config), "--table", "t", "--probs", "p", "--out", "o"]
+    _, args, _ = parse_args(argv)
+    assert args.classes == str(tmp_path / "cfg" / "classes.txt")
+    _write(config, 'classes = "a,b"\n')
+    assert parse_args(argv)[1].classes == "a,b"
+
+
 def test_pyproject_tool_table_and_explicit_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n[tool.dataaudit]\nbudget = 9\n')
