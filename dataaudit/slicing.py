@@ -161,7 +161,7 @@ def encode_numeric(
 
 
 # Why a metadata column is not used (fixed phrases, so a report can group columns by reason).
-SKIP_MISSING = "every value is missing"
+SKIP_MISSING = "has only missing values"
 SKIP_CONSTANT = "has a single value"
 SKIP_DISTINCT = "has a distinct value in more than half of its rows, like an id or free text"
 

@@ -312,7 +312,7 @@ def screening_notes(s: sl.Screening, n_columns: int, with_split: bool, max_pairs
             f"2-condition rules were screened: {n_columns:,} metadata columns{split} give {s.n_single:,} single conditions and up to {s.n_pairs_possible:,} pairs, more than the {max_pairs:,} tested at most (slice_max_pairs). Pairs were tested for the {s.n_anchors:,} strongest single conditions (smallest p-values), each with every condition of every other column: {s.n_pairs_tested:,} pairs tested, {s.n_pairs_possible - s.n_pairs_tested:,} screened out."
         )
         notes.append(
-            f"Screened-out pairs still count in the rules' Benjamini-Hochberg correction, as untested (p = 1; family {s.rule_family:,}): screening can only lose discoveries the full search would make, never add one, since the pairs tested were chosen on the same errors. What it can miss is a pair neither of whose conditions errs notably more on its own."
+            f"Screened-out pairs still count in the rules' Benjamini-Hochberg correction, as untested (p = 1; family {s.rule_family:,}), so screening can only lose discoveries the full search would make, never add one (a family of the tested pairs alone would be too lenient: they were chosen on the same errors). What it can miss is a pair neither of whose conditions errs notably more on its own."
         )
     if not s.given_pairs:
         notes.append(
