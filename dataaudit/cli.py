@@ -405,17 +405,38 @@ def _run_command(args: argparse.Namespace, verbosity: int, settings=None) -> int
     from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputError
     from dataaudit.outputs import open_output_folder, planned_outputs
+    from dataaudit.problems import InputError
 
     try:
         conditions = parse_conditions(args.fail_on)
         baseline = _load_report(getattr(args, "baseline", None), "--baseline")
+        checks = settings.checks if settings else ()
+        problems = _option_problems(args, conditions, checks, comparison=baseline is not None)
+        if problems:
+            raise InputError(problems)
         planned = planned_outputs(comparison=baseline is not None, demo=args.command == "demo")
         folder = open_output_folder(args.out, args.force, planned)
     except (FailOnError, OutputError, UsageError) as exc:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except InputError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_USAGE
     with folder:  # holds the folder's lock until the outputs are written
         return _audit_into(folder, args, conditions, baseline, verbosity, settings)
+
+
+def _option_problems(args: argparse.Namespace, conditions, checks, comparison: bool) -> list:
+    """Every problem with the options, found before any data is read (dataaudit.options)."""
+    from dataaudit.options import config_problems, fail_on_problems, strategy_problems
+    from dataaudit.pipeline import make_config
+
+    classes = _parse_classes(args.classes) if args.command == "run" else None
+    config = make_config(classes=classes, **_config_options(args))
+    problems = config_problems(config) + fail_on_problems(conditions, comparison, checks)
+    if args.command == "run":
+        problems += strategy_problems(config, args.probs, args.embeddings)
+    return problems
 
 
 def _audit_into(
@@ -525,10 +546,16 @@ def _describe_comparison(diff) -> str:
 def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
     from dataaudit.fail_on import FailOnError, parse_conditions
     from dataaudit.files import OutputError
+    from dataaudit.options import fail_on_problems
     from dataaudit.outputs import open_output_folder, planned_outputs
+    from dataaudit.problems import InputError
 
     try:
         conditions = parse_conditions(args.fail_on)
+        problems = fail_on_problems(conditions, comparison=True)
+        if problems:
+            print(InputError(problems).render(), file=sys.stderr)
+            return EXIT_USAGE
         old = _load_report(args.old_dir, "OLD_DIR")
         new = _load_report(args.new_dir, "NEW_DIR")
         folder = open_output_folder(args.out, args.force, planned_outputs(comparison=True))

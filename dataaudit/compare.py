@@ -886,6 +886,46 @@ def _lookup(frame: pd.DataFrame, column: str, ids: pd.Index, numeric: bool = Fal
 # -- summary ---------------------------------------------------------------------------------
 
 
+# Every key summarise() may produce (fnmatch patterns), so --fail-on is checked before any data
+# is read. A contract test keeps this exact.
+SUMMARY_KEYS = (
+    "regression",
+    "regression_splits",
+    "regression_classes",
+    "regression_slices",
+    "improvement",
+    "items_common",
+    "items_only_old",
+    "items_only_new",
+    "items_relabelled",
+    "items_newly_labeled",
+    "items_label_removed",
+    "items_split_changed",
+    "label_errors_fixed_relabelled",
+    "label_errors_fixed_unflagged",
+    "label_errors_persisting",
+    "label_errors_new",
+    "label_errors_gone",
+    "label_errors_fixed",
+    "duplicates_appeared",
+    "duplicates_resolved",
+    "leakage_appeared",
+    "leakage_resolved",
+    "queue_old_size",
+    "queue_labeled",
+    "queue_entered",
+    "queue_left",
+    "queue_stayed",
+    "failure_slices_appeared",
+    "failure_slices_resolved",
+    "classes_added",
+    "classes_removed",
+    "inputs_changed",
+    "inputs_unknown",
+    "*_change",  # <metric>_change for every numeric metric of both runs
+)
+
+
 def summarise(
     tables: Mapping[str, pd.DataFrame], in_old: NDArray[np.bool_], in_new: NDArray[np.bool_]
 ) -> dict[str, Scalar]:

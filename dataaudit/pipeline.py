@@ -15,6 +15,7 @@ from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
 from dataaudit.load import parse_classes
+from dataaudit.options import check_options
 from dataaudit.problems import InputError
 from dataaudit.report import AuditReport, jsonable
 from dataaudit.result import AnalysisResult
@@ -94,6 +95,7 @@ def audit(
     True
     """
     config = make_config(config, **options)
+    check_options(config, probs, embeddings)  # before reading any data
     progress = Progress(verbosity)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()

@@ -25,6 +25,57 @@ _ORDER = (
     "embedding_map",  # reads label_errors / outliers flags when present
 )
 
+# The summary keys (the metrics of summary.json and --fail-on) each analysis may produce, known
+# without importing it, so `--fail-on no_such_metric>0` is refused before any data is read.
+# fnmatch patterns where a key depends on the data. A contract test keeps these exact.
+METRICS: dict[str, tuple[str, ...]] = {
+    "label_errors": (
+        "n_labeled",
+        "n_label_errors",
+        "label_error_rate",
+        "label_error_rate_ci_low",
+        "label_error_rate_ci_high",
+        "n_confident_learning_flags",
+    ),
+    "swapped_pairs": ("n_confused_pairs", "top_pair", "top_pair_joint_probability"),
+    "per_class": (
+        "accuracy",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        "worst_class",
+        "worst_class_error_rate",
+    ),
+    "slices": (
+        "n_slices_tested",
+        "n_slices_below_min_support",
+        "n_given_slices_significant",
+        "n_failure_slices",
+        "n_failure_rules",
+        "n_failure_clusters",
+        "worst_slice",
+        "worst_slice_error_rate",
+    ),
+    "duplicates": (
+        "n_duplicate_groups",
+        "n_duplicate_items",
+        "n_exact_duplicate_groups",
+        "leakage",
+        "n_leaking_items",
+        "n_conflicting_label_groups",
+        "n_conflicting_label_items",
+        "leakage_*_*",  # per pair of splits, e.g. leakage_train_test
+    ),
+    "outliers": ("n_outliers", "outlier_rate", "n_ood_scored", "n_ood", "ood_rate"),
+    "lookalikes": ("n_lookalike_queries", "n_lookalike_items", "lookalike_mean_similarity"),
+    "label_next": (
+        "label_next_budget",
+        "label_next_count",
+        "auto_label_count",
+        "auto_label_estimated_precision",
+    ),
+    "embedding_map": ("embedding_map_points",),
+}
+
 
 def _registry() -> tuple[Analysis, ...]:
     if "ANALYSES" not in globals():
