@@ -11,6 +11,7 @@ from dataaudit.config import AuditConfig, ColumnRoles
 from dataaudit.dataset import AuditDataset
 from dataaudit.pipeline import audit, run_analyses
 from dataaudit.problems import InputError, Problem
+from dataaudit.render.csv import read_export
 from dataaudit.report import AuditReport
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __all__ = [
     "InputError",
     "Problem",
     "audit",
+    "read_export",
     "run_analyses",
     "__version__",
 ]

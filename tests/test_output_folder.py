@@ -269,3 +269,37 @@ def test_disk_full_in_a_child_exits_2_with_nothing_lost(files, tmp_path):
     assert child.returncode == 2, child.stderr
     assert "cannot write the outputs" in child.stderr and "Traceback" not in child.stderr
     assert _snapshot(out) == before
+
+
+# -- ids survive the exports exactly --------------------------------------------------------------
+HOSTILE_IDS = ("-5", "=1+1", "+44 20 7946", "@user", "'quoted", "''=x", "a  b\tc", "007", "NA")
+
+
+def test_exported_ids_join_back_exactly(tmp_path):
+    import numpy as np
+    from _small_inputs import CLASSES, small_frame
+
+    import dataaudit
+    from dataaudit.outputs import write_outputs
+    from dataaudit.render.csv import EXPORTS
+
+    table, probs, embeddings = small_frame()
+    # The planted flips (relabel.csv) and the first unlabeled rows (label_next.csv) get them.
+    given = table["label"].map({c: i for i, c in enumerate(CLASSES)}).fillna(-1).to_numpy()
+    flipped = np.flatnonzero((given >= 0) & (given != probs.argmax(axis=1)))
+    unlabeled = np.flatnonzero(given < 0)
+    ids = table["id"].to_numpy(dtype=object)
+    ids[np.r_[flipped[:4], unlabeled[:5]]] = HOSTILE_IDS
+    table["id"] = ids
+    report = dataaudit.audit(table, probs, embeddings, classes=CLASSES)
+    out = tmp_path / "out"
+    write_outputs(report, out)
+    seen = set()
+    for name, build in EXPORTS.items():
+        frame = build(report)
+        if frame is None or "id" not in frame.columns:
+            continue
+        back = dataaudit.read_export(out / name)
+        assert back["id"].tolist() == [str(v) for v in frame["id"]], name
+        seen |= set(back["id"])
+    assert set(HOSTILE_IDS) <= seen

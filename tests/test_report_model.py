@@ -79,6 +79,21 @@ def test_csv_cells_that_start_a_formula_are_neutralised(cell, tmp_path):
     assert pd.read_csv(tmp_path / "x.csv")["id"][0].startswith("'")
 
 
+@pytest.mark.parametrize(
+    "cell", ["=1+1", "-5", "'", "'quoted", "''=x", "a  b\tc", "007", "NA", "", "1e5", " lead"]
+)
+def test_csv_escape_is_undone_exactly_by_read_export(cell, tmp_path):
+    from dataaudit import read_export
+
+    frame = pd.DataFrame({"id": [cell, "plain"], "score": [-0.5, 1.0]})
+    write_csv(frame, tmp_path / "x.csv")
+    raw = pd.read_csv(tmp_path / "x.csv", dtype=str, keep_default_na=False)
+    assert not raw["id"].str.startswith(("=", "+", "-", "@", "\t", "\r")).any()  # still safe
+    back = read_export(tmp_path / "x.csv")
+    assert back["id"].tolist() == [cell, "plain"]
+    assert back["score"].tolist() == ["-0.5", "1.0"]  # every cell as text, as written
+
+
 def test_warnings_round_trip_and_reach_summary_and_page(demo_report, tmp_path):
     import copy
     import dataclasses

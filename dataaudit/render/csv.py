@@ -1,4 +1,11 @@
-"""CSV exports: ranked tables an annotation team works through top-down, safe in a spreadsheet."""
+"""CSV exports: ranked tables an annotation team works through top-down, safe in a spreadsheet.
+
+The escape, exactly: a text cell starting with = + - @, a tab or a carriage return (which a
+spreadsheet would run as a formula) is written with one ' in front; so that the escape can be
+undone without doubt, a text cell that itself starts with ' gets one more ' too. To get the
+exact value back, drop one leading ' from every text cell that starts with ': `read_export`
+does it (every cell as text, so ids like 007 or NA stay as written). Numbers are never escaped.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ if TYPE_CHECKING:
 
 # Spreadsheets run a cell starting with these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPE = "'"
+_ESCAPED_START = (*_FORMULA_START, _ESCAPE)  # the escape itself is escaped: exact round trip
 
 
 # Columns a reviewer fills in (the CSV route of `dataaudit verdicts import`): verdict is error,
@@ -86,7 +95,8 @@ EXPORTS: dict[str, Callable[[AuditReport], pd.DataFrame | None]] = {
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """Prefix text cells that a spreadsheet would run as a formula with a single quote.
+    """Prefix text cells that a spreadsheet would run as a formula (and cells starting with the
+    prefix itself) with a single quote; `unescape` undoes it exactly.
 
     Numbers stay numbers (a negative score is data, not a formula); only text cells change.
     """
@@ -100,13 +110,34 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         starts = np.zeros(len(text), dtype=bool)
         if is_str.any():
             starts[is_str] = (
-                text[is_str].astype(str).str.startswith(_FORMULA_START).to_numpy(dtype=bool)
+                text[is_str].astype(str).str.startswith(_ESCAPED_START).to_numpy(dtype=bool)
             )
         if starts.any():
             text = text.copy()
-            text[starts] = "'" + text[starts].astype(str)
+            text[starts] = _ESCAPE + text[starts].astype(str)
             safe[column] = text
     return safe
+
+
+def unescape(values: pd.Series) -> pd.Series:
+    """The exact text of cells written by spreadsheet_safe: one leading ' dropped."""
+    text = values.astype(object)
+    escaped = text.map(lambda v: isinstance(v, str) and v.startswith(_ESCAPE)).to_numpy(dtype=bool)
+    if escaped.any():
+        text = text.copy()
+        text[escaped] = text[escaped].str.slice(1)
+    return text
+
+
+def read_export(path: str | Path) -> pd.DataFrame:
+    """Read a CSV export back with its exact values: every cell as text (ids such as 007, NA or
+    1e5 stay as written), the spreadsheet escape undone. Join on "id" with your own table.
+
+    >>> import dataaudit
+    >>> relabel = dataaudit.read_export("audit-run/relabel.csv")  # doctest: +SKIP
+    """
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame.apply(unescape) if len(frame.columns) else frame
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
