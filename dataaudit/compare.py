@@ -906,6 +906,8 @@ SUMMARY_KEYS = (
     "label_errors_persisting",
     "label_errors_new",
     "label_errors_gone",
+    "label_errors_confirmed",
+    "label_errors_reviewed_kept",
     "label_errors_fixed",
     "duplicates_appeared",
     "duplicates_resolved",
