@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
@@ -384,21 +385,36 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     verbosity = 0 if args.quiet else 2 if args.verbose else 1
     try:
-        if args.command == "compare":
-            return _compare_command(args, verbosity)
-        if args.command == "history":
-            return _history_command(args, verbosity)
-        if args.command == "export":
-            return _export_command(args, verbosity)
-        if args.command == "verdicts":
-            return _verdicts_command(args, verbosity)
-        return _run_command(args, verbosity, settings)
+        with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+            warnings.showwarning = _show_warning
+            return _command(args, verbosity, settings)
     except KeyboardInterrupt:
         print(
             "dataaudit: interrupted; files already in the output folder were left as they were.",
             file=sys.stderr,
         )
         return 130
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning the run did not catch as a coded AuditWarning: one coded line, no
+    source line, never a raw warning on the terminal."""
+    from dataaudit.problems import audit_warning_from_python
+
+    caught = warnings.WarningMessage(message, category, filename, lineno)
+    print(f"dataaudit: warning: {audit_warning_from_python(caught, 'dataaudit')}", file=sys.stderr)
+
+
+def _command(args: argparse.Namespace, verbosity: int, settings) -> int:
+    if args.command == "compare":
+        return _compare_command(args, verbosity)
+    if args.command == "history":
+        return _history_command(args, verbosity)
+    if args.command == "export":
+        return _export_command(args, verbosity)
+    if args.command == "verdicts":
+        return _verdicts_command(args, verbosity)
+    return _run_command(args, verbosity, settings)
 
 
 def _run_command(args: argparse.Namespace, verbosity: int, settings=None) -> int:

@@ -16,7 +16,7 @@ from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
 from dataaudit.load import parse_classes
 from dataaudit.options import check_options
-from dataaudit.problems import InputError
+from dataaudit.problems import AuditWarning, InputError, python_warnings_as
 from dataaudit.report import AuditReport, jsonable
 from dataaudit.result import AnalysisResult
 from dataaudit.sanity import check_labels
@@ -99,13 +99,19 @@ def audit(
     progress = Progress(verbosity)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    with progress.step("read and validate inputs"):
+    caught: list[AuditWarning] = []
+    with (
+        progress.step("read and validate inputs"),
+        python_warnings_as("reading the inputs", caught),
+    ):
         data = load_dataset(table, probs, embeddings, config)
         # Misread inputs (rows or class columns out of order) stop here, before any analysis.
         label_check, doubts = check_labels(data, config)
         data = dataclasses.replace(data, warnings=(*data.warnings, *doubts))
         if verdicts is not None:
             data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
+    if caught:
+        data = dataclasses.replace(data, warnings=(*data.warnings, *caught))
     ctx = AuditContext(config, progress)
     ctx.timings["load_and_validate"] = time.perf_counter() - clock
     report = run_analyses(data, ctx)
@@ -163,14 +169,19 @@ def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
             skipped[analysis.name] = "needs the results of " + ", ".join(blocked)
             continue
         start = time.perf_counter()
+        caught: list[AuditWarning] = []  # numpy overflow, scikit-learn convergence, ...
         try:
-            with ctx.progress.step(analysis.title):
+            with ctx.progress.step(analysis.title), python_warnings_as(analysis.title, caught):
                 result = analysis.run(data, ctx, config)
         except Exception as exc:  # recorded, shown in the report, and the CLI exits non-zero
             failed[analysis.name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             continue
         ctx.timings[analysis.name] = time.perf_counter() - start
-        result = dataclasses.replace(result, summary=jsonable(dict(result.summary)))
+        result = dataclasses.replace(
+            result,
+            summary=jsonable(dict(result.summary)),
+            warnings=(*result.warnings, *caught),
+        )
         ctx.record(result)
         results[analysis.name] = result
     return AuditReport(

@@ -7,7 +7,11 @@ overview and printed on stderr. Tests assert on codes, never on the prose.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,51 @@ class AuditWarning:
         return cls(
             values["code"], values["message"], values.get("file") or "", values.get("column")
         )
+
+
+# -- Python warnings become coded AuditWarnings ---------------------------------------------------
+# (category name, words in the message) -> code; the first match wins. Category names, not
+# classes, so that mapping a warning never imports scikit-learn or PIL.
+_PYTHON_WARNING_CODES = (
+    ("RuntimeWarning", "overflow", "numeric_overflow"),
+    ("RuntimeWarning", "invalid value", "numeric_invalid_value"),
+    ("RuntimeWarning", "divide by zero", "numeric_divide_by_zero"),
+    ("ComplexWarning", "", "complex_values_discarded"),
+    ("ConvergenceWarning", "", "did_not_converge"),
+    ("DecompressionBombWarning", "", "image_too_large"),
+    ("FutureWarning", "", "library_warning"),
+    ("DeprecationWarning", "", "library_warning"),
+    ("PerformanceWarning", "", "library_warning"),
+)
+_MAX_MESSAGE = 300
+
+
+def audit_warning_from_python(caught: warnings.WarningMessage, where: str) -> AuditWarning:
+    """A Python warning (numpy overflow, scikit-learn convergence, ...) as a coded AuditWarning."""
+    category = caught.category.__name__
+    text = str(caught.message).strip().splitlines()[0] if str(caught.message).strip() else category
+    code = "python_warning"
+    for name, words, mapped in _PYTHON_WARNING_CODES:
+        if category == name and words in text:
+            code = mapped
+            break
+    module = Path(caught.filename).parent.name or Path(caught.filename).stem
+    message = f"{where}: {category} in {module}: {text}"
+    if len(message) > _MAX_MESSAGE:
+        message = message[: _MAX_MESSAGE - 1] + "…"
+    return AuditWarning(code, message + ". The results of this step may be affected.")
+
+
+@contextmanager
+def python_warnings_as(where: str, into: list[AuditWarning]) -> Iterator[None]:
+    """Catch the Python warnings raised inside the block as coded AuditWarnings appended to
+    `into` (each distinct one once), instead of letting them reach the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = {(w.code, w.message) for w in into}
+    for item in caught:
+        found = audit_warning_from_python(item, where)
+        if (found.code, found.message) not in seen:
+            seen.add((found.code, found.message))
+            into.append(found)

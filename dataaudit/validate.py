@@ -35,7 +35,7 @@ def load_dataset(table, probs, embeddings=None, config: AuditConfig | None = Non
     if problems:
         # Unreadable files make every later check meaningless; report them, and what else we can.
         raise InputError(problems)
-    return validate(raw, config)
+    return safely_scaled(validate(raw, config))
 
 
 def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
@@ -761,3 +761,41 @@ def _mean_over_models(stacked: np.ndarray) -> np.ndarray:
     for start, stop in _chunks(stacked.shape[1]):
         out[start:stop] = np.asarray(stacked[:, start:stop], dtype=np.float32).mean(axis=0)
     return out
+
+
+# Beyond these magnitudes a float32 squared norm or dot product overflows (or underflows to 0).
+EMBEDDING_MAX_ABS = 2.0**32
+EMBEDDING_MIN_ABS = 2.0**-32
+
+
+def safely_scaled(data: AuditDataset) -> AuditDataset:
+    """Embeddings of huge (1e30) or tiny magnitude divided by one power of two, with a warning.
+
+    One scale for all rows leaves cosine similarities, neighbours, clusters and outlier ranks as
+    they were; a power of two changes no mantissa. The array is copied only in this case.
+    """
+    emb = data.embeddings
+    if emb is None or emb.shape[0] == 0:
+        return data
+    top = max(
+        float(np.abs(_read_rows(emb, a, b)).max(initial=0.0)) for a, b in _chunks(emb.shape[0])
+    )
+    if top == 0 or EMBEDDING_MIN_ABS <= top <= EMBEDDING_MAX_ABS:
+        return data
+    exponent = int(np.floor(np.log2(top)))
+    scaled = np.empty(emb.shape, dtype=np.float32)
+    for a, b in _chunks(emb.shape[0]):
+        scaled[a:b] = np.ldexp(_read_rows(emb, a, b).astype(np.float64), -exponent)
+    from dataclasses import replace
+
+    from dataaudit.problems import AuditWarning
+
+    path = next((s.path for s in data.sources if s.role == "embeddings"), None)
+    warning = AuditWarning(
+        "embeddings_rescaled",
+        f"embedding values reach {top:.3g}, where 32-bit arithmetic overflows or underflows; they "
+        f"were divided by 2^{exponent} (cosine similarities, neighbours and outlier ranks do not "
+        "change). Normalise the embeddings to silence this.",
+        file=Path(path).name if path else "<in-memory embeddings>",
+    )
+    return replace(data, embeddings=scaled, warnings=(*data.warnings, warning))
