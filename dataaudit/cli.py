@@ -447,7 +447,7 @@ def _option_problems(args: argparse.Namespace, conditions, checks, comparison: b
     from dataaudit.options import config_problems, fail_on_problems, strategy_problems
     from dataaudit.pipeline import make_config
 
-    classes = _parse_classes(args.classes) if args.command == "run" else None
+    classes = args.classes if args.command == "run" else None
     config = make_config(classes=classes, **_config_options(args))
     problems = config_problems(config) + fail_on_problems(conditions, comparison, checks)
     if args.command == "run":

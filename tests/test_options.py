@@ -47,7 +47,7 @@ def _codes(err: str) -> list[str]:
         (["--fail-on", "regression>0"], "fail_on_unknown_metric", "--baseline"),
         (["--strategy", "bald"], "strategy_needs_input", "probs.npy"),
         (["--strategy", "vote_entropy"], "strategy_needs_input", "M x N x K"),
-        (["--classes", ","], "option_invalid", "--classes"),
+        (["--classes", ","], "classes_not_a_list", "--classes"),
     ],
 )
 def test_bad_option_exits_2_before_reading_data(

@@ -67,6 +67,10 @@ METRICS: dict[str, tuple[str, ...]] = {
         "n_failure_clusters",
         "worst_slice",
         "worst_slice_error_rate",
+        "n_slice_pairs_tested",
+        "n_slice_pairs_screened_out",
+        "n_slice_columns_skipped",
+        "n_given_slices_not_listed",
     ),
     "duplicates": (
         "n_duplicate_groups",
