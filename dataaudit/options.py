@@ -28,7 +28,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "examples_per_pair": (0, None, True, True),
     "confidence_level": (0, 1, False, False),
     "knn_k": (1, None, True, True),
-    "near_duplicate_similarity": (-1, 1, False, True),
     "knn_approx_threshold": (0, None, True, True),
     "knn_recall_sample": (0, None, True, True),
     "outliers_top": (0, None, True, True),

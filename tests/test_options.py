@@ -90,14 +90,12 @@ def test_python_api_checks_options_before_reading(tmp_path):
 
 def test_config_ranges_accept_the_defaults_and_refuse_out_of_range():
     assert config_problems(AuditConfig()) == []
-    bad = AuditConfig(
-        confidence_level=1.0, knn_k=0, near_duplicate_similarity=1.5, slice_fdr=0.0, budget=2.5
-    )
+    bad = AuditConfig(confidence_level=1.0, knn_k=0, outlier_z=0.0, slice_fdr=0.0, budget=2.5)
     named = {p.source.split()[0] for p in config_problems(bad)}
     assert named == {
         "--confidence-level",
         "--knn-k",
-        "--near-duplicate-similarity",
+        "--outlier-z",
         "--slice-fdr",
         "--budget",
     }

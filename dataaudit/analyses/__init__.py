@@ -80,6 +80,7 @@ METRICS: dict[str, tuple[str, ...]] = {
         "n_leaking_items",
         "n_conflicting_label_groups",
         "n_conflicting_label_items",
+        "n_possible_duplicate_pairs",
         "leakage_*_*",  # per pair of splits, e.g. leakage_train_test
     ),
     "outliers": ("n_outliers", "outlier_rate", "n_ood_scored", "n_ood", "ood_rate"),
