@@ -210,10 +210,10 @@ def calibrate(
     (near local, near global, review local, review global) caps of the config.
     """
     n, k = distances.shape
-    finite = np.where(np.isfinite(distances), distances, np.nan)
-    with np.errstate(all="ignore"):
-        scale = np.nan_to_num(np.nanmax(finite, axis=1), nan=0.0).astype(np.float32)
-    d1 = np.nan_to_num(finite[:, 0], nan=0.0) if k else np.zeros(n)
+    # Missing neighbours (inf) read as 0; k = 0 (a single item) leaves nothing to measure.
+    found = np.where(np.isfinite(distances), distances, 0.0) if k else np.zeros((n, 1))
+    scale = found.max(axis=1).astype(np.float32)  # the farthest found: the k-th neighbour
+    d1 = found[:, 0]
     floor = COPY_SHARE * float(np.median(scale)) if n else 0.0
     distinct = (d1 > floor) & (scale > floor)
     median_nn = float(np.median(d1[distinct])) if distinct.any() else float(np.median(scale))

@@ -223,3 +223,11 @@ def test_calibration_ignores_copies_and_keeps_caps_in_many_dimensions():
     assert dimension > 10  # d1/dk ~0.83: far from uniform in few dimensions
     assert local == (0.3, 0.5) and glob == (0.05, 0.08)
     np.testing.assert_allclose(scale, dist[:, -1])
+
+
+@pytest.mark.parametrize("d", [2, 16])
+def test_a_single_item_has_no_pairs_and_two_items_are_judged(d):
+    one = fit_rule(np.ones((1, d), np.float32), AuditConfig())
+    assert len(one.edges()[0]) == 0
+    two = fit_rule(np.r_[np.ones((1, d)), np.ones((1, d))].astype(np.float32), AuditConfig())
+    assert two.k == 1 and two.distances.shape == (2, 1)
