@@ -396,13 +396,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+# Control characters (a file or column name may hold an ANSI escape) are shown, never sent raw.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if chr(c) not in "\n"}
+
+
+def terminal_safe(text: str) -> str:
+    return text.translate(_CONTROL)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A Python warning the run did not catch as a coded AuditWarning: one coded line, no
     source line, never a raw warning on the terminal."""
     from dataaudit.problems import audit_warning_from_python
 
     caught = warnings.WarningMessage(message, category, filename, lineno)
-    print(f"dataaudit: warning: {audit_warning_from_python(caught, 'dataaudit')}", file=sys.stderr)
+    text = f"dataaudit: warning: {audit_warning_from_python(caught, 'dataaudit')}"
+    print(terminal_safe(text), file=sys.stderr)
 
 
 def _command(args: argparse.Namespace, verbosity: int, settings) -> int:
@@ -465,7 +474,7 @@ def _audit_into(
 
     def say(message: str) -> None:
         if verbosity:
-            print(message, file=sys.stderr)
+            print(terminal_safe(message), file=sys.stderr)
 
     out = folder.path
     for note in folder.notes:
@@ -581,7 +590,7 @@ def _compare_command(args: argparse.Namespace, verbosity: int) -> int:
     with folder:
         if verbosity:
             for note in folder.notes:
-                print(f"dataaudit: {note}", file=sys.stderr)
+                print(terminal_safe(f"dataaudit: {note}"), file=sys.stderr)
         report = _with_comparison(old, new, args.old_dir)
         check_problem = _evaluate_checks(report, (), conditions)
         try:
@@ -701,7 +710,16 @@ def _history_command(args: argparse.Namespace, verbosity: int) -> int:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
     history = build_history(runs, args.next_labels)
-    written = write_history(history, out)
+    try:
+        written = write_history(history, out)
+    except OSError as exc:  # disk full, permissions: named, exit 2 like every output problem
+        from dataaudit.files import describe_os_error
+
+        print(
+            f"dataaudit: cannot write the history into {out} ({describe_os_error(exc)}).",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if verbosity:
         print(f"Read {len(runs)} runs; {history.curve.message}", file=sys.stderr)
         for path in written:
