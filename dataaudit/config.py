@@ -117,6 +117,18 @@ class AuditConfig:
     slice_max_given: int = 5_000
     slice_given_per_column: int = 5
 
+    # Shift: reference split vs current split (None: train; production, else test)
+    reference_split: str | None = None
+    current_split: str | None = None
+    shift_fdr: float = 0.05  # Benjamini-Hochberg rate over every test of the shift analysis
+    shift_min_effect: float = 0.05  # a shifted column also moves this far (Jensen-Shannon distance)
+    shift_bins: int = 10  # reference-quantile bins of a numeric column, for its effect size
+    shift_classifier_sample: int = 20_000  # items the embedding domain classifier is fitted on
+
+    # Calibration
+    calibration_bins: int = 15  # equal-mass bins of the ECE
+    calibration_bootstrap: int = 200  # resamples of the ECE's interval
+
     # Report
     html_max_rows: int = 500
     embedding_map_points: int = 5000  # items sampled for the 2-D embedding map

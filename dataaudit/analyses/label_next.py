@@ -51,6 +51,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from dataaudit import strategies as st
+from dataaudit.analyses.calibration import decision_probs
 from dataaudit.analyses.reviews import pending_rows
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
@@ -91,7 +92,9 @@ KnnFn = Callable[..., tuple[NDArray[np.float32], NDArray[np.int64]]]
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    notes: list[str] = []
+    # Temperature-scaled probabilities when the calibration analysis found them miscalibrated.
+    data, calibrated = decision_probs(data, ctx)
+    notes: list[str] = [calibrated] if calibrated else []
     strategy = config.strategy
     mix = parse_mix(config.label_next_mix)
     # Items out for labeling with no verdict yet (the verdict ledger) are not sent twice.

@@ -367,3 +367,53 @@ def learning_curve_figure(points: pd.DataFrame, fitted: pd.DataFrame) -> dict[st
         yaxis={"title": "accuracy vs given labels", "tickformat": ".0%"},
         legend={"orientation": "h", "y": -0.25},
     )
+
+
+def reliability_diagram(curves: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
+    """Accuracy against mean confidence per bin, one line per curve, with the diagonal.
+
+    curves : name -> frame with mean_confidence, accuracy, accuracy_low, accuracy_high, n (one row
+             per bin, already aggregated; bins are few whatever the item count).
+    """
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            name="perfect calibration",
+            x=[0, 1],
+            y=[0, 1],
+            mode="lines",
+            line={"color": "#999999", "dash": "dash", "width": 1.2},
+            hoverinfo="skip",
+        )
+    )
+    for index, (name, frame) in enumerate(curves.items()):
+        acc = frame["accuracy"].to_numpy(np.float64)
+        figure.add_trace(
+            go.Scatter(
+                name=str(name),
+                x=_floats(frame["mean_confidence"]),
+                y=_floats(acc),
+                mode="lines+markers",
+                marker={"color": PALETTE[index % len(PALETTE)], "size": 7},
+                line={"color": PALETTE[index % len(PALETTE)], "width": 1.5},
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": _floats(frame["accuracy_high"].to_numpy(np.float64) - acc),
+                    "arrayminus": _floats(acc - frame["accuracy_low"].to_numpy(np.float64)),
+                    "thickness": 1,
+                },
+                customdata=frame["n"].astype(int).tolist(),
+                hovertemplate="confidence %{x:.3f}: accuracy %{y:.1%} of %{customdata:,} items"
+                "<extra>%{fullData.name}</extra>",
+            )
+        )
+    return _finish(
+        figure,
+        height=440,
+        xaxis={"title": {"text": "mean confidence in bin"}, "range": [0, 1.02]},
+        yaxis={"title": {"text": "accuracy in bin"}, "range": [0, 1.02], "tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2},
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dataaudit.render.sections import (
+    calibration,
     comparison,
     duplicates,
     embedding_map,
@@ -28,6 +29,7 @@ SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     reviews.build,  # what reviewers said about the list above
     swapped_pairs.build,
     per_class.build,
+    calibration.build,
     slices.build,
     duplicates.build,
     outliers.build,
