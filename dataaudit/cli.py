@@ -64,6 +64,7 @@ def _add_common_output(parser: argparse.ArgumentParser) -> None:
         "of 100k x 128 takes ~30 s on 2 cores, approximate ~5 s at recall@10 ~0.98)",
     )
     _add_label_next(parser)
+    _add_shift(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print every step")
@@ -102,6 +103,21 @@ def _add_label_next(parser: argparse.ArgumentParser) -> None:
         type=mix_spec,
         metavar="SPEC",
         help="budget shares of the mix, e.g. 'uncertainty:0.9,rare:0.04,ood:0.03,lookalike:0.03'",
+    )
+
+
+def _add_shift(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("shift")
+    group.add_argument(
+        "--reference-split",
+        metavar="NAME",
+        help="split the current one is compared with (default: train)",
+    )
+    group.add_argument(
+        "--current-split",
+        metavar="NAME",
+        help="split compared with the reference (default: production, else test, else the one "
+        "other split)",
     )
 
 

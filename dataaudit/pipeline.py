@@ -168,6 +168,10 @@ def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
         if blocked:
             skipped[analysis.name] = "needs the results of " + ", ".join(blocked)
             continue
+        reason = analysis.skip_reason(data, config) if analysis.skip_reason else None
+        if reason:
+            skipped[analysis.name] = reason
+            continue
         start = time.perf_counter()
         caught: list[AuditWarning] = []  # numpy overflow, scikit-learn convergence, ...
         try:

@@ -48,6 +48,8 @@ class Analysis:
 
     requires : dataset inputs the analysis needs (see AuditDataset.missing_inputs).
     after    : analyses whose results it reads from ctx.results; they run first.
+    skip_reason : for needs `requires` cannot name (e.g. a second split to compare with): the
+               reason to skip, or None to run.
     """
 
     name: str
@@ -55,3 +57,4 @@ class Analysis:
     run: Callable[[AuditDataset, AuditContext, AuditConfig], AnalysisResult]
     requires: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
+    skip_reason: Callable[[AuditDataset, AuditConfig], str | None] | None = None

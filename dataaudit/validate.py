@@ -121,6 +121,7 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
         splits = np.asarray(split_names, dtype=object)[split_codes]
     else:
         splits = np.full(len(frame), "all", dtype=object)
+    problems += _check_split_names(config, set(pd.unique(splits)), tname, roles.split)
 
     # -- probabilities and the class of each column ----------------------------------------------
     header, found, said = _value_columns(raw.probs, roles.id)
@@ -336,6 +337,27 @@ def _k_problem(k: int, classes, class_source: str, source: str) -> Problem:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _check_split_names(
+    config: AuditConfig, present: set, source: str, column: str
+) -> list[Problem]:
+    """Splits named by --reference-split / --current-split must exist (a typo would skip shift)."""
+    listed = ", ".join(repr(s) for s in sorted(present))
+    return [
+        Problem(
+            "split_missing",
+            f"--{flag} {name!r} is not a split of the table (splits: {listed})",
+            source=source,
+            column=column,
+            fix=f"Pass one of the table's splits to --{flag}.",
+        )
+        for flag, name in (
+            ("reference-split", config.reference_split),
+            ("current-split", config.current_split),
+        )
+        if name is not None and name not in present
+    ]
+
+
 def _normalise_text(values: pd.Series) -> pd.Series:
     """Values as stripped text, one spelling whatever the file type: integral floats lose their
     '.0' (3.0 and the text '3.0' -> '3'; '007' stays '007'); empty and missing are missing.

@@ -21,6 +21,7 @@ _ORDER = (
     "duplicates",
     "outliers",
     "lookalikes",
+    "shift",
     "calibration",  # before label_next, which uses its temperature when it says so
     "label_next",  # last: reads label_errors, outliers, lookalikes when present
     "embedding_map",  # reads label_errors / outliers flags when present

@@ -417,3 +417,37 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame]) -> dict[str, Any]:
         yaxis={"title": {"text": "accuracy in bin"}, "range": [0, 1.02], "tickformat": ".0%"},
         legend={"orientation": "h", "y": -0.2},
     )
+
+
+def effect_bars(
+    frame: pd.DataFrame,
+    category: str,
+    value: str,
+    flag: str,
+    *,
+    threshold: float | None = None,
+    max_bars: int = MAX_BARS,
+) -> dict[str, Any]:
+    """Bars of an effect size per category, the flagged ones dark, largest first."""
+    import plotly.graph_objects as go
+
+    shown = frame.sort_values(value, ascending=False, kind="stable").head(max_bars)
+    flagged = shown[flag].astype(bool).to_numpy()
+    figure = go.Figure(
+        go.Bar(
+            x=shown[category].astype(str).tolist(),
+            y=_floats(shown[value]),
+            marker={"color": [PALETTE[0] if f else "#b8c4d6" for f in flagged]},
+            hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+        )
+    )
+    if threshold is not None and np.isfinite(threshold):
+        figure.add_hline(
+            y=float(threshold), line={"color": "#b3261e", "dash": "dash", "width": 1.5}
+        )
+    return _finish(
+        figure,
+        showlegend=False,
+        xaxis={"type": "category"},
+        yaxis={"title": {"text": value.replace("_", " ")}, "rangemode": "tozero"},
+    )

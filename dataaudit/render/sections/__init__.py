@@ -18,6 +18,7 @@ from dataaudit.render.sections import (
     outliers,
     per_class,
     reviews,
+    shift,
     slices,
     swapped_pairs,
 )
@@ -34,6 +35,7 @@ SECTIONS: tuple[Callable[..., list[SectionView]], ...] = (
     duplicates.build,
     outliers.build,
     lookalikes.build,
+    shift.build,
     label_next.build,
     embedding_map.build,  # last: a picture of everything flagged above
 )
