@@ -143,15 +143,20 @@ def test_items_in_one_run_are_counted_and_listed(diff, changes, run1):
     assert diff.summary["items_common"] == len(run1.items) - len(changes.dropped)
 
 
-def test_relabelled_flips_are_fixed_label_errors(diff, changes, run1):
+def test_relabelled_flips_are_fixed_label_errors(diff, changes, run1, run2):
     labels = diff.table("labels")
     assert _ids(labels, "change", "relabelled") == set(changes.fixed)
     assert _ids(labels, "change", "newly_labeled") == set(changes.queue_labeled)
     statuses = diff.table("label_errors")
     flagged_before = set(changes.fixed) & _flagged(run1)
     assert len(flagged_before) >= N_FIXED // 2  # the planted flips were found in run 1
-    assert _ids(statuses, "status", "fixed_relabelled") == flagged_before
-    assert diff.summary["label_errors_fixed_relabelled"] == len(flagged_before)
+    # A relabelled item the model (and its newly labeled neighbours) still dispute is flagged
+    # again in run 2: it persists instead of counting as fixed.
+    fixed = flagged_before - _flagged(run2)
+    assert len(fixed) >= 0.8 * len(flagged_before)
+    assert _ids(statuses, "status", "fixed_relabelled") == fixed
+    assert _ids(statuses, "status", "persisting") >= flagged_before - fixed
+    assert diff.summary["label_errors_fixed_relabelled"] == len(fixed)
 
 
 def test_label_error_categories_match_the_flags_of_both_runs(diff, run1, run2):
