@@ -109,7 +109,9 @@ def _rate(hits: int, runs: int) -> str:
 def null_runs(runs: int, sizes: tuple[int, ...]) -> None:
     config = AuditConfig(calibration_bootstrap=100)
     print("\n## Null runs (no shift; target: at most 5% of runs flag anything)\n")
-    print("| items | runs | any flag | a column | predicted mix | embeddings | calibration flagged |")
+    print(
+        "| items | runs | any flag | a column | predicted mix | embeddings | calibration flagged |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n in sizes:
         anything = column = mix = emb = cal = 0
@@ -196,7 +198,9 @@ def real_sets(folder: Path) -> None:
         ignore = tuple(c for c in ("file_name", "thumbnail", "text") if c in table.columns)
         config = AuditConfig(classes=classes, **options)
         config = config.replace(columns=config.columns.__class__(ignore=ignore))
-        data = load_dataset(base / "table.parquet", base / "probs.npy", base / "embeddings.npy", config)
+        data = load_dataset(
+            base / "table.parquet", base / "probs.npy", base / "embeddings.npy", config
+        )
         print(f"### {name} ({data.n:,} items, splits {sorted(set(data.splits))})\n")
         reason = shift.skip_reason(data, config)
         if reason:
@@ -215,9 +219,14 @@ def real_sets(folder: Path) -> None:
                 f"{r.params['prior_shift_tv_if_unshifted']:.3f}; predicted mix q "
                 f"{r.params['predictions_q_value']:.2g}\n"
             )
-            cols = r.table("columns")[["column", "test", "p_value", "q_value", "effect_size", "significant"]]
+            cols = r.table("columns")[
+                ["column", "test", "p_value", "q_value", "effect_size", "significant"]
+            ]
             print(cols.to_string(index=False, float_format="{:.3g}".format) + "\n")
-            print(r.table("clusters").head(3).to_string(index=False, float_format="{:.3g}".format) + "\n")
+            print(
+                r.table("clusters").head(3).to_string(index=False, float_format="{:.3g}".format)
+                + "\n"
+            )
         start = time.perf_counter()
         c = _run(calibration, data, config)
         s = c.summary
@@ -230,7 +239,18 @@ def real_sets(folder: Path) -> None:
             f"miscalibrated {s['calibration_miscalibrated']}, applied {s['calibration_applied']}\n"
         )
         ece = c.table("ece")
-        rows = ece[ece["predicted_class"].isna()][["split", "n", "mean_confidence", "accuracy", "ece", "ece_ci_low", "ece_ci_high", "ece_after"]]
+        rows = ece[ece["predicted_class"].isna()][
+            [
+                "split",
+                "n",
+                "mean_confidence",
+                "accuracy",
+                "ece",
+                "ece_ci_low",
+                "ece_ci_high",
+                "ece_after",
+            ]
+        ]
         print(rows.to_string(index=False, float_format="{:.3f}".format) + "\n")
 
 
