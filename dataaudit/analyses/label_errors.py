@@ -17,12 +17,13 @@ self-confidence of a linear pool of the two: pooled_i = (1 - w) p_i + w q_i with
 w = `config.label_error_neighbor_weight` (0.15), error_score = 1 - pooled_i(y), in [0, 1],
 increasing in 1 - p_i(y) and in the neighbours' disagreement 1 - q_i(y). Without embeddings
 w = 0 and it is cleanlab's self_confidence. Where each piece comes from:
-- self-confidence rather than normalized margin: cleanlab's default rank method, and the score
-  Kuan & Mueller (2022, "Model-agnostic label quality scoring") found most reliable on real
-  label errors. On the sets in benchmarks/label_errors.py it wins or ties every cleanlab
-  method (margin leads on cifar10 AP by 0.008, inside a bootstrap interval of +-0.07; it
-  loses 0.09 AP on Roman numerals). Per-class percentiles, cleanlab's adjust_pred_probs and
-  the confident-learning flag placed first all lost on some set.
+- self-confidence rather than normalized margin: cleanlab's default rank method (rank.py;
+  Kuan & Mueller 2022, "Model-agnostic label quality scoring to detect real-world label errors",
+  compare it with margin and entropy on real errors). On the sets in benchmarks/label_errors.py
+  it ties the best cleanlab method everywhere (margin leads on cifar10 AP by 0.008, inside a
+  bootstrap interval of -0.08 to 0; margin loses 0.09 AP on Roman numerals). Per-class
+  percentiles, cleanlab's adjust_pred_probs and the confident-learning flag placed first each
+  lost clearly on some set.
 - votes of the nearest labeled neighbours: deep kNN filtering (Bahri, Jiang & Gupta 2020,
   "Deep k-NN for noisy labels") flags an item whose label disagrees with its neighbours' in a
   learned representation; SimiFeat (Zhu, Dong & Liu 2022, "Detecting corrupted labels without

@@ -22,7 +22,7 @@ COLUMNS = (
         "error_score",
         "error score",
         "score",
-        help="higher = more likely mislabeled; flagged items score 0.5 to 1",
+        help="higher = more likely mislabeled: 1 - p(given label), pooled with the neighbours' labels",
     ),
 )
 
@@ -52,8 +52,9 @@ def build(report: AuditReport) -> list[SectionView]:
             id="label-errors",
             title="Label errors",
             intro=(
-                "Labeled items whose given label the model's out-of-sample probabilities "
-                "confidently contradict (cleanlab's confident learning), most likely errors first."
+                "Labeled items whose given label the model's out-of-sample probabilities (and,"
+                " with embeddings, the labels of their nearest neighbours) contradict, as many"
+                " as cleanlab's confident learning estimates, most likely errors first."
             ),
             cards=(
                 Card(
