@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 a --fail-on condition is met (or an analysis failed);
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 import warnings
@@ -121,6 +122,71 @@ def _add_shift(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_engine(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine (a Dask cluster: pip install 'dataaudit[dask]')")
+    group.add_argument(
+        "--engine",
+        choices=("inprocess", "dask"),
+        help="where the analyses run: in this process (default) or as map/reduce over the "
+        "partitions of the inputs on a Dask cluster (--table may then be a folder or glob of "
+        "Parquet files, any fsspec URL)",
+    )
+    group.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="start a local cluster of N worker processes, each with a memory limit past which "
+        "it spills to disk (--worker-memory)",
+    )
+    group.add_argument(
+        "--worker-memory",
+        metavar="SIZE",
+        help="memory limit per --workers process, e.g. 4GB (default: an equal share of RAM)",
+    )
+    group.add_argument(
+        "--analyses",
+        metavar="A,B",
+        help="run only these analyses (the others are listed as skipped); the Dask engine "
+        "needs this while some analyses do not run on it yet",
+    )
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """audit()'s engine arguments from the flags; UsageError for combinations that cannot work."""
+    engine = getattr(args, "engine", None) or "inprocess"
+    scheduler, workers = getattr(args, "scheduler", None), getattr(args, "workers", None)
+    analyses = getattr(args, "analyses", None)
+    options = {"engine": engine}
+    if analyses:
+        options["analyses"] = tuple(a.strip() for a in analyses.split(",") if a.strip())
+    if engine != "dask":
+        if scheduler is not None or workers is not None:
+            raise UsageError("--scheduler and --workers need --engine dask.")
+        return options
+    if (scheduler is None) == (workers is None):
+        raise UsageError("--engine dask needs either --scheduler ADDRESS or --workers N.")
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {workers}.")
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("--engine dask needs Dask: pip install 'dataaudit[dask]'.") from None
+    return options
+
+
+@contextlib.contextmanager
+def _engine_session(args: argparse.Namespace, out: Path, options: dict):
+    """For --engine dask: the cluster's client and the folder where workers write parts."""
+    if options["engine"] != "dask":
+        yield options
+        return
+    from dataaudit.engine.dask_engine import cluster_session
+
+    with cluster_session(args.scheduler, args.workers, args.worker_memory, out) as cluster:
+        yield {**options, **cluster}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dataaudit import __version__
 
@@ -213,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "comparison.json is written, and --fail-on can use its keys (e.g. 'regression>0')",
     )
     _add_common_output(run)
+    _add_engine(run)
 
     demo = commands.add_parser(
         "demo",
@@ -450,6 +517,7 @@ def _run_command(args: argparse.Namespace, verbosity: int, settings=None) -> int
 
     try:
         conditions = parse_conditions(args.fail_on)
+        engine_options = _engine_options(args)
         baseline = _load_report(getattr(args, "baseline", None), "--baseline")
         checks = settings.checks if settings else ()
         problems = _option_problems(args, conditions, checks, comparison=baseline is not None)
@@ -464,7 +532,7 @@ def _run_command(args: argparse.Namespace, verbosity: int, settings=None) -> int
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
     with folder:  # holds the folder's lock until the outputs are written
-        return _audit_into(folder, args, conditions, baseline, verbosity, settings)
+        return _audit_into(folder, args, conditions, baseline, verbosity, settings, engine_options)
 
 
 def _option_problems(args: argparse.Namespace, conditions, checks, comparison: bool) -> list:
@@ -481,7 +549,13 @@ def _option_problems(args: argparse.Namespace, conditions, checks, comparison: b
 
 
 def _audit_into(
-    folder, args: argparse.Namespace, conditions, baseline, verbosity: int, settings=None
+    folder,
+    args: argparse.Namespace,
+    conditions,
+    baseline,
+    verbosity: int,
+    settings=None,
+    engine_options=None,
 ) -> int:
     from dataaudit.context import Progress
     from dataaudit.files import OutputError
@@ -508,21 +582,23 @@ def _audit_into(
                 paths["table"], paths["probs"], paths["embeddings"], verbosity=verbosity, **options
             )
         else:
-            report = audit(
-                args.table,
-                args.probs,
-                args.embeddings,
-                verbosity=verbosity,
-                id_col=args.id_col,
-                label_col=args.label_col,
-                split_col=args.split_col,
-                text_col=args.text_col,
-                image_col=args.image_col,
-                classes=args.classes,
-                verdicts=args.verdicts,
-                **options,
-                ignore_cols=tuple(c.strip() for c in args.ignore_cols.split(",") if c.strip()),
-            )
+            with _engine_session(args, out, engine_options or {"engine": "inprocess"}) as engine:
+                report = audit(
+                    args.table,
+                    args.probs,
+                    args.embeddings,
+                    verbosity=verbosity,
+                    id_col=args.id_col,
+                    label_col=args.label_col,
+                    split_col=args.split_col,
+                    text_col=args.text_col,
+                    image_col=args.image_col,
+                    classes=args.classes,
+                    verdicts=args.verdicts,
+                    **options,
+                    **engine,
+                    ignore_cols=tuple(c.strip() for c in args.ignore_cols.split(",") if c.strip()),
+                )
     except InputError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
@@ -542,6 +618,7 @@ def _audit_into(
     except OutputError as exc:
         print(f"dataaudit: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    written += _place_parts(out)
     say(f"Wrote {len(written)} outputs to {out}/ in {time.perf_counter() - start:.1f} s:")
     for path in written:
         say(f"  {path}")
@@ -550,6 +627,18 @@ def _audit_into(
             print(f"dataaudit: analysis {name!r} failed: {why.splitlines()[0]}", file=sys.stderr)
         return EXIT_FAIL_ON
     return _exit_for_checks(report, check_problem)
+
+
+def _place_parts(out: Path) -> list[Path]:
+    """The Dask workers' per-item Parquet datasets, moved from their staging folder into audit/."""
+    from dataaudit.engine import PARTS_PREFIX
+
+    staged = sorted(out.glob(f"{PARTS_PREFIX}*"))
+    if not staged:
+        return []
+    from dataaudit.engine.dask_engine import place_parts
+
+    return [moved for folder in staged for moved in place_parts(folder, out)]
 
 
 def _load_report(folder: str | None, flag: str):

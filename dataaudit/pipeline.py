@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import traceback
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from dataaudit.context import AuditContext, Progress
 from dataaudit.dataset import AuditDataset
 from dataaudit.load import parse_classes
 from dataaudit.options import check_options
-from dataaudit.problems import AuditWarning, InputError, python_warnings_as
+from dataaudit.problems import AuditWarning, InputError, Problem, python_warnings_as
 from dataaudit.report import AuditReport, jsonable
-from dataaudit.result import AnalysisResult
+from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.sanity import check_labels
 from dataaudit.validate import load_dataset
 
@@ -62,6 +63,10 @@ def audit(
     verdicts=None,
     config: AuditConfig | None = None,
     verbosity: int = 0,
+    engine: str = "inprocess",
+    client=None,
+    analyses: tuple[str, ...] | None = None,
+    parts_dir: str | None = None,
     **options: Any,
 ) -> AuditReport:
     """Audit a training run's data.
@@ -79,6 +84,16 @@ def audit(
         leave relabel.csv, confirmed errors stay on top, pending items leave the queue.
     config : AuditConfig, optional
     verbosity : 0 quiet, 1 progress, 2 verbose
+    engine : "inprocess" (default) or "dask": the analyses run as map/reduce over the partitions
+        of the inputs on a Dask cluster (dataaudit.engine); `table` may then be a folder or glob
+        of Parquet files (any fsspec URL), `probs` / `embeddings` .npy or keyed Parquet.
+    client : distributed.Client, optional
+        The cluster for engine="dask" (default: the current client).
+    analyses : names, optional
+        Run only these analyses (the others are listed as skipped). The Dask engine refuses
+        analyses it cannot run yet unless they are left out here.
+    parts_dir : folder or URL, optional
+        engine="dask": where workers write the full per-item tables as Parquet parts.
     **options : column roles (id_col, label_col, split_col, text_col, image_col) or any
         AuditConfig field, e.g. ``budget=200``.
 
@@ -99,26 +114,56 @@ def audit(
     progress = Progress(verbosity)
     started = datetime.now(timezone.utc)
     clock = time.perf_counter()
-    caught: list[AuditWarning] = []
-    with (
-        progress.step("read and validate inputs"),
-        python_warnings_as("reading the inputs", caught),
-    ):
-        data = load_dataset(table, probs, embeddings, config)
-        # Misread inputs (rows or class columns out of order) stop here, before any analysis.
-        label_check, doubts = check_labels(data, config)
-        data = dataclasses.replace(data, warnings=(*data.warnings, *doubts))
+    selected = None if analyses is None else tuple(analyses)
+    _check_selection(selected)
+    if engine == "dask":
+        from dataaudit.engine.dask_engine import audit_on_dask
+
         if verdicts is not None:
-            data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
-    if caught:
-        data = dataclasses.replace(data, warnings=(*data.warnings, *caught))
-    ctx = AuditContext(config, progress)
-    ctx.timings["load_and_validate"] = time.perf_counter() - clock
-    report = run_analyses(data, ctx)
+            raise InputError(
+                [
+                    Problem(
+                        "option_not_on_dask",
+                        "the Dask engine does not read verdicts yet",
+                        source="--verdicts",
+                        fix="Run in process to apply them.",
+                    )
+                ]
+            )
+
+        report = audit_on_dask(
+            table,
+            probs,
+            embeddings,
+            config,
+            progress,
+            client=client,
+            analyses=selected,
+            parts_dir=parts_dir,
+        )
+    elif engine == "inprocess":
+        caught: list[AuditWarning] = []
+        with (
+            progress.step("read and validate inputs"),
+            python_warnings_as("reading the inputs", caught),
+        ):
+            data = load_dataset(table, probs, embeddings, config)
+            # Misread inputs (rows or class columns out of order) stop here, before any analysis.
+            label_check, doubts = check_labels(data, config)
+            data = dataclasses.replace(data, warnings=(*data.warnings, *doubts))
+            if verdicts is not None:
+                data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
+        if caught:
+            data = dataclasses.replace(data, warnings=(*data.warnings, *caught))
+        ctx = AuditContext(config, progress)
+        ctx.timings["load_and_validate"] = time.perf_counter() - clock
+        report = run_analyses(data, ctx, selected)
+        report.run["label_check"] = label_check.to_dict()
+    else:
+        raise ValueError(f"engine must be 'inprocess' or 'dask', not {engine!r}")
     report.run.update(
         started_at=started.isoformat(timespec="seconds"),
         duration_s=round(time.perf_counter() - clock, 3),
-        label_check=label_check.to_dict(),
     )
     return report
 
@@ -146,29 +191,86 @@ def _read_verdicts(path) -> Any:
         ) from exc
 
 
-def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
-    """Run every registered analysis whose inputs exist, in registry order."""
-    # Imported here, not at the top: the analyses pull in torch and scipy (seconds), and bad
-    # input should be named before paying for them.
-    from dataaudit import __version__
+def _check_selection(selected: tuple[str, ...] | None) -> None:
     from dataaudit import analyses as registry
 
-    config = ctx.config
+    unknown = [name for name in selected or () if name not in registry.names()]
+    if unknown:
+        raise InputError(
+            [
+                Problem(
+                    "unknown_analysis",
+                    "no such analysis: " + ", ".join(unknown),
+                    source="--analyses",
+                    fix="Choose from " + ", ".join(registry.names()) + ".",
+                )
+            ]
+        )
+
+
+def run_analyses(
+    data: AuditDataset, ctx: AuditContext, selected: tuple[str, ...] | None = None
+) -> AuditReport:
+    """Run every registered analysis whose inputs exist (and is selected), in registry order."""
+    from dataaudit import __version__
+
+    results, skipped, failed, titles = run_registry(
+        ctx,
+        data.has,
+        lambda analysis: analysis.run(data, ctx, ctx.config),
+        selected,
+        lambda analysis: analysis.skip_reason(data, ctx.config) if analysis.skip_reason else None,
+    )
+    return AuditReport(
+        dataset=describe_dataset(data),
+        items=data.items_frame(),
+        results=results,
+        config=ctx.config,
+        run={
+            "dataaudit_version": __version__,
+            "inputs": [dataclasses.asdict(s) for s in data.sources],
+            "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+        },
+        skipped=skipped,
+        failed=failed,
+        titles=titles,
+        warnings=list(data.warnings),
+    )
+
+
+def run_registry(
+    ctx: AuditContext,
+    has: Callable[[str], bool],
+    run_one: Callable[[Analysis], AnalysisResult],
+    selected: tuple[str, ...] | None = None,
+    skip_reason: Callable[[Analysis], str | None] | None = None,
+) -> tuple[dict[str, AnalysisResult], dict[str, str], dict[str, str], dict[str, str]]:
+    """The run loop of every engine: (results, skipped, failed, titles) in registry order.
+
+    `has(input)` says which inputs exist; `run_one(analysis)` runs one analysis.
+    """
+    # Imported here, not at the top: the analyses pull in torch and scipy (seconds), and bad
+    # input should be named before paying for them.
+    from dataaudit import analyses as registry
+
     results: dict[str, AnalysisResult] = {}
     skipped: dict[str, str] = {}
     failed: dict[str, str] = {}
     titles: dict[str, str] = {}
     for analysis in registry.ANALYSES:
         titles[analysis.name] = analysis.title
-        missing = data.missing_inputs(analysis.requires)
+        missing = [name for name in analysis.requires if not has(name)]
         blocked = [name for name in analysis.after if name in skipped or name in failed]
+        if selected is not None and analysis.name not in selected:
+            skipped[analysis.name] = "not selected (--analyses)"
+            continue
         if missing:
             skipped[analysis.name] = "needs " + ", ".join(_describe_input(m) for m in missing)
             continue
         if blocked:
             skipped[analysis.name] = "needs the results of " + ", ".join(blocked)
             continue
-        reason = analysis.skip_reason(data, config) if analysis.skip_reason else None
+        reason = skip_reason(analysis) if skip_reason is not None else None
         if reason:
             skipped[analysis.name] = reason
             continue
@@ -176,7 +278,7 @@ def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
         caught: list[AuditWarning] = []  # numpy overflow, scikit-learn convergence, ...
         try:
             with ctx.progress.step(analysis.title), python_warnings_as(analysis.title, caught):
-                result = analysis.run(data, ctx, config)
+                result = run_one(analysis)
         except Exception as exc:  # recorded, shown in the report, and the CLI exits non-zero
             failed[analysis.name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             continue
@@ -188,21 +290,7 @@ def run_analyses(data: AuditDataset, ctx: AuditContext) -> AuditReport:
         )
         ctx.record(result)
         results[analysis.name] = result
-    return AuditReport(
-        dataset=describe_dataset(data),
-        items=data.items_frame(),
-        results=results,
-        config=config,
-        run={
-            "dataaudit_version": __version__,
-            "inputs": [dataclasses.asdict(s) for s in data.sources],
-            "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
-        },
-        skipped=skipped,
-        failed=failed,
-        titles=titles,
-        warnings=list(data.warnings),
-    )
+    return results, skipped, failed, titles
 
 
 _INPUT_DESCRIPTIONS = {

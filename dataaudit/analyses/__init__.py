@@ -135,3 +135,26 @@ def __getattr__(name: str):
 
 def by_name() -> dict[str, Analysis]:
     return {analysis.name: analysis for analysis in _registry()}
+
+
+# Analyses with an engine form (dataaudit.engine): name -> module defining run_on(engine, ctx,
+# config). label_errors' lives in label_errors_chunks.py until label_errors.py is rebuilt on it.
+_ENGINE_FORMS = {
+    "label_errors": "label_errors_chunks",
+    "per_class": "per_class",
+    "swapped_pairs": "swapped_pairs",
+}
+
+
+def names() -> tuple[str, ...]:
+    """Every analysis name, in run order (without importing the analyses)."""
+    return _ORDER
+
+
+def engine_forms() -> dict:
+    """name -> run_on for the analyses that run on any engine, in run order."""
+    return {
+        name: importlib.import_module(f"{__name__}.{_ENGINE_FORMS[name]}").run_on
+        for name in _ORDER
+        if name in _ENGINE_FORMS
+    }

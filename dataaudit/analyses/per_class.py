@@ -13,6 +13,9 @@ Table "classes" (tidy, one row per split and class): split, class, support, n_pr
 n_label_errors, then error_rate, precision, recall, label_noise_rate, each with _low and _high.
 Summary: accuracy (+ _ci_low/_ci_high) over all labeled items, worst_class and
 worst_class_error_rate (highest error rate on split "all").
+
+Engine form (`run_on`, any dataaudit.engine): one kernel counts support, predictions, correct
+predictions and flagged items per split and class in a chunk; the counts are summed.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from dataaudit.analyses.label_errors_chunks import scores_of
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk, Engine, add
+from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
@@ -32,34 +38,35 @@ RATES = ("error_rate", "precision", "recall", "label_noise_rate")
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    labeled = np.flatnonzero(data.labeled)
-    labels = data.labels[labeled]
-    predicted = data.predicted[labeled]
-    splits = np.asarray(data.splits[labeled]).astype(str)
-    flagged = _label_error_flags(ctx, data.ids[labeled])
+    return run_on(InProcessEngine(data), ctx, config)
 
-    groups = [(ALL_SPLITS, np.ones(len(labeled), dtype=bool))]
-    split_names = pd.unique(splits)
-    if not (len(split_names) == 1 and split_names[0] == ALL_SPLITS):
-        groups += [(name, splits == name) for name in sorted(split_names)]
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    """The analysis as one map/reduce: counts per split and class from every chunk, summed."""
+    classes = engine.classes
+    scores = scores_of(ctx.results["label_errors"], classes)
+    counts = engine.map_reduce(_split_counts, add, scores, len(classes))
+    total = sum(counts.values())
+
+    groups = [(ALL_SPLITS, total)]
+    if set(counts) != {ALL_SPLITS}:
+        groups += [(name, counts[name]) for name in sorted(counts)]
     frames = []
-    for name, mask in groups:
-        frame = class_rates(
-            labels[mask], predicted[mask], flagged[mask], data.classes, config.confidence_level
-        )
+    for name, c in groups:
+        frame = rates_frame(*c, classes, config.confidence_level)
         frame.insert(0, "split", name)
         frames.append(frame)
-    classes = pd.concat(frames, ignore_index=True)
+    classes_table = pd.concat(frames, ignore_index=True)
 
-    n_correct = int((labels == predicted).sum())
-    low, high = wilson_interval(n_correct, len(labels), config.confidence_level)
-    overall = classes[(classes["split"] == ALL_SPLITS) & (classes["support"] > 0)]
+    n_correct, n_labeled = int(total[2].sum()), int(total[0].sum())
+    low, high = wilson_interval(n_correct, n_labeled, config.confidence_level)
+    overall = classes_table[(classes_table["split"] == ALL_SPLITS) & (classes_table["support"] > 0)]
     worst = overall.sort_values(["error_rate", "support"], ascending=False, kind="stable").iloc[0]
     return AnalysisResult(
         name="per_class",
-        tables={"classes": classes},
+        tables={"classes": classes_table},
         summary={
-            "accuracy": n_correct / len(labels),
+            "accuracy": n_correct / n_labeled,
             "accuracy_ci_low": float(low),
             "accuracy_ci_high": float(high),
             "worst_class": str(worst["class"]),
@@ -72,6 +79,33 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "label_noise_rate is the share of a class's items flagged as label errors.",
         ),
     )
+
+
+def _split_counts(chunk: Chunk, scores, k: int) -> dict[str, NDArray[np.int64]]:
+    """Kernel: per split of the chunk's labeled rows, a 4 x K array of support, n_predicted,
+    n_correct and n_label_errors per class."""
+    s = scores(chunk)
+    rows = s["rows"]
+    labels = chunk.labels[rows]
+    predicted = np.asarray(chunk.probs[rows]).argmax(axis=1)
+    flagged = s["is_label_error"]
+    splits = np.asarray(chunk.splits[rows]).astype(str)
+    out = {}
+    for name in pd.unique(splits):
+        m = splits == name
+        out[str(name)] = _counts(labels[m], predicted[m], flagged[m], k)
+    return out
+
+
+def _counts(labels, predicted, flagged, k: int) -> NDArray[np.int64]:
+    return np.stack(
+        [
+            np.bincount(labels, minlength=k),
+            np.bincount(predicted, minlength=k),
+            np.bincount(labels[labels == predicted], minlength=k),
+            np.bincount(labels[flagged], minlength=k),
+        ]
+    ).astype(np.int64)
 
 
 ANALYSIS = Analysis(
@@ -94,11 +128,18 @@ def class_rates(
     confidence: float = 0.95,
 ) -> pd.DataFrame:
     """One row per class: counts, the four rates and their Wilson intervals (nan when undefined)."""
-    k = len(classes)
-    support = np.bincount(labels, minlength=k)
-    n_predicted = np.bincount(predicted, minlength=k)
-    n_correct = np.bincount(labels[labels == predicted], minlength=k)
-    n_label_errors = np.bincount(labels[flagged], minlength=k)
+    return rates_frame(*_counts(labels, predicted, flagged, len(classes)), classes, confidence)
+
+
+def rates_frame(
+    support: NDArray[np.int64],
+    n_predicted: NDArray[np.int64],
+    n_correct: NDArray[np.int64],
+    n_label_errors: NDArray[np.int64],
+    classes: tuple[str, ...],
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """class_rates from the four per-class counts (the reduction of the chunk kernel)."""
     frame = pd.DataFrame(
         {
             "class": list(classes),
@@ -118,12 +159,3 @@ def class_rates(
             frame[rate] = np.where(trials > 0, successes / np.maximum(trials, 1), np.nan)
         frame[f"{rate}_low"], frame[f"{rate}_high"] = wilson_interval(successes, trials, confidence)
     return frame
-
-
-def _label_error_flags(ctx: AuditContext, ids: NDArray) -> NDArray[np.bool_]:
-    """is_label_error aligned with `ids`, joined by id (never by row position)."""
-    items = ctx.results["label_errors"].table("items")
-    position = pd.Index(items["id"]).get_indexer(ids)
-    if (position < 0).any():
-        raise ValueError("label_errors result lacks some labeled ids; it must run on the same data")
-    return items["is_label_error"].to_numpy(bool)[position]

@@ -14,9 +14,14 @@ class_a, class_b, joint_probability, n_overlapping (cleanlab's estimated number 
 n_given_a_suggested_b, n_given_b_suggested_a (flagged label errors), example_ids ("; "-joined ids,
 up to config.examples_per_pair).
 Summary: n_confused_pairs, top_pair ("a / b"), top_pair_joint_probability.
+
+Engine form (`run_on`, any dataaudit.engine): one kernel per chunk; joint and counts are sums,
+the examples exact per-pair top-k lists merged (dataaudit.engine.select_top).
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pandas as pd
@@ -27,9 +32,12 @@ from dataaudit.analyses.label_errors import (
     confident_guess,
     confident_joint_counts,
 )
+from dataaudit.analyses.label_errors_chunks import scores_of
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk, Engine, select_top
+from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.result import Analysis, AnalysisResult
 
 PAIR_COLUMNS = (
@@ -51,22 +59,32 @@ NOTE = " ".join(
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    labeled = np.flatnonzero(data.labeled)
-    labels = data.labels[labeled]
-    k = len(data.classes)
-    class_a, class_b, joint = overlapping_classes(
-        confident_joint(data.probs, labeled, labels, k), np.bincount(labels, minlength=k)
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    """One map/reduce: per chunk the confident joint (with label_errors' class thresholds), the
+    label counts, the flagged (given, suggested) counts and each pair's best examples; summed,
+    and the examples merged as exact per-pair top-k lists."""
+    classes = engine.classes
+    k = len(classes)
+    label_errors = ctx.results["label_errors"]
+    thresholds = np.asarray(label_errors.params["class_thresholds"], dtype=np.float64)
+    scores = scores_of(label_errors, classes)
+    per_pair = max(0, int(config.examples_per_pair))
+    joint_counts, label_counts, flagged, examples = engine.map_reduce(
+        _pair_partials, functools.partial(_combine, per_pair), scores, thresholds, k, per_pair
     )
-    items = ctx.results["label_errors"].table("items")
-    pairs = pair_table(
+    class_a, class_b, joint = overlapping_classes(joint_counts, label_counts)
+    pairs = pairs_frame(
         class_a,
         class_b,
         joint,
-        np.round(joint * len(labeled)).astype(int),
-        items,
-        data.classes,
+        np.round(joint * int(label_counts.sum())).astype(int),
+        flagged,
+        _joined_examples(examples),
+        classes,
         top=config.swapped_pairs_top,
-        examples_per_pair=config.examples_per_pair,
     )
     top = pairs.iloc[0] if len(pairs) else None
     return AnalysisResult(
@@ -96,7 +114,80 @@ ANALYSIS = Analysis(
 )
 
 
+# -- kernels and their reduction ------------------------------------------------------------------
+def _pair_partials(chunk: Chunk, scores, thresholds: NDArray, k: int, per_pair: int):
+    s = scores(chunk)
+    rows = s["rows"]
+    labels = chunk.labels[rows]
+    probs = np.asarray(chunk.probs[rows], dtype=np.float32)
+    joint = confident_joint_counts(confident_guess(probs, thresholds), labels, k)
+    flag = s["is_label_error"]
+    given, suggested = labels[flag], np.asarray(s["suggested"])[flag]
+    flagged = np.bincount(given * k + suggested, minlength=k * k).reshape(k, k)
+    candidates = pd.DataFrame(
+        {
+            "pair": np.minimum(given, suggested) * k + np.maximum(given, suggested),
+            "error_score": np.asarray(s["error_score"])[flag],
+            "pos": chunk.pos[rows][flag],
+            "id": chunk.ids[rows][flag],
+        }
+    )
+    examples = select_top(candidates, per_pair, "error_score", group="pair")
+    return joint, np.bincount(labels, minlength=k), flagged, examples
+
+
+def _combine(per_pair: int, a, b):
+    examples = pd.concat([a[3], b[3]], ignore_index=True)
+    return (
+        a[0] + b[0],
+        a[1] + b[1],
+        a[2] + b[2],
+        select_top(examples, per_pair, "error_score", group="pair"),
+    )
+
+
+def _joined_examples(examples: pd.DataFrame) -> dict[int, str]:
+    """pair key -> '; '-joined ids, ranked (select_top's order)."""
+    return {
+        int(pair): "; ".join(map(str, group["id"]))
+        for pair, group in examples.groupby("pair", sort=False)
+    }
+
+
 # -- pure helpers ------------------------------------------------------------------------------
+
+
+def pairs_frame(
+    class_a: NDArray[np.int64],
+    class_b: NDArray[np.int64],
+    joint_probability: NDArray[np.float64],
+    n_overlapping: NDArray[np.int64],
+    flagged: NDArray[np.int64],
+    examples: dict[int, str],
+    classes: tuple[str, ...],
+    *,
+    top: int,
+) -> pd.DataFrame:
+    """The "pairs" table: pair estimates, flagged[given, suggested] counts (K x K) and example ids
+    by unordered pair key min(a, b) * K + max(a, b)."""
+    k = len(classes)
+    order = np.argsort(-joint_probability, kind="stable")
+    keep = order[joint_probability[order] > 0][:top]
+    a, b = class_a[keep], class_b[keep]
+    names = np.asarray(classes, dtype=object)
+    keys = np.minimum(a, b) * k + np.maximum(a, b)
+    pairs = pd.DataFrame(
+        {
+            "class_a": names[a],
+            "class_b": names[b],
+            "joint_probability": joint_probability[keep].astype(np.float64),
+            "n_overlapping": n_overlapping[keep].astype(np.int64),
+            "n_given_a_suggested_b": flagged[a, b].astype(np.int64),
+            "n_given_b_suggested_a": flagged[b, a].astype(np.int64),
+            "example_ids": np.array([examples.get(int(key), "") for key in keys], dtype=object),
+        }
+    )
+    return pairs.loc[:, list(PAIR_COLUMNS)].reset_index(drop=True)
 
 
 def pair_table(
@@ -110,53 +201,33 @@ def pair_table(
     top: int,
     examples_per_pair: int,
 ) -> pd.DataFrame:
-    """The "pairs" table from cleanlab's pair estimates and the label-error items table.
-
-    `items` needs id, given_label, suggested_label, is_label_error, error_score (class names).
-    """
-    order = np.argsort(-joint_probability, kind="stable")
-    keep = order[joint_probability[order] > 0][:top]
-    names = np.asarray(classes, dtype=object)
-    pairs = pd.DataFrame(
+    """pairs_frame from a label-error items table (id, given_label, suggested_label,
+    is_label_error, error_score; class names), as the in-memory result holds it."""
+    k = len(classes)
+    flagged = items.loc[items["is_label_error"].to_numpy(bool)].reset_index(drop=True)
+    index = pd.Index(classes)
+    given = index.get_indexer(flagged["given_label"].astype(str))
+    suggested = index.get_indexer(flagged["suggested_label"].astype(str))
+    counts = np.bincount(given * k + suggested, minlength=k * k).reshape(k, k)
+    candidates = pd.DataFrame(
         {
-            "class_a": names[class_a[keep]],
-            "class_b": names[class_b[keep]],
-            "joint_probability": joint_probability[keep].astype(np.float64),
-            "n_overlapping": n_overlapping[keep].astype(np.int64),
+            "pair": np.minimum(given, suggested) * k + np.maximum(given, suggested),
+            "error_score": flagged["error_score"].to_numpy(),
+            "pos": np.arange(len(flagged)),
+            "id": flagged["id"].to_numpy(),
         }
     )
-    flagged = items.loc[items["is_label_error"].to_numpy(bool)]
-    counts = flagged.groupby(["given_label", "suggested_label"]).size()
-    pairs["n_given_a_suggested_b"] = _lookup(counts, pairs["class_a"], pairs["class_b"])
-    pairs["n_given_b_suggested_a"] = _lookup(counts, pairs["class_b"], pairs["class_a"])
-    examples = example_ids(flagged, examples_per_pair)
-    keys = _pair_key(pairs["class_a"], pairs["class_b"])
-    # As object first: with no flagged items `examples` is empty and map() returns floats, which
-    # pandas will refuse to fill with "".
-    pairs["example_ids"] = keys.map(examples).astype(object).fillna("").astype(str).to_numpy()
-    return pairs.loc[:, list(PAIR_COLUMNS)].reset_index(drop=True)
-
-
-def example_ids(flagged: pd.DataFrame, per_pair: int) -> pd.Series:
-    """'; '-joined ids of the most likely errors per unordered (given, suggested) pair."""
-    if flagged.empty or per_pair <= 0:
-        return pd.Series(dtype=object)
-    ranked = flagged.assign(
-        _key=_pair_key(flagged["given_label"], flagged["suggested_label"]).to_numpy()
-    ).sort_values("error_score", ascending=False, kind="stable")
-    top = ranked.groupby("_key", sort=False).head(per_pair)
-    return top.groupby("_key", sort=False)["id"].agg(lambda ids: "; ".join(map(str, ids)))
-
-
-def _pair_key(a: pd.Series, b: pd.Series) -> pd.Series:
-    a, b = a.astype(str).to_numpy(), b.astype(str).to_numpy()
-    # A separator no class name is likely to contain; order-free so both directions share a key.
-    return pd.Series(np.where(a < b, a + "\x1f" + b, b + "\x1f" + a), dtype=object)
-
-
-def _lookup(counts: pd.Series, given: pd.Series, suggested: pd.Series) -> NDArray[np.int64]:
-    index = pd.MultiIndex.from_arrays([given.to_numpy(), suggested.to_numpy()])
-    return counts.reindex(index, fill_value=0).to_numpy(dtype=np.int64)
+    examples = select_top(candidates, max(0, examples_per_pair), "error_score", group="pair")
+    return pairs_frame(
+        class_a,
+        class_b,
+        joint_probability,
+        n_overlapping,
+        counts,
+        _joined_examples(examples),
+        classes,
+        top=top,
+    )
 
 
 def confident_joint(

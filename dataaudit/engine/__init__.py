@@ -1,0 +1,159 @@
+"""Engines: where an analysis' chunk kernels run. In this process over chunks of rows, or on Dask.
+
+The protocol (the only thing an engine-form analysis knows about where it runs):
+
+- A **chunk** (`Chunk`) is a block of rows as numpy arrays: `pos` (the row's position in the
+  table: global row order, and the tie-break of every ranking), `ids`, `labels` (class indices,
+  -1 = unlabeled), `splits`, `probs` (n x K float32) and `embeddings` (n x d, read on first use).
+  In process a chunk is a slice of the (memory-mapped) AuditDataset; on Dask it is one partition
+  of the joined table, converted on the worker.
+- A **kernel** is a pure function `kernel(chunk, *params) -> partial`: numpy in, a small value
+  out (class counts, a K x K joint, a short candidate table). `params` are small and picklable
+  (thresholds, a cut-off), computed by the driver from earlier reductions.
+- A **reduction** `combine(a, b) -> partial` is associative, so partials combine in a tree in any
+  grouping. `add` sums arrays and dicts of arrays; `top_k` builds on it (below).
+- `engine.map_reduce(kernel, combine, *params)` runs the kernel on every chunk and reduces the
+  partials; it is the one way an analysis reads the data. An analysis is a short sequence of such
+  passes: sufficient statistics (pass 1) -> small parameters on the driver -> scoring (pass 2) ...
+- **Selections are exact**: `top_k(engine, kernel, k, score)` keeps each chunk's k best rows by
+  (score descending, pos ascending), and merging two such lists keeps the k best of their union.
+  Every row of the global top k is among its own chunk's top k, so the merged list is the global
+  top k, with ties broken by table order exactly as a stable sort over all rows would. Per-group
+  selections (examples per class pair) are the same with a group key.
+- **Per-item tables** are never collected: `engine.write_parts(kernel, name, *params)` has every
+  chunk write its rows as one Parquet file `<parts_dir>/<name>/part-00042.parquet` (on Dask the
+  worker writes it, to any fsspec URL the workers can reach); the driver receives row counts.
+  The CLI moves them into the output folder: `OUT/audit/<analysis>.all_<table>.parquet/`, a
+  partitioned dataset pandas and Dask read as one table.
+- **The driver never holds O(N) data**: what comes back are partials (O(K^2), O(k)), and the
+  report keeps capped, ranked tables (at most MAX_DRIVER_ROWS rows each).
+
+No analysis imports dask: an engine-form analysis module defines `run_on(engine, ctx, config)`
+and its kernels; `InProcessEngine` (engine/inprocess.py) and `DaskEngine` (engine/dask.py) run
+them. Analyses without an engine form run only in process; the Dask engine refuses them by name
+(`analysis_not_on_dask`) unless the run selects the others (`analyses=` / `--analyses`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+T = TypeVar("T")
+
+# Staging folder of per-item parts inside the output folder; an interrupted run's is removed by
+# the next run (outputs.py removes every `.dataaudit-staging-*`).
+PARTS_PREFIX = ".dataaudit-staging-parts-"
+# Rows a per-item table may have on the driver (the report's and CSVs' capped, ranked lists).
+MAX_DRIVER_ROWS = 100_000
+
+
+class Chunk:
+    """A block of rows, numpy in. `probs` and `embeddings` may be given as zero-argument callables:
+    they are then read on first use, so a kernel that needs only labels never converts them."""
+
+    def __init__(
+        self,
+        pos: NDArray[np.int64],
+        ids: NDArray,
+        labels: NDArray[np.int64],
+        splits: NDArray,
+        probs: NDArray | Callable[[], NDArray],
+        embeddings: NDArray | Callable[[], NDArray] | None = None,
+    ):
+        self.pos = pos
+        self.ids = ids
+        self.labels = labels
+        self.splits = splits
+        self._probs = probs
+        self._embeddings = embeddings
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    @property
+    def probs(self) -> NDArray[np.float32]:
+        if callable(self._probs):
+            self._probs = self._probs()
+        return self._probs
+
+    @property
+    def embeddings(self) -> NDArray | None:
+        if callable(self._embeddings):
+            self._embeddings = self._embeddings()
+        return self._embeddings
+
+    @property
+    def labeled(self) -> NDArray[np.bool_]:
+        return self.labels >= 0
+
+
+class Engine(Protocol):
+    """Runs kernels over every chunk of one dataset (see the module docstring)."""
+
+    name: str
+    classes: tuple[str, ...]  # class names in probability-column order
+
+    def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T: ...
+
+    def write_parts(
+        self, kernel: Callable[..., pd.DataFrame], name: str, *params
+    ) -> str | None: ...
+
+
+# -- reductions -------------------------------------------------------------------------------
+def add(a: Any, b: Any) -> Any:
+    """Sum of two partials: numbers, arrays, tuples or dicts of them (elementwise; dict keys
+    missing on one side are kept)."""
+    if isinstance(a, tuple):
+        return tuple(add(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, Mapping):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = add(out[key], value) if key in out else value
+        return out
+    return a + b
+
+
+def select_top(frame: pd.DataFrame, k: int, score: str, group: str | None = None) -> pd.DataFrame:
+    """The k rows with the highest `score` (ties: lowest `pos` first), per `group` if given."""
+    keys = [frame["pos"].to_numpy(), -frame[score].to_numpy(dtype=np.float64)]
+    if group is not None:
+        keys.append(frame[group].to_numpy())
+    ranked = frame.iloc[np.lexsort(keys)]
+    if group is None:
+        return ranked.iloc[:k].reset_index(drop=True)
+    return ranked.groupby(group, sort=False).head(k).reset_index(drop=True)
+
+
+def top_k(
+    engine: Engine,
+    kernel: Callable[..., pd.DataFrame],
+    k: int,
+    score: str,
+    *params,
+    group: str | None = None,
+) -> pd.DataFrame:
+    """The exact top k rows over all chunks of the candidate frames `kernel` returns.
+
+    Each frame needs a `pos` column and the `score` column; the result is ranked.
+    """
+
+    def local(chunk: Chunk, *p) -> pd.DataFrame:
+        return select_top(kernel(chunk, *p), k, score, group)
+
+    def merge(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+        return select_top(pd.concat([a, b], ignore_index=True), k, score, group)
+
+    return engine.map_reduce(local, merge, *params)
+
+
+def label_names(classes: tuple[str, ...], indices: NDArray) -> NDArray:
+    """Class names for class indices; "" for -1 (as AuditDataset.label_names)."""
+    names = np.array(list(classes) + [""], dtype=object)
+    idx = np.asarray(indices)
+    return names[np.where(idx < 0, len(classes), idx)]

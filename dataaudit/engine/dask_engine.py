@@ -1,0 +1,368 @@
+"""The Dask engine: kernels over the partitions of the joined inputs on a distributed cluster.
+
+`audit_on_dask` is `audit(..., engine="dask")`: it reads and validates the inputs on the cluster
+(engine/inputs.py), runs every selected analysis that has an engine form (`run_on`) with a
+`DaskEngine`, and builds the AuditReport from what came back: reductions and capped, ranked
+tables. Analyses without an engine form are refused by name before any work starts
+(`analysis_not_on_dask`), unless the run selects the others (`analyses=`), in which case the
+report lists the rest as skipped, with the reason.
+
+Each kernel runs where its partition lives; partials are combined in a binary tree of tasks, so
+the driver receives one small value per pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import dask
+import numpy as np
+import pandas as pd
+
+from dataaudit.config import AuditConfig
+from dataaudit.context import AuditContext, Progress
+from dataaudit.engine import Chunk
+from dataaudit.engine.inputs import LABEL, POS, Layout, PartitionedInputs, read_partitioned
+from dataaudit.problems import InputError, Problem
+
+T = TypeVar("T")
+
+
+def partition_chunk(frame: pd.DataFrame, layout: Layout) -> Chunk:
+    """One partition of the joined inputs as a Chunk (probabilities, embeddings read on use)."""
+    return Chunk(
+        pos=frame[POS].to_numpy(dtype=np.int64),
+        ids=frame["id"].to_numpy(dtype=object),
+        labels=frame[LABEL].to_numpy(dtype=np.int64),
+        splits=frame["split"].to_numpy(dtype=object),
+        probs=lambda: frame[list(layout.probs)].to_numpy(dtype=np.float32),
+        embeddings=(
+            (lambda: frame[list(layout.embeddings)].to_numpy(dtype=np.float32))
+            if layout.embeddings
+            else None
+        ),
+    )
+
+
+def _apply(frame: pd.DataFrame, layout: Layout, kernel, params):
+    return kernel(partition_chunk(frame, layout), *params)
+
+
+def _write(frame: pd.DataFrame, layout: Layout, kernel, params, path: str) -> int:
+    table = kernel(partition_chunk(frame, layout), *params)
+    table.to_parquet(path, index=False)
+    return len(table)
+
+
+def _tree(values: list, combine: Callable):
+    """Pairwise reduction of delayed values, log2(P) levels deep."""
+    while len(values) > 1:
+        values = [
+            dask.delayed(combine)(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+            for i in range(0, len(values), 2)
+        ]
+    return values[0]
+
+
+class DaskEngine:
+    name = "dask"
+
+    def __init__(self, inputs: PartitionedInputs, client, parts_dir: str | None = None):
+        self.inputs = inputs
+        self.client = client
+        self.parts_dir = parts_dir
+        self.classes = inputs.classes
+        self.has_embeddings = bool(inputs.layout.embeddings)
+
+    def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
+        layout = self.inputs.layout
+        mapped = [
+            dask.delayed(_apply)(part, layout, kernel, params)
+            for part in self.inputs.frame.to_delayed()
+        ]
+        return self.client.compute(_tree(mapped, combine)).result()
+
+    def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
+        """Every partition writes parts_dir/name/part-NNNNN.parquet from its worker."""
+        if self.parts_dir is None:
+            return None
+        import fsspec
+
+        folder = f"{str(self.parts_dir).rstrip('/')}/{name}"
+        fs, root = fsspec.core.url_to_fs(folder)
+        fs.makedirs(root, exist_ok=True)
+        layout = self.inputs.layout
+        writes = [
+            dask.delayed(_write)(part, layout, kernel, params, f"{folder}/part-{i:05d}.parquet")
+            for i, part in enumerate(self.inputs.frame.to_delayed())
+        ]
+        self.client.compute(_tree(writes, _sum)).result()
+        return folder
+
+
+def _sum(a: int, b: int) -> int:
+    return a + b
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- the run --------------------------------------------------------------------------------------
+def start_local_cluster(n_workers: int, memory_limit: str | None = None):
+    """A LocalCluster of n single-threaded worker processes, each with a memory limit (default:
+    an equal share of this machine's memory) past which it spills partitions to disk."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        memory_limit=memory_limit or "auto",
+        dashboard_address=None,
+    )
+    return Client(cluster)
+
+
+@contextlib.contextmanager
+def cluster_session(scheduler: str | None, workers: int | None, memory_limit, out: Path):
+    """{"client", "parts_dir"} for one run: a client of the scheduler at `scheduler`, or of a
+    LocalCluster of `workers` processes started (and closed) here; parts staged inside `out`."""
+    import tempfile
+
+    from distributed import Client
+
+    from dataaudit.engine import PARTS_PREFIX
+
+    parts = Path(tempfile.mkdtemp(prefix=PARTS_PREFIX, dir=out))
+    client = Client(scheduler) if scheduler else start_local_cluster(workers, memory_limit)
+    try:
+        yield {"client": client, "parts_dir": str(parts)}
+    except BaseException:
+        shutil.rmtree(parts, ignore_errors=True)
+        raise
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None and not scheduler:
+            cluster.close()
+
+
+def has_input(inputs: PartitionedInputs, config: AuditConfig, name: str, with_embeddings: bool):
+    """AuditDataset.has for partitioned inputs, from the facts the driver keeps."""
+    n_items = sum(c[0] for c in inputs.split_counts.values())
+    n_labeled = sum(c[1] for c in inputs.split_counts.values())
+    return {
+        "probs": True,
+        "labels": sum(1 for c in inputs.label_counts if c > 0) >= 2,
+        "embeddings": with_embeddings,
+        "committee": False,
+        "unlabeled": n_labeled < n_items,
+        "metadata": bool(inputs.metadata_columns),
+        "text": config.columns.text is not None,
+        "images": config.columns.image is not None,
+        "verdicts": False,  # not read by the Dask engine yet
+    }.get(name, False)  # inputs the Dask engine does not read yet
+
+
+def audit_on_dask(
+    table,
+    probs,
+    embeddings,
+    config: AuditConfig,
+    progress: Progress,
+    *,
+    client=None,
+    analyses: tuple[str, ...] | None = None,
+    parts_dir: str | None = None,
+):
+    """audit() on a Dask cluster; see the module docstring."""
+    import time
+
+    from dataaudit import __version__
+    from dataaudit import analyses as registry
+    from dataaudit.pipeline import run_registry
+
+    if client is None:
+        from distributed import get_client
+
+        try:
+            client = get_client()
+        except ValueError:
+            raise InputError(
+                [
+                    Problem(
+                        "no_dask_client",
+                        "engine 'dask' needs a cluster",
+                        source="engine",
+                        fix="Pass client=distributed.Client(...), or on the command line "
+                        "--scheduler ADDRESS or --workers N.",
+                    )
+                ]
+            ) from None
+    forms = registry.engine_forms()
+    _refuse_unported(config, forms, analyses, embeddings is not None)
+    clock = time.perf_counter()
+    with progress.step("read and validate inputs on the cluster"):
+        inputs = read_partitioned(table, probs, embeddings, config, client)
+    engine = DaskEngine(inputs, client, parts_dir)
+    ctx = AuditContext(config, progress)
+    ctx.timings["load_and_validate"] = time.perf_counter() - clock
+
+    def has(name: str) -> bool:
+        return has_input(inputs, config, name, embeddings is not None)
+
+    results, skipped, failed, titles = run_registry(
+        ctx, has, lambda analysis: forms[analysis.name](engine, ctx, config), analyses
+    )
+    from dataaudit.report import AuditReport
+
+    # Each worker's own peak resident memory (the driver's is its own process's).
+    peaks = {str(w): round(mb, 1) for w, mb in client.run(_peak_rss_mb).items()}
+    return AuditReport(
+        dataset=describe_partitioned(inputs, embeddings is not None),
+        items=items_for(engine, results),
+        results=results,
+        config=config,
+        run={
+            "dataaudit_version": __version__,
+            "engine": {
+                "name": "dask",
+                "partitions": len(inputs.parts),
+                "workers": len(peaks),
+                "worker_peak_rss_mb": peaks,
+            },
+            "inputs": [s.__dict__ for s in inputs.sources],
+            "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+        },
+        skipped=skipped,
+        failed=failed,
+        titles=titles,
+    )
+
+
+def _refuse_unported(config, forms, selected, with_embeddings: bool) -> None:
+    """A coded usage error naming the analyses this run would need that have no engine form."""
+    from dataaudit import analyses as registry
+    from dataaudit.analyses.label_errors_chunks import unsupported
+
+    problems = []
+    if selected is None:
+        # slices needs only probabilities and labels, so every run would reach an analysis
+        # without an engine form: name them all before any work.
+        missing = [name for name in registry.names() if name not in forms]
+        problems.append(
+            Problem(
+                "analysis_not_on_dask",
+                "these analyses do not run on the Dask engine yet: " + ", ".join(missing),
+                source="--engine dask",
+                fix="Select the ones that do with --analyses "
+                + ",".join(forms)
+                + " (the report lists the others as skipped), or run in process.",
+            )
+        )
+    else:
+        unported = [name for name in selected if name not in forms]
+        if unported:
+            problems.append(
+                Problem(
+                    "analysis_not_on_dask",
+                    "these analyses do not run on the Dask engine yet: " + ", ".join(unported),
+                    source="--analyses",
+                    fix="Leave them out (available on Dask: " + ", ".join(forms) + ").",
+                )
+            )
+    why = unsupported(config, with_embeddings)
+    if why is not None and (selected is None or "label_errors" in selected):
+        problems.append(
+            Problem(
+                "option_not_on_dask",
+                f"the Dask engine finds label errors chunk by chunk; it does not support {why}",
+                source="--engine dask",
+                fix="Use the defaults, or run in process.",
+            )
+        )
+    if problems:
+        raise InputError(problems)
+
+
+def describe_partitioned(inputs: PartitionedInputs, with_embeddings: bool) -> dict:
+    """pipeline.describe_dataset's dict, from the partition facts."""
+    splits = {
+        name: {"n_items": c[0], "n_labeled": c[1]}
+        for name, c in sorted(inputs.split_counts.items())
+    }
+    n_items = sum(c[0] for c in inputs.split_counts.values())
+    n_labeled = sum(c[1] for c in inputs.split_counts.values())
+    return {
+        "n_items": n_items,
+        "n_labeled": n_labeled,
+        "n_unlabeled": n_items - n_labeled,
+        # Empty label cells only: --unlabeled-values is not read by the Dask engine yet.
+        "unlabeled_by_value": {"": n_items - n_labeled} if n_items > n_labeled else {},
+        "splits": splits,
+        "classes": list(inputs.classes),
+        "class_source": inputs.class_source,
+        "labeled_per_class": dict(zip(inputs.classes, inputs.label_counts)),
+        "n_models": 1,
+        "embedding_dim": len(inputs.layout.embeddings) if with_embeddings else None,
+        "metadata_columns": list(inputs.metadata_columns),
+        "has_text": False,
+        "has_images": False,
+    }
+
+
+def items_for(engine: DaskEngine, results) -> pd.DataFrame:
+    """AuditDataset.items_frame's rows, for the ids the (capped) result tables mention."""
+    ids = set()
+    for result in results.values():
+        table = result.tables.get("items")
+        if table is not None and "id" in table:
+            ids.update(table["id"].astype(str))
+    classes = engine.classes
+    wanted = frozenset(ids)
+    frame = engine.map_reduce(_items_rows, _concat, wanted, classes)
+    return frame.sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
+
+
+def _items_rows(chunk: Chunk, wanted: frozenset, classes: tuple[str, ...]) -> pd.DataFrame:
+    from dataaudit.engine import label_names
+
+    rows = np.flatnonzero([i in wanted for i in chunk.ids]) if wanted else np.zeros(0, int)
+    probs = chunk.probs[rows]
+    return pd.DataFrame(
+        {
+            "_pos": chunk.pos[rows],
+            "id": chunk.ids[rows],
+            "split": chunk.splits[rows],
+            "given_label": label_names(classes, chunk.labels[rows]),
+            "predicted_label": label_names(classes, probs.argmax(axis=1)),
+            "predicted_prob": probs.max(axis=1).astype(np.float32) if len(rows) else [],
+        }
+    )
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True)
+
+
+def place_parts(parts_dir: str | os.PathLike, out: Path) -> list[Path]:
+    """Move the workers' Parquet datasets (parts_dir/<analysis>.all_<table>.parquet/) into
+    OUT/audit/, replacing those of an earlier run."""
+    from dataaudit.report import REPORT_DIR
+
+    moved = []
+    for folder in sorted(Path(parts_dir).iterdir()):
+        target = out / REPORT_DIR / folder.name
+        shutil.rmtree(target, ignore_errors=True)
+        folder.rename(target)
+        moved.append(target)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return moved

@@ -1,0 +1,73 @@
+"""The in-process engine: kernels over consecutive chunks of rows of an AuditDataset.
+
+Chunks are slices, so a memory-mapped .npy is paged in one chunk at a time and no kernel sees
+more than CHUNK_ROWS rows; partials are reduced left to right as they come.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+
+from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk
+
+T = TypeVar("T")
+
+CHUNK_ROWS = 200_000
+
+
+class InProcessEngine:
+    name = "inprocess"
+
+    def __init__(
+        self,
+        data: AuditDataset,
+        chunk_rows: int = CHUNK_ROWS,
+        parts_dir: str | Path | None = None,
+    ):
+        self.data = data
+        self.chunk_rows = max(1, int(chunk_rows))
+        self.parts_dir = parts_dir
+        self.classes = data.classes
+        self.has_embeddings = data.embeddings is not None
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.data.n // self.chunk_rows)
+
+    def chunks(self) -> Iterator[Chunk]:
+        data = self.data
+        for start in range(0, data.n, self.chunk_rows):
+            rows = slice(start, min(start + self.chunk_rows, data.n))
+            emb = data.embeddings
+            yield Chunk(
+                pos=np.arange(rows.start, rows.stop, dtype=np.int64),
+                ids=data.ids[rows],
+                labels=data.labels[rows],
+                splits=data.splits[rows],
+                probs=functools.partial(_rows, data.probs, rows),
+                embeddings=None if emb is None else functools.partial(_rows, emb, rows),
+            )
+
+    def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
+        return functools.reduce(combine, (kernel(chunk, *params) for chunk in self.chunks()))
+
+    def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
+        """Each chunk's rows as one Parquet part under parts_dir/name (nothing without parts_dir)."""
+        if self.parts_dir is None:
+            return None
+        folder = Path(self.parts_dir) / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, chunk in enumerate(self.chunks()):
+            kernel(chunk, *params).to_parquet(folder / f"part-{i:05d}.parquet", index=False)
+        return str(folder)
+
+
+def _rows(array, rows: slice) -> np.ndarray:
+    return np.asarray(array[rows], dtype=np.float32)

@@ -1,0 +1,652 @@
+"""Inputs at scale for the Dask engine: partitioned Parquet tables, keyed or .npy arrays, joined on
+the cluster, validated per partition.
+
+- `--table`: one Parquet file, a folder of them (searched recursively, sorted by path) or a glob;
+  any fsspec URL the workers can read (s3://..., gs://...). Each file is one partition; a row's
+  table position is its file's offset (from the Parquet footers) plus its row in the file, so
+  ranking ties break by table order, as in process.
+- `--probs` / `--embeddings`: a `.npy` file in table order (each partition reads its rows from the
+  memory-mapped file, so the workers must see the path), or a keyed Parquet dataset (file, folder
+  or glob): the id column plus one numeric column per class / dimension, or one fixed-size list
+  column. Keyed inputs are joined to the table by id on the cluster (a shuffle).
+- Validation is map/reduce too: every partition reports counts and up to five example rows per
+  problem, named by its part file and the row within that file; the driver merges them into one
+  InputError, cheap checks first (the rows of a failing check are looked up only when it fails).
+
+The driver holds per-file facts and distinct labels, never a column of N values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from dataaudit.config import AuditConfig
+from dataaudit.dataset import InputFingerprint
+from dataaudit.problems import InputError, Problem
+from dataaudit.validate import MAX_EXAMPLES, _normalise_text
+
+PARQUET = (".parquet", ".pq")
+LABEL = "_label"  # class index, -1 = unlabeled
+POS = "_pos"  # table position
+PART = "_part"  # index of the table file the row came from
+
+
+@dataclass(frozen=True)
+class Part:
+    """One table file: where it is, the table positions of its rows, its columns."""
+
+    path: str
+    offset: int
+    n_rows: int
+    columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Which columns of a joined partition hold what (see dataaudit.engine.dask.partition_chunk)."""
+
+    probs: tuple[str, ...]
+    embeddings: tuple[str, ...] = ()
+
+
+@dataclass
+class PartitionedInputs:
+    """The validated, joined inputs as one Dask DataFrame, and the facts the driver keeps."""
+
+    frame: dd.DataFrame  # columns _pos, _part, id, _label, split, probabilities, embeddings
+    layout: Layout
+    parts: list[Part]
+    classes: tuple[str, ...]
+    class_source: str
+    split_counts: dict[str, list[int]]  # split -> [n_items, n_labeled]
+    label_counts: list[int]  # labeled items per class
+    metadata_columns: list[str]
+    sources: list[InputFingerprint] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return sum(p.n_rows for p in self.parts)
+
+
+def _is_integer_text(values) -> bool:
+    return all(v.lstrip("-").isdigit() for v in values)
+
+
+# -- reading ------------------------------------------------------------------------------------
+def expand_files(source: str, role: str) -> tuple[list[str], list[Problem]]:
+    """Parquet files of a file, folder (recursive) or glob; fsspec URLs allowed."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(source))
+    if any(c in str(source) for c in "*?["):
+        found = fs.glob(root)
+    elif fs.isdir(root):
+        found = fs.find(root)
+    elif fs.exists(root):
+        found = [root]
+    else:
+        return [], [
+            Problem(
+                "file_missing",
+                f"{role} not found",
+                source=str(source),
+                fix=f"Check the path given for the {role}.",
+            )
+        ]
+    files = sorted(f for f in found if f.lower().endswith(PARQUET))
+    if not files:
+        return [], [
+            Problem(
+                "file_format",
+                f"{role}: no Parquet files (.parquet, .pq) found",
+                source=str(source),
+                fix="The Dask engine reads Parquet: a file, a folder of part files, or a glob.",
+            )
+        ]
+    local = fs.protocol in ("file", ("file", "local")) or "file" in fs.protocol
+    return [f if local else fs.unstrip_protocol(f) for f in files], []
+
+
+def _read(path: str, columns=None) -> pd.DataFrame:
+    return pd.read_parquet(path, columns=columns)
+
+
+def _footer(path: str) -> tuple[int, list[str]]:
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as handle:
+        meta = pq.ParquetFile(handle).metadata
+        return meta.num_rows, list(meta.schema.to_arrow_schema().names)
+
+
+def _part_facts(path: str, roles) -> dict:
+    """Per table file: rows, columns, missing ids, label value counts, split counts."""
+    n_rows, columns = _footer(path)
+    wanted = (roles.id, roles.label, roles.split)
+    if roles.id not in columns or roles.label not in columns:
+        return {"n_rows": n_rows, "columns": columns}
+    frame = _read(path, [c for c in wanted if c in columns])
+    ids = _normalise_text(frame[roles.id])
+    missing = ids.isna().to_numpy()
+    labels = _normalise_text(frame[roles.label])
+    splits = (
+        _normalise_text(frame[roles.split]).fillna("unknown")
+        if roles.split in frame.columns
+        else pd.Series("all", index=frame.index)
+    )
+    labeled = labels.notna().to_numpy()
+    by_split = pd.DataFrame({"split": splits.to_numpy(object), "labeled": labeled})
+    grouped = by_split.groupby("split")["labeled"].agg(["size", "sum"])
+    return {
+        "n_rows": n_rows,
+        "columns": columns,
+        "missing_ids": (int(missing.sum()), np.flatnonzero(missing)[:MAX_EXAMPLES].tolist()),
+        "labels": labels.value_counts().to_dict(),
+        "splits": {str(s): [int(r["size"]), int(r["sum"])] for s, r in grouped.iterrows()},
+    }
+
+
+def _table_part(
+    part: Part, index: int, roles, codes: dict[str, int], probs_npy, emb_npy
+) -> pd.DataFrame:
+    """One table file as a partition of the joined frame (with .npy rows attached)."""
+    wanted = (roles.id, roles.label, roles.split)
+    frame = _read(part.path, [c for c in wanted if c in part.columns])
+    labels = _normalise_text(frame[roles.label])
+    out = pd.DataFrame(
+        {
+            POS: np.arange(part.offset, part.offset + len(frame), dtype=np.int64),
+            PART: np.full(len(frame), index, dtype=np.int32),
+            "id": _normalise_text(frame[roles.id]).to_numpy(dtype=object),
+            LABEL: labels.map(codes).fillna(-1).to_numpy(dtype=np.int64),
+            "split": (
+                _normalise_text(frame[roles.split]).fillna("unknown").to_numpy(dtype=object)
+                if roles.split in frame.columns
+                else np.full(len(frame), "all", dtype=object)
+            ),
+        }
+    )
+    for npy, prefix in ((probs_npy, "p:"), (emb_npy, "e:")):
+        if npy is not None:
+            rows = np.asarray(
+                np.load(npy, mmap_mode="r")[part.offset : part.offset + len(frame)],
+                dtype=np.float32,
+            )
+            block = pd.DataFrame(rows, columns=[f"{prefix}{j}" for j in range(rows.shape[1])])
+            out = pd.concat([out, block], axis=1)
+    return out
+
+
+def _table_meta(k: int, d: int) -> pd.DataFrame:
+    columns = {
+        POS: np.int64,
+        PART: np.int32,
+        "id": object,
+        LABEL: np.int64,
+        "split": object,
+        **{f"p:{j}": np.float32 for j in range(k)},
+        **{f"e:{j}": np.float32 for j in range(d)},
+    }
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
+def _keyed_meta(prefix: str, width: int) -> pd.DataFrame:
+    columns = {"id": object, **{f"{prefix}{j}": np.float32 for j in range(width)}}
+    meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+    meta[f"{prefix}found"] = pd.Series(dtype=bool)
+    return meta
+
+
+def _keyed_part(path: str, id_col: str, prefix: str) -> pd.DataFrame:
+    """A keyed Parquet file as id + float32 value columns named prefix + position."""
+    frame = _read(path)
+    if id_col not in frame.columns:
+        raise InputError(
+            [
+                Problem(
+                    "column_missing",
+                    f"no id column {id_col!r} to match rows with the table",
+                    source=path,
+                    column=id_col,
+                    fix="Add the id column (or save the values as .npy in table order).",
+                )
+            ]
+        )
+    values = frame.drop(columns=id_col)
+    if values.shape[1] == 1 and not pd.api.types.is_numeric_dtype(
+        values.dtypes.iloc[0]
+    ):  # a list column
+        matrix = np.stack(values.iloc[:, 0].to_numpy()).astype(np.float32)
+    else:
+        matrix = values.to_numpy(dtype=np.float32)
+    out = pd.DataFrame(matrix, columns=[f"{prefix}{j}" for j in range(matrix.shape[1])])
+    out.insert(0, "id", _normalise_text(frame[id_col]).to_numpy(dtype=object))
+    out[f"{prefix}found"] = True
+    return out
+
+
+# -- assembling and checking ----------------------------------------------------------------------
+def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> PartitionedInputs:
+    """Read, join, validate and persist the inputs on the cluster; InputError lists every problem."""
+    roles = config.columns
+    files, problems = expand_files(table, "table")
+    if problems:
+        raise InputError(problems)
+    # One task per file reads its footer and its id / label / split columns.
+    facts = client.gather(client.map(_part_facts, files, roles=roles, pure=False))
+    footers = [(f["n_rows"], f["columns"]) for f in facts]
+    parts, offset = [], 0
+    for path, (n_rows, cols) in zip(files, footers):
+        parts.append(Part(path, offset, n_rows, tuple(cols)))
+        offset += n_rows
+    columns = footers[0][1]
+    for path, (_, cols) in zip(files, footers):
+        for role, column in (("id", roles.id), ("label", roles.label)):
+            if column not in cols:
+                problems.append(
+                    Problem(
+                        "column_missing",
+                        f"no {role} column {column!r}; the file has: {', '.join(cols[:30])}",
+                        source=path,
+                        column=column,
+                        fix=f"Name the {role} column with --{role}-col.",
+                    )
+                )
+    if offset == 0:
+        problems.append(Problem("empty_table", "the table has no rows", source=str(table)))
+    if problems:
+        raise InputError(problems)
+
+    for part, f in zip(parts, facts):
+        count, rows = f["missing_ids"]
+        if count:
+            problems.append(
+                Problem(
+                    "missing_ids",
+                    f"{count} rows have no id",
+                    source=part.path,
+                    column=roles.id,
+                    rows=tuple(rows),
+                    count=count,
+                    fix="Give every row an id.",
+                )
+            )
+    label_values: dict[str, int] = {}
+    split_counts: dict[str, list[int]] = {}
+    for f in facts:
+        for value, count in f["labels"].items():
+            label_values[value] = label_values.get(value, 0) + int(count)
+        for name, (n_items, n_labeled) in f["splits"].items():
+            total = split_counts.setdefault(name, [0, 0])
+            total[0] += n_items
+            total[1] += n_labeled
+
+    probs_npy, probs_files, k, prob_columns = _array_source(
+        probs, "probabilities", problems, 2, roles.id
+    )
+    emb_npy, emb_files, d, _ = (
+        _array_source(embeddings, "embeddings", problems, 2, roles.id)
+        if embeddings is not None
+        else (None, [], None, None)
+    )
+    for npy, role in ((probs_npy, "probabilities"), (emb_npy, "embeddings")):
+        n_rows = None if npy is None else np.load(npy, mmap_mode="r").shape[0]
+        if n_rows is not None and n_rows != offset:
+            problems.append(
+                Problem(
+                    "length_mismatch",
+                    f"{role} have {n_rows:,} rows but the table has {offset:,}",
+                    source=npy,
+                    fix="Give one row per table row, in table order (or keyed Parquet).",
+                )
+            )
+    if problems:
+        raise InputError(problems)
+
+    classes, class_source = _classes(config, probs, prob_columns, label_values, k)
+    codes, unknown = _label_codes(label_values, classes)
+    if len(classes) != k:
+        problems.append(
+            Problem(
+                "k_mismatch",
+                f"the probabilities have {k} columns but there are {len(classes)} classes "
+                f"({class_source})",
+                source=str(probs),
+                fix="Pass --classes (or a classes.txt beside the probabilities) in column order.",
+            )
+        )
+    if unknown:
+        problems += _unknown_label_problems(parts, facts, unknown, roles, client)
+    labeled_classes = {codes[v] for v in label_values if v in codes}
+    if len(labeled_classes) < 2:
+        problems.append(
+            Problem(
+                "too_few_classes",
+                f"labeled rows hold {len(labeled_classes)} distinct class(es); at least 2 are needed",
+                source=str(table),
+                column=roles.label,
+                fix="Check the label column; empty cells count as unlabeled.",
+            )
+        )
+    # Label problems do not stop the value checks: every problem is reported at once.
+    frame = dd.from_map(
+        _table_part,
+        parts,
+        list(range(len(parts))),
+        roles=roles,
+        codes=codes,
+        probs_npy=probs_npy,
+        emb_npy=emb_npy,
+        meta=_table_meta(k if probs_npy else 0, d if emb_npy else 0),
+        enforce_metadata=False,
+    )
+    problems += _duplicate_ids(frame, parts, client, roles)
+    prob_cols = tuple(f"p:{j}" for j in range(k))
+    emb_cols = tuple(f"e:{j}" for j in range(d)) if d else ()
+    for files_, prefix, role in (
+        (probs_files, "p:", "probabilities"),
+        (emb_files, "e:", "embeddings"),
+    ):
+        if files_:
+            width = k if prefix == "p:" else d
+            keyed = dd.from_map(
+                _keyed_part,
+                files_,
+                id_col=roles.id,
+                prefix=prefix,
+                meta=_keyed_meta(prefix, width),
+                enforce_metadata=False,
+            )
+            problems += _duplicate_keys(keyed, files_, roles.id, role, client)
+            frame = frame.merge(keyed, on="id", how="left")
+    frame = client.persist(frame)
+    problems += _check_values(frame, parts, prob_cols, emb_cols, config, client, probs, embeddings)
+    if problems:
+        raise InputError(problems)
+
+    used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
+    label_counts = np.zeros(len(classes), dtype=np.int64)
+    for value, count in label_values.items():
+        label_counts[codes[value]] += count
+    return PartitionedInputs(
+        frame=frame,
+        layout=Layout(prob_cols, emb_cols),
+        parts=parts,
+        classes=tuple(classes),
+        class_source=class_source,
+        split_counts=split_counts,
+        label_counts=label_counts.tolist(),
+        metadata_columns=[c for c in columns if c not in used],
+        sources=[
+            InputFingerprint(role, str(src), None, None, shape)
+            for role, src, shape in (
+                ("table", table, (offset, len(columns))),
+                ("probs", probs, (offset, k)),
+                ("embeddings", embeddings, (offset, d or 0)),
+            )
+            if src is not None
+        ],
+    )
+
+
+def _array_source(source, role: str, problems: list[Problem], ndim: int, id_col: str):
+    """(.npy path or None, keyed Parquet files, width, column names of a keyed input)."""
+    text = str(source)
+    if text.lower().endswith(".npy"):
+        if not Path(text).is_file():
+            problems.append(Problem("file_missing", f"{role} file not found", source=text))
+            return None, [], None, None
+        array = np.load(text, mmap_mode="r")
+        if array.ndim != ndim:
+            problems.append(
+                Problem(
+                    f"{'probs' if role == 'probabilities' else 'embeddings'}_shape",
+                    f"{role} have shape {array.shape}",
+                    source=text,
+                    fix="The Dask engine takes N x K probabilities (one model) and N x d embeddings.",
+                )
+            )
+            return None, [], None, None
+        return str(Path(text).resolve()), [], int(array.shape[1]), None
+    files, found = expand_files(text, role)
+    problems += found
+    if not files:
+        return None, [], None, None
+    _, names = _footer(files[0])
+    first = _read(files[0]).head(1)
+    values = [c for c in names if c != id_col]
+    width = len(values)
+    if width == 1 and len(first) and not pd.api.types.is_numeric_dtype(first[values[0]]):
+        width = len(first[values[0]].iloc[0])
+        values = None
+    return None, files, width, values
+
+
+def _classes(config, probs, prob_columns, label_values, k) -> tuple[list[str], str]:
+    if config.classes is not None:
+        return [str(c) for c in config.classes], "given with --classes"
+    beside = Path(str(probs)).parent / "classes.txt"
+    if beside.is_file():
+        from dataaudit.load import read_classes_file
+
+        return read_classes_file(beside), f"read from {beside.name}"
+    if prob_columns is not None:
+        return list(prob_columns), f"the column names of {Path(str(probs)).name}"
+    present = sorted(label_values)
+    if present and _is_integer_text(present):
+        return [str(i) for i in range(k)], "integer labels taken as class indices 0..K-1"
+    return present, "sorted label names (pass --classes to set the order)"
+
+
+def _label_codes(label_values: dict[str, int], classes: list[str]) -> tuple[dict[str, int], list]:
+    """label text -> class index; labels may also be integer indices into named classes."""
+    index = {c: i for i, c in enumerate(classes)}
+    codes, unknown = {}, []
+    for value in label_values:
+        if value in index:
+            codes[value] = index[value]
+        elif value.lstrip("-").isdigit() and 0 <= int(value) < len(classes):
+            codes[value] = int(value)
+        else:
+            unknown.append(value)
+    return codes, unknown
+
+
+def _unknown_label_problems(parts, facts, unknown, roles, client) -> list[Problem]:
+    bad = set(unknown)
+
+    def rows_of(part: Part) -> list[int]:
+        labels = _normalise_text(_read(part.path, [roles.label])[roles.label])
+        return np.flatnonzero(labels.isin(bad).to_numpy())[:MAX_EXAMPLES].tolist()
+
+    problems = []
+    failing = [(p, f) for p, f in zip(parts, facts) if bad & set(f["labels"])]
+    rows = client.gather(client.map(rows_of, [p for p, _ in failing], pure=False))
+    for (part, f), found in zip(failing, rows):
+        values = [v for v in f["labels"] if v in bad]
+        count = sum(int(f["labels"][v]) for v in values)
+        problems.append(
+            Problem(
+                "unknown_labels",
+                f"{count:,} labels are not among the classes",
+                source=part.path,
+                column=roles.label,
+                rows=tuple(found),
+                values=tuple(repr(v) for v in values[:MAX_EXAMPLES]),
+                count=count,
+                fix="Fix the labels, or give the full class list with --classes / classes.txt.",
+            )
+        )
+    return problems
+
+
+def _duplicate_ids(frame: dd.DataFrame, parts: list[Part], client, roles) -> list[Problem]:
+    """Ids on more than one row, found by a shuffle (value_counts); rows named per part file."""
+    counts = frame["id"].value_counts(split_out=max(1, frame.npartitions // 8))
+    dups = client.compute(counts[counts > 1]).result()
+    if not len(dups):
+        return []
+    values = set(dups.index[:1000])
+
+    def where(part: pd.DataFrame) -> pd.DataFrame:
+        hit = part[part["id"].isin(values)]
+        return hit[[PART, POS, "id"]]
+
+    found = client.compute(frame.map_partitions(where)).result().sort_values(POS)
+    problems = []
+    for index, group in found.groupby(PART):
+        part = parts[int(index)]
+        problems.append(
+            Problem(
+                "duplicate_ids",
+                f"{len(group)} rows share an id with another row",
+                source=part.path,
+                column=roles.id,
+                rows=tuple(int(p) - part.offset for p in group[POS][:MAX_EXAMPLES]),
+                values=tuple(dict.fromkeys(group["id"].astype(str)))[:MAX_EXAMPLES],
+                count=len(group),
+                fix="Make ids unique (one row per example).",
+            )
+        )
+    return problems
+
+
+def _duplicate_keys(keyed: dd.DataFrame, files, id_col, role, client) -> list[Problem]:
+    counts = keyed["id"].value_counts()
+    dups = client.compute(counts[counts > 1]).result()
+    if not len(dups):
+        return []
+    return [
+        Problem(
+            "duplicate_ids",
+            f"{int(dups.sum())} {role} rows share an id with another row",
+            source=files[0] if len(files) == 1 else str(Path(files[0]).parent),
+            column=id_col,
+            values=tuple(map(str, dups.index[:MAX_EXAMPLES])),
+            count=int(dups.sum()),
+            fix="Give one row per id.",
+        )
+    ]
+
+
+def _check_partition(frame: pd.DataFrame, prob_cols, emb_cols, tol: float) -> dict:
+    """Per (check, part file): count and first table positions of rows failing it."""
+    out: dict = {}
+
+    def note(code: str, mask: np.ndarray, values=None) -> None:
+        if not mask.any():
+            return
+        parts, pos = frame[PART].to_numpy()[mask], frame[POS].to_numpy()[mask]
+        vals = None if values is None else values[mask]
+        for part in np.unique(parts):
+            m = parts == part
+            order = np.argsort(pos[m])[:MAX_EXAMPLES]
+            shown = [] if vals is None else [f"{v:.3g}" for v in vals[m][order]]
+            out[(code, int(part))] = (int(m.sum()), pos[m][order].tolist(), shown)
+
+    if "p:found" in frame.columns:
+        missing = frame["p:found"].isna().to_numpy()
+        note("ids_not_matching:probs", missing)
+    else:
+        missing = np.zeros(len(frame), dtype=bool)
+    probs = frame[list(prob_cols)].to_numpy(dtype=np.float64)
+    finite = np.isfinite(probs).all(axis=1)
+    negative = finite & (probs < 0).any(axis=1)
+    sums = probs.sum(axis=1)
+    note("probs_not_finite", ~finite & ~missing)
+    note("probs_negative", negative, probs.min(axis=1))
+    note("probs_not_normalized", finite & ~negative & (np.abs(sums - 1) > tol), sums)
+    if emb_cols:
+        emb_missing = (
+            frame["e:found"].isna().to_numpy()
+            if "e:found" in frame.columns
+            else np.zeros(len(frame), bool)
+        )
+        note("ids_not_matching:embeddings", emb_missing)
+        emb = frame[list(emb_cols)].to_numpy(dtype=np.float32)
+        finite = np.isfinite(emb).all(axis=1)
+        note("embeddings_not_finite", ~finite & ~emb_missing)
+        note("embeddings_zero_rows", finite & ~emb.any(axis=1))
+    return out
+
+
+def _merge_checks(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for key, (count, rows, values) in b.items():
+        if key in out:
+            c0, r0, v0 = out[key]
+            merged = sorted(
+                zip(r0 + rows, v0 + values) if v0 or values else [(r, "") for r in r0 + rows]
+            )
+            out[key] = (
+                c0 + count,
+                [r for r, _ in merged][:MAX_EXAMPLES],
+                [v for _, v in merged if v][:MAX_EXAMPLES],
+            )
+        else:
+            out[key] = (count, rows, values)
+    return out
+
+
+_CHECKS = {
+    "ids_not_matching:probs": (
+        "table ids have no row in the probabilities",
+        "Give a row for every id of the table.",
+    ),
+    "ids_not_matching:embeddings": (
+        "table ids have no row in the embeddings",
+        "Give a row for every id of the table.",
+    ),
+    "probs_not_finite": (
+        "rows: values are NaN or infinite",
+        "Replace NaN/inf; check the model's output.",
+    ),
+    "probs_negative": ("rows: values are negative", "These look like logits: apply a softmax."),
+    "probs_not_normalized": (
+        "rows do not sum to 1",
+        "Pass probabilities after a softmax, not logits or scores.",
+    ),
+    "embeddings_not_finite": ("rows hold NaN or infinite values", "Recompute those embeddings."),
+    "embeddings_zero_rows": (
+        "rows are all zeros (no direction to compare)",
+        "Recompute those embeddings.",
+    ),
+}
+
+
+def _check_values(
+    frame, parts, prob_cols, emb_cols, config, client, probs, embeddings
+) -> list[Problem]:
+    tol = config.prob_sum_tolerance
+    delayed = [
+        dask.delayed(_check_partition)(p, prob_cols, emb_cols, tol) for p in frame.to_delayed()
+    ]
+    while len(delayed) > 1:
+        delayed = [
+            dask.delayed(_merge_checks)(*delayed[i : i + 2]) if i + 1 < len(delayed) else delayed[i]
+            for i in range(0, len(delayed), 2)
+        ]
+    found = client.compute(delayed[0]).result()
+    problems = []
+    for (code, part_index), (count, rows, values) in sorted(found.items(), key=lambda kv: kv[0][1]):
+        part = parts[part_index]
+        what, fix = _CHECKS[code]
+        problems.append(
+            Problem(
+                code.split(":")[0],
+                f"{count:,} {what}",
+                source=part.path,
+                rows=tuple(int(r) - part.offset for r in rows),
+                values=tuple(values),
+                count=count,
+                fix=fix,
+            )
+        )
+    return problems
