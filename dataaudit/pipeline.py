@@ -20,7 +20,7 @@ from dataaudit.options import check_options
 from dataaudit.problems import AuditWarning, InputError, Problem, python_warnings_as
 from dataaudit.report import AuditReport, jsonable
 from dataaudit.result import Analysis, AnalysisResult
-from dataaudit.sanity import check_labels
+from dataaudit.sanity import LabelCheck, check_labels
 from dataaudit.validate import load_dataset
 
 _COLUMN_ARGS = {
@@ -147,10 +147,7 @@ def audit(
             progress.step("read and validate inputs"),
             python_warnings_as("reading the inputs", caught),
         ):
-            data = load_dataset(table, probs, embeddings, config)
-            # Misread inputs (rows or class columns out of order) stop here, before any analysis.
-            label_check, doubts = check_labels(data, config)
-            data = dataclasses.replace(data, warnings=(*data.warnings, *doubts))
+            data, label_check = load_checked(table, probs, embeddings, config)
             if verdicts is not None:
                 data = dataclasses.replace(data, verdicts=_read_verdicts(verdicts))
         if caught:
@@ -206,6 +203,20 @@ def _check_selection(selected: tuple[str, ...] | None) -> None:
                 )
             ]
         )
+
+
+def load_checked(
+    table, probs, embeddings=None, config: AuditConfig | None = None
+) -> tuple[AuditDataset, LabelCheck]:
+    """Read and validate the inputs, then the safety net; raises InputError on bad or misread input.
+
+    Misread inputs (probability rows or class columns out of order) stop here, before any
+    analysis; the safety net's milder doubts join the dataset's warnings.
+    """
+    config = config or AuditConfig()
+    data = load_dataset(table, probs, embeddings, config)
+    label_check, doubts = check_labels(data, config)
+    return dataclasses.replace(data, warnings=(*data.warnings, *doubts)), label_check
 
 
 def run_analyses(
