@@ -85,8 +85,8 @@ def no_change(rng, p, y):
 
 
 HONEST = {
-    "K=10 strong (acc ~0.9)": dict(n=5000, k=10, strength=4.0),
-    "K=10 weak (acc ~0.3)": dict(n=5000, k=10, strength=1.0),
+    "K=10 strong": dict(n=5000, k=10, strength=4.0),
+    "K=10 weak": dict(n=5000, k=10, strength=1.0),
     "K=10 weak, overconfident x3": dict(n=5000, k=10, strength=1.0, sharpen=3.0),
     "K=10 strong, 20% flips": dict(n=5000, k=10, strength=4.0, noise=0.2),
     "K=10 strong, 30% flips": dict(n=5000, k=10, strength=4.0, noise=0.3),
