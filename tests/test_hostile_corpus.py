@@ -40,7 +40,12 @@ class Outcome:
 def _run_child(case: Case) -> Outcome:
     start = time.perf_counter()
     command = [sys.executable, "-m", "dataaudit", *case.argv]
-    cwd = case.out.parent if case.out is not None and case.out.parent.is_dir() else None
+    # Never the source folder: there `python -m dataaudit` would import the uninstalled tree.
+    cwd = (
+        case.out.parent
+        if case.out is not None and case.out.parent.is_dir()
+        else tempfile.gettempdir()
+    )
     child = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=cwd
     )
