@@ -34,3 +34,18 @@ def demo_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("demo-inputs")
     paths = write_demo_inputs(folder, seed=0)
     return {name: str(path) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One LocalCluster of 2 single-threaded worker processes for every Dask test of the session
+    (starting worker processes costs seconds). Skips when distributed is not installed."""
+    distributed = pytest.importorskip("distributed")
+
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

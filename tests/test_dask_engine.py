@@ -1,6 +1,7 @@
 """The Dask engine on a LocalCluster of 2 worker processes gives the in-process numbers.
 
-One cluster for the module (starting worker processes costs seconds); inputs are small Parquet
+One cluster for the test session (`dask_client` in conftest.py: starting worker processes costs
+seconds); inputs are small Parquet
 part files written to tmp folders, as a user would hand a partitioned table to the cluster.
 """
 
@@ -20,16 +21,8 @@ PORTED = ("label_errors", "per_class", "swapped_pairs")
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    client = Client(cluster)
-    yield client
-    client.close()
-    cluster.close()
+def client(dask_client):
+    return dask_client
 
 
 def _planted_table():
