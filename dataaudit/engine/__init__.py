@@ -27,9 +27,22 @@ The protocol (the only thing an engine-form analysis knows about where it runs):
   partitioned dataset pandas and Dask read as one table.
 - **The driver never holds O(N) data**: what comes back are partials (O(K^2), O(k)), and the
   report keeps capped, ranked tables (at most MAX_DRIVER_ROWS rows each).
+- **The shared kNN graph** is an engine service: `engine.graph(ctx) -> GraphInfo` builds the
+  run's graph of embeddings once (cached on the engine; later calls return the same facts) and
+  returns the driver-side facts `k`, `method` ("exact" or "approx-ivf", as neighbors.KnnGraph),
+  `recall` (recall@k measured on a sample, None for exact search), `center` (the offset centre
+  subtracted before the cosine, or None; neighbors.offset_center) and `splits` (the split names
+  that `neighbor_splits` codes index, sorted). After that call every chunk a kernel receives
+  also has, read on first use like `probs`: `neighbors` (n x k int64, table positions `pos` of
+  each row's nearest other rows, best first, -1 = none), `similarities` (n x k float32, their
+  cosine similarities as neighbors.shared_graph: centred when offset, L2-normalised),
+  `neighbor_labels` (n x k int64 class index of each neighbour, -1 = unlabeled or none) and
+  `neighbor_splits` (n x k int32 codes into GraphInfo.splits, -1 = none). In process these are
+  slices of `neighbors.shared_graph` (the same graph the in-process analyses read); on Dask the
+  workers build the graph and keep its columns with the partitions.
 
 No analysis imports dask: an engine-form analysis module defines `run_on(engine, ctx, config)`
-and its kernels; `InProcessEngine` (engine/inprocess.py) and `DaskEngine` (engine/dask.py) run
+and its kernels; `InProcessEngine` (engine/inprocess.py) and `DaskEngine` (engine/dask_engine.py) run
 them. Analyses without an engine form run only in process; the Dask engine refuses them by name
 (`analysis_not_on_dask`) unless the run selects the others (`analyses=` / `--analyses`).
 """
@@ -37,6 +50,7 @@ them. Analyses without an engine form run only in process; the Dask engine refus
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -52,9 +66,28 @@ PARTS_PREFIX = ".dataaudit-staging-parts-"
 MAX_DRIVER_ROWS = 100_000
 
 
+@dataclass(frozen=True, eq=False)
+class GraphInfo:
+    """Driver-side facts of the run's kNN graph (see the module docstring)."""
+
+    k: int
+    method: str  # "exact" | "approx-ivf"
+    recall: float | None
+    center: NDArray[np.float32] | None
+    splits: tuple[str, ...]
+
+
+# The graph columns of a chunk (see the module docstring), in this order.
+GRAPH_COLUMNS = ("neighbors", "similarities", "neighbor_labels", "neighbor_splits")
+
+
 class Chunk:
     """A block of rows, numpy in. `probs` and `embeddings` may be given as zero-argument callables:
-    they are then read on first use, so a kernel that needs only labels never converts them."""
+    they are then read on first use, so a kernel that needs only labels never converts them.
+
+    `graph` (once engine.graph has run): a zero-argument callable returning the four arrays of
+    GRAPH_COLUMNS for these rows, read on first use of any of them.
+    """
 
     def __init__(
         self,
@@ -64,6 +97,7 @@ class Chunk:
         splits: NDArray,
         probs: NDArray | Callable[[], NDArray],
         embeddings: NDArray | Callable[[], NDArray] | None = None,
+        graph: Callable[[], tuple[NDArray, NDArray, NDArray, NDArray]] | None = None,
     ):
         self.pos = pos
         self.ids = ids
@@ -71,6 +105,7 @@ class Chunk:
         self.splits = splits
         self._probs = probs
         self._embeddings = embeddings
+        self._graph = graph
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -91,6 +126,29 @@ class Chunk:
     def labeled(self) -> NDArray[np.bool_]:
         return self.labels >= 0
 
+    def _graph_column(self, i: int) -> NDArray:
+        if self._graph is None:
+            raise ValueError("this chunk has no kNN graph; call engine.graph(ctx) first")
+        if callable(self._graph):
+            self._graph = tuple(self._graph())
+        return self._graph[i]
+
+    @property
+    def neighbors(self) -> NDArray[np.int64]:
+        return self._graph_column(0)
+
+    @property
+    def similarities(self) -> NDArray[np.float32]:
+        return self._graph_column(1)
+
+    @property
+    def neighbor_labels(self) -> NDArray[np.int64]:
+        return self._graph_column(2)
+
+    @property
+    def neighbor_splits(self) -> NDArray[np.int32]:
+        return self._graph_column(3)
+
 
 class Engine(Protocol):
     """Runs kernels over every chunk of one dataset (see the module docstring)."""
@@ -103,6 +161,8 @@ class Engine(Protocol):
     def write_parts(
         self, kernel: Callable[..., pd.DataFrame], name: str, *params
     ) -> str | None: ...
+
+    def graph(self, ctx: Any) -> GraphInfo: ...
 
 
 # -- reductions -------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The in-process engine: kernels over consecutive chunks of rows of an AuditDataset.
 
 Chunks are slices, so a memory-mapped .npy is paged in one chunk at a time and no kernel sees
-more than CHUNK_ROWS rows; partials are reduced left to right as they come.
+more than CHUNK_ROWS rows; partials are reduced left to right as they come. The kNN graph is
+neighbors.shared_graph (cached in the run's AuditContext), so in-process analyses that read it
+directly and engine forms that read `chunk.neighbors` see the same graph.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from dataaudit.dataset import AuditDataset
-from dataaudit.engine import Chunk
+from dataaudit.engine import Chunk, GraphInfo
 
 T = TypeVar("T")
 
@@ -36,6 +38,7 @@ class InProcessEngine:
         self.parts_dir = parts_dir
         self.classes = data.classes
         self.has_embeddings = data.embeddings is not None
+        self._graph = None  # (KnnGraph, GraphInfo, split codes of every row) once built
 
     @property
     def n_chunks(self) -> int:
@@ -46,6 +49,7 @@ class InProcessEngine:
         for start in range(0, data.n, self.chunk_rows):
             rows = slice(start, min(start + self.chunk_rows, data.n))
             emb = data.embeddings
+            graph = None if self._graph is None else functools.partial(self._graph_rows, rows)
             yield Chunk(
                 pos=np.arange(rows.start, rows.stop, dtype=np.int64),
                 ids=data.ids[rows],
@@ -53,7 +57,37 @@ class InProcessEngine:
                 splits=data.splits[rows],
                 probs=functools.partial(_rows, data.probs, rows),
                 embeddings=None if emb is None else functools.partial(_rows, emb, rows),
+                graph=graph,
             )
+
+    def graph(self, ctx) -> GraphInfo:
+        """The run's kNN graph (neighbors.shared_graph); chunks carry its rows from now on."""
+        if self._graph is None:
+            from dataaudit.neighbors import shared_graph
+
+            knn = shared_graph(self.data, ctx)
+            names, codes = np.unique(self.data.splits.astype(str), return_inverse=True)
+            info = GraphInfo(
+                k=knn.k,
+                method=knn.method,
+                recall=knn.recall_at_k,
+                center=knn.center,
+                splits=tuple(str(n) for n in names),
+            )
+            self._graph = (knn, info, codes.astype(np.int32))
+        return self._graph[1]
+
+    def _graph_rows(self, rows: slice):
+        knn, _, split_codes = self._graph
+        idx = knn.indices[rows]
+        found = idx >= 0
+        at = np.where(found, idx, 0)
+        return (
+            idx,
+            knn.similarities[rows],
+            np.where(found, self.data.labels[at], -1).astype(np.int64),
+            np.where(found, split_codes[at], -1).astype(np.int32),
+        )
 
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
         return functools.reduce(combine, (kernel(chunk, *params) for chunk in self.chunks()))
