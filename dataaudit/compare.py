@@ -163,7 +163,7 @@ def compare(old: AuditReport, new: AuditReport, *, baseline_path: str | None = N
     confidence = float(new.config.confidence_level)
     alpha = 1.0 - confidence
     notes: list[str] = []
-    old_items, new_items, id_note = _aligned_items(old.items, new.items)
+    old_items, new_items, id_note = _aligned_items(old.full_items(), new.full_items())
     if id_note:
         notes.append(id_note)
     joined = old_items.merge(
@@ -623,7 +623,8 @@ def _both(
                 f"{name} ran only in the {'current' if missing == ['baseline'] else 'baseline'} run; not compared."
             )
         return None
-    a, b = old.results[name].tables[table], new.results[name].tables[table]
+    # A Dask run's saved table is capped; its partitioned form holds every row.
+    a, b = old.full_table(name, table), new.full_table(name, table)
     lacking = [c for c in columns if c not in a.columns or c not in b.columns]
     if lacking:
         notes.append(f"{name} table {table!r} lacks {', '.join(lacking)} in one run; not compared.")

@@ -6,6 +6,9 @@ On disk (inside the output folder):
     audit/items.parquet               the per-item facts (id, split, labels, prediction, content)
     audit/<analysis>.<table>.parquet  every table of every analysis
     audit/comparison.<table>.parquet  the comparison with a baseline run, when the report has one
+    audit/items.all.parquet/          (Dask engine) every row's facts, one Parquet part per partition
+    audit/<analysis>.all_<table>.parquet/  (Dask engine) an analysis's full per-item table, when
+                                      the one above holds only its capped, ranked rows
 
 Schema versions: 1 (first release); 2 adds the optional "comparison" (reports of version 1
 load, migrated, with no comparison); 3 adds coded warnings, run-level and per analysis (older
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
     from dataaudit.compare import RunDiff
 
 SCHEMA_VERSION = 3
+# The partitioned per-item facts the Dask engine's workers write (items.parquet then holds only
+# the rows the capped tables mention).
+ITEM_PARTS = "items.all.parquet"
 REPORT_DIR = "audit"
 
 
@@ -83,6 +89,8 @@ class AuditReport:
     warnings: list[AuditWarning] = field(default_factory=list)
     # The run's gates (config-file [checks] and --fail-on), evaluated on its metrics.
     checks: list[CheckResult] = field(default_factory=list)
+    # Partitioned per-item datasets beside a loaded report ("items", "<analysis>.<table>" -> path).
+    parts: dict[str, Path] = field(default_factory=dict)
 
     # -- convenience ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:
@@ -103,6 +111,26 @@ class AuditReport:
 
     def __getitem__(self, name: str) -> AnalysisResult:
         return self.results[name]
+
+    def full_items(self) -> pd.DataFrame:
+        """Every row's facts: `items`, or the partitioned items the Dask engine wrote."""
+        if "items" in self.parts:
+            return (
+                pd.read_parquet(self.parts["items"])
+                .sort_values("pos", kind="stable")
+                .drop(columns="pos")
+                .reset_index(drop=True)
+            )
+        return self.items
+
+    def full_table(self, name: str, table: str) -> pd.DataFrame | None:
+        """An analysis's table with every row: its partitioned form when one was written (the
+        saved table is then capped), else the saved table; None when it has neither."""
+        key = f"{name}.{table}"
+        if key in self.parts:
+            return pd.read_parquet(self.parts[key])
+        result = self.results.get(name)
+        return None if result is None else result.tables.get(table)
 
     # -- renderers (thin wrappers so notebooks need one import) -------------------------------------
     def to_html(self, path: str | Path) -> Path:
@@ -203,6 +231,7 @@ class AuditReport:
             comparison=comparison,
             warnings=[AuditWarning.from_dict(w) for w in document["warnings"]],
             checks=[CheckResult.from_dict(c) for c in document.get("checks", [])],
+            parts=partitioned_tables(folder),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -236,6 +265,20 @@ class AuditReport:
         return self.comparison is None or self.comparison == other.comparison
 
 
+def partitioned_tables(folder: Path) -> dict[str, Path]:
+    """The partitioned per-item datasets in a saved-report folder, by what they hold."""
+    found = {}
+    for entry in sorted(folder.glob("*.parquet")):
+        if not entry.is_dir():
+            continue
+        if entry.name == ITEM_PARTS:
+            found["items"] = entry
+        elif ".all_" in entry.name:
+            name, table = entry.name.removesuffix(".parquet").split(".all_", 1)
+            found[f"{name}.{table}"] = entry
+    return found
+
+
 def foreign_entries(folder: Path) -> list[str]:
     """Entries of a saved-report folder that no dataaudit save wrote (a reviewer's notes, say).
 
@@ -256,7 +299,7 @@ def foreign_entries(folder: Path) -> list[str]:
         )
     except (OSError, ValueError, AttributeError, TypeError):
         pass
-    known = {*analysis_names, "comparison"}
+    known = {*analysis_names, "comparison", "items"}
 
     def is_ours(name: str) -> bool:
         if name in ours:

@@ -222,7 +222,11 @@ def audit_on_dask(
     results, skipped, failed, titles = run_registry(
         ctx, has, lambda analysis: forms[analysis.name](engine, ctx, config), analyses
     )
-    from dataaudit.report import AuditReport
+    from dataaudit.report import ITEM_PARTS, AuditReport, partitioned_tables
+
+    # The per-item facts of every row, written by the workers: what `compare` joins two runs on.
+    with progress.step("write the per-item facts"):
+        engine.write_parts(_items_rows, ITEM_PARTS, None, engine.classes)
 
     # Each worker's own peak resident memory (the driver's is its own process's).
     peaks = {str(w): round(mb, 1) for w, mb in client.run(_peak_rss_mb).items()}
@@ -245,6 +249,9 @@ def audit_on_dask(
         skipped=skipped,
         failed=failed,
         titles=titles,
+        # Until the CLI moves them into audit/, the parts sit in their staging folder (a
+        # --baseline comparison reads them there).
+        parts=partitioned_tables(Path(parts_dir)) if parts_dir and Path(parts_dir).is_dir() else {},
     )
 
 
@@ -328,18 +335,23 @@ def items_for(engine: DaskEngine, results) -> pd.DataFrame:
             ids.update(table["id"].astype(str))
     classes = engine.classes
     wanted = frozenset(ids)
-    frame = engine.map_reduce(_items_rows, _concat, wanted, classes)
+    frame = engine.map_reduce(_items_rows, _concat, wanted, classes).rename(columns={"pos": "_pos"})
     return frame.sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
 
 
-def _items_rows(chunk: Chunk, wanted: frozenset, classes: tuple[str, ...]) -> pd.DataFrame:
+def _items_rows(chunk: Chunk, wanted: frozenset | None, classes: tuple[str, ...]) -> pd.DataFrame:
+    """AuditDataset.items_frame's columns (and `pos`) for the chunk's rows whose id is in
+    `wanted`, or for all of them (None)."""
     from dataaudit.engine import label_names
 
-    rows = np.flatnonzero([i in wanted for i in chunk.ids]) if wanted else np.zeros(0, int)
+    if wanted is None:
+        rows = np.arange(len(chunk))
+    else:
+        rows = np.flatnonzero([i in wanted for i in chunk.ids]) if wanted else np.zeros(0, int)
     probs = chunk.probs[rows]
     return pd.DataFrame(
         {
-            "_pos": chunk.pos[rows],
+            "pos": chunk.pos[rows],
             "id": chunk.ids[rows],
             "split": chunk.splits[rows],
             "given_label": label_names(classes, chunk.labels[rows]),
