@@ -4,7 +4,8 @@ The protocol (the only thing an engine-form analysis knows about where it runs):
 
 - A **chunk** (`Chunk`) is a block of rows as numpy arrays: `pos` (the row's position in the
   table: global row order, and the tie-break of every ranking), `ids`, `labels` (class indices,
-  -1 = unlabeled), `splits`, `probs` (n x K float32) and `embeddings` (n x d, read on first use).
+  -1 = unlabeled), `splits`, `probs` (n x K float32), `embeddings` (n x d) and `metadata` (a
+  pandas DataFrame of the metadata columns, RangeIndex); the last three are read on first use.
   In process a chunk is a slice of the (memory-mapped) AuditDataset; on Dask it is one partition
   of the joined table, converted on the worker.
 - A **kernel** is a pure function `kernel(chunk, *params) -> partial`: numpy in, a small value
@@ -82,8 +83,9 @@ GRAPH_COLUMNS = ("neighbors", "similarities", "neighbor_labels", "neighbor_split
 
 
 class Chunk:
-    """A block of rows, numpy in. `probs` and `embeddings` may be given as zero-argument callables:
-    they are then read on first use, so a kernel that needs only labels never converts them.
+    """A block of rows, numpy in. `probs`, `embeddings` and `metadata` may be given as
+    zero-argument callables: they are then read on first use, so a kernel that needs only labels
+    never converts them.
 
     `graph` (once engine.graph has run): a zero-argument callable returning the four arrays of
     GRAPH_COLUMNS for these rows, read on first use of any of them.
@@ -98,6 +100,7 @@ class Chunk:
         probs: NDArray | Callable[[], NDArray],
         embeddings: NDArray | Callable[[], NDArray] | None = None,
         graph: Callable[[], tuple[NDArray, NDArray, NDArray, NDArray]] | None = None,
+        metadata: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     ):
         self.pos = pos
         self.ids = ids
@@ -106,6 +109,7 @@ class Chunk:
         self._probs = probs
         self._embeddings = embeddings
         self._graph = graph
+        self._metadata = metadata
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -121,6 +125,15 @@ class Chunk:
         if callable(self._embeddings):
             self._embeddings = self._embeddings()
         return self._embeddings
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """The metadata columns of the chunk's rows (no columns when there are none)."""
+        if callable(self._metadata):
+            self._metadata = self._metadata()
+        if self._metadata is None:
+            self._metadata = pd.DataFrame(index=pd.RangeIndex(len(self.pos)))
+        return self._metadata
 
     @property
     def labeled(self) -> NDArray[np.bool_]:

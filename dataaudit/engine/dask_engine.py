@@ -27,7 +27,14 @@ import pandas as pd
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.engine import Chunk
-from dataaudit.engine.inputs import LABEL, POS, Layout, PartitionedInputs, read_partitioned
+from dataaudit.engine.inputs import (
+    LABEL,
+    META,
+    POS,
+    Layout,
+    PartitionedInputs,
+    read_partitioned,
+)
 from dataaudit.problems import InputError, Problem
 
 T = TypeVar("T")
@@ -46,7 +53,20 @@ def partition_chunk(frame: pd.DataFrame, layout: Layout) -> Chunk:
             if layout.embeddings
             else None
         ),
+        metadata=lambda: _metadata(frame, layout),
     )
+
+
+def _metadata(frame: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """The partition's metadata columns as pandas reads the table file in process: Dask turns
+    text into its own string dtype (missing = NA); pandas' default one has missing = NaN."""
+    columns = {META + name: name for name in layout.metadata}
+    out = frame[list(columns)].rename(columns=columns).reset_index(drop=True)
+    for name in out.columns:
+        dtype = out[name].dtype
+        if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
+            out[name] = out[name].astype(pd.StringDtype(dtype.storage, na_value=np.nan))
+    return out
 
 
 def _apply(frame: pd.DataFrame, layout: Layout, kernel, params):

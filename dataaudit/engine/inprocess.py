@@ -58,6 +58,7 @@ class InProcessEngine:
                 probs=functools.partial(_rows, data.probs, rows),
                 embeddings=None if emb is None else functools.partial(_rows, emb, rows),
                 graph=graph,
+                metadata=functools.partial(_metadata_rows, data.metadata, rows),
             )
 
     def graph(self, ctx) -> GraphInfo:
@@ -105,3 +106,7 @@ class InProcessEngine:
 
 def _rows(array, rows: slice) -> np.ndarray:
     return np.asarray(array[rows], dtype=np.float32)
+
+
+def _metadata_rows(metadata: pd.DataFrame, rows: slice) -> pd.DataFrame:
+    return metadata.iloc[rows].reset_index(drop=True)

@@ -35,6 +35,7 @@ PARQUET = (".parquet", ".pq")
 LABEL = "_label"  # class index, -1 = unlabeled
 POS = "_pos"  # table position
 PART = "_part"  # index of the table file the row came from
+META = "m:"  # prefix of the metadata columns in a partition
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Layout:
 
     probs: tuple[str, ...]
     embeddings: tuple[str, ...] = ()
+    # Metadata column names; a partition holds each as META + name (no clash with id, _pos, ...).
+    metadata: tuple[str, ...] = ()
 
 
 @dataclass
@@ -153,12 +156,37 @@ def _part_facts(path: str, roles) -> dict:
     }
 
 
+def _metadata_schema(path: str, roles) -> pd.DataFrame:
+    """The metadata columns of a table file as an empty frame with pandas' dtypes: the columns
+    validate.py keeps in process (not a role, not pandas' row numbers, not a stored index)."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from dataaudit.load import _index_as_column
+    from dataaudit.validate import _is_index_column
+
+    with fsspec.open(path, "rb") as handle:
+        empty = pq.read_schema(handle).empty_table().to_pandas()
+    empty = _index_as_column(empty, (roles.id, roles.label, roles.split))
+    used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
+    return empty[[c for c in empty.columns if c not in used and not _is_index_column(c)]]
+
+
 def _table_part(
-    part: Part, index: int, roles, codes: dict[str, int], probs_npy, emb_npy
+    part: Part,
+    index: int,
+    roles,
+    codes: dict[str, int],
+    probs_npy,
+    emb_npy,
+    metadata: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One table file as a partition of the joined frame (with .npy rows attached)."""
+    """One table file as a partition of the joined frame (with .npy rows and the metadata
+    columns, named META + name, attached; a column a file lacks is missing there)."""
     wanted = (roles.id, roles.label, roles.split)
-    frame = _read(part.path, [c for c in wanted if c in part.columns])
+    meta_cols = [] if metadata is None else list(metadata.columns)
+    present = [c for c in meta_cols if c in part.columns and c not in wanted]
+    frame = _read(part.path, [c for c in wanted if c in part.columns] + present)
     labels = _normalise_text(frame[roles.label])
     out = pd.DataFrame(
         {
@@ -173,6 +201,10 @@ def _table_part(
             ),
         }
     )
+    for name in meta_cols:
+        out[META + name] = (
+            frame[name].to_numpy() if name in frame.columns else np.full(len(frame), None, object)
+        )
     for npy, prefix in ((probs_npy, "p:"), (emb_npy, "e:")):
         if npy is not None:
             rows = np.asarray(
@@ -184,13 +216,15 @@ def _table_part(
     return out
 
 
-def _table_meta(k: int, d: int) -> pd.DataFrame:
+def _table_meta(k: int, d: int, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    meta_types = {} if metadata is None else {META + c: t for c, t in metadata.dtypes.items()}
     columns = {
         POS: np.int64,
         PART: np.int32,
         "id": object,
         LABEL: np.int64,
         "split": object,
+        **meta_types,
         **{f"p:{j}": np.float32 for j in range(k)},
         **{f"e:{j}": np.float32 for j in range(d)},
     }
@@ -335,6 +369,7 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
                 fix="Check the label column; empty cells count as unlabeled.",
             )
         )
+    metadata = _metadata_schema(files[0], roles)
     # Label problems do not stop the value checks: every problem is reported at once.
     frame = dd.from_map(
         _table_part,
@@ -344,7 +379,8 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         codes=codes,
         probs_npy=probs_npy,
         emb_npy=emb_npy,
-        meta=_table_meta(k if probs_npy else 0, d if emb_npy else 0),
+        metadata=metadata,
+        meta=_table_meta(k if probs_npy else 0, d if emb_npy else 0, metadata),
         enforce_metadata=False,
     )
     problems += _duplicate_ids(frame, parts, client, roles)
@@ -371,19 +407,18 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     if problems:
         raise InputError(problems)
 
-    used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
     label_counts = np.zeros(len(classes), dtype=np.int64)
     for value, count in label_values.items():
         label_counts[codes[value]] += count
     return PartitionedInputs(
         frame=frame,
-        layout=Layout(prob_cols, emb_cols),
+        layout=Layout(prob_cols, emb_cols, tuple(metadata.columns)),
         parts=parts,
         classes=tuple(classes),
         class_source=class_source,
         split_counts=split_counts,
         label_counts=label_counts.tolist(),
-        metadata_columns=[c for c in columns if c not in used],
+        metadata_columns=list(metadata.columns),
         sources=[
             files_fingerprint(role, str(src), files, shape)
             for role, src, files, shape in (
