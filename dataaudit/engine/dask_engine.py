@@ -281,31 +281,23 @@ def _refuse_unported(config, forms, selected, with_embeddings: bool) -> None:
     from dataaudit.analyses.label_errors_chunks import unsupported
 
     problems = []
-    if selected is None:
-        # slices needs only probabilities and labels, so every run would reach an analysis
-        # without an engine form: name them all before any work.
-        missing = [name for name in registry.names() if name not in forms]
+    # Without --analyses every analysis would run: name all that have no engine form yet.
+    wanted = registry.names() if selected is None else selected
+    unported = [name for name in wanted if name not in forms]
+    if unported:
         problems.append(
             Problem(
                 "analysis_not_on_dask",
-                "these analyses do not run on the Dask engine yet: " + ", ".join(missing),
-                source="--engine dask",
-                fix="Select the ones that do with --analyses "
-                + ",".join(forms)
-                + " (the report lists the others as skipped), or run in process.",
+                "these analyses do not run on the Dask engine yet: " + ", ".join(unported),
+                source="--engine dask" if selected is None else "--analyses",
+                fix=(
+                    "Select the ones that do with --analyses " + ",".join(forms) + ", or run in "
+                    "process."
+                    if selected is None
+                    else "Leave them out (available on Dask: " + ", ".join(forms) + ")."
+                ),
             )
         )
-    else:
-        unported = [name for name in selected if name not in forms]
-        if unported:
-            problems.append(
-                Problem(
-                    "analysis_not_on_dask",
-                    "these analyses do not run on the Dask engine yet: " + ", ".join(unported),
-                    source="--analyses",
-                    fix="Leave them out (available on Dask: " + ", ".join(forms) + ").",
-                )
-            )
     why = unsupported(config, with_embeddings)
     if why is not None and (selected is None or "label_errors" in selected):
         problems.append(
