@@ -324,3 +324,48 @@ def test_compare_of_two_dask_runs_equals_compare_of_two_in_process_runs(client, 
         statuses = ours.table("label_errors").set_index("id")["status"]
         fixed_ids = table["id"].to_numpy()[relabelled]
         assert (statuses.reindex(fixed_ids) == "fixed_relabelled").mean() > 0.8
+
+
+def _rounded_probs_key(chunk):
+    from dataaudit.neighbors import hash_rows
+
+    return pd.DataFrame({"key": hash_rows(np.round(chunk.probs[:, :2], 1)), "pos": chunk.pos})
+
+
+def _shared_keys(frame):
+    shared = frame[frame.duplicated("key", keep=False)]
+    return shared.groupby("key", as_index=False).agg(first=("pos", "min"), size=("pos", "size"))
+
+
+def _text_and_image(chunk):
+    return pd.DataFrame(
+        {"pos": chunk.pos, "text": chunk.column("text"), "image": chunk.column("image")}
+    )
+
+
+def test_group_by_key_and_table_columns_on_the_cluster_equal_in_process(client, tmp_path):
+    from dataaudit.config import AuditConfig, ColumnRoles
+    from dataaudit.engine.dask_engine import DaskEngine
+    from dataaudit.engine.inputs import read_partitioned
+    from dataaudit.neighbors import hash_rows
+
+    table, probs = _planted_table()
+    table["text"] = [f"text {i % 300}" for i in range(len(table))]
+    table["image"] = [f"img/{i}.png" for i in range(len(table))]
+    _write_parts(table, tmp_path / "table", 300)
+    np.save(tmp_path / "probs.npy", probs)
+    config = AuditConfig(classes=CLASSES, columns=ColumnRoles(text="text", image="image"))
+    inputs = read_partitioned(
+        str(tmp_path / "table"), str(tmp_path / "probs.npy"), None, config, client
+    )
+    ours = DaskEngine(inputs, client)
+    found = ours.group_by_key(_rounded_probs_key, _shared_keys).sort_values("first")
+    everything = pd.DataFrame(
+        {"key": hash_rows(np.round(probs[:, :2], 1)), "pos": range(len(probs))}
+    )
+    expected = _shared_keys(everything).sort_values("first")
+    assert expected["size"].sum() > 100
+    pd.testing.assert_frame_equal(found.reset_index(drop=True), expected.reset_index(drop=True))
+    columns = ours.map_reduce(_text_and_image, lambda a, b: pd.concat([a, b])).sort_values("pos")
+    assert columns["text"].tolist() == table["text"].tolist()
+    assert columns["image"].iloc[7] == str(tmp_path / "table" / "img" / "7.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -14,6 +15,7 @@ from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.engine import add, top_k
 from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.neighbors import exact_groups, hash_rows
 
 
 @functools.cache
@@ -108,3 +110,36 @@ def test_engine_form_refuses_cleanlab_filters_it_cannot_chunk():
     assert "prune_by_noise_rate" in label_errors_chunks.unsupported(config)
     with pytest.raises(ValueError, match="prune_by_noise_rate"):
         label_errors_chunks.run_on(InProcessEngine(data), AuditContext(config), config)
+
+
+def _rounded_probs_key(chunk):
+    # Rounded probabilities: many rows share a key, across chunk boundaries.
+    return pd.DataFrame(
+        {"key": hash_rows(np.round(chunk.probs[:, :2], 1)), "pos": chunk.pos, "x": 1}
+    )
+
+
+def _shared_keys(frame):
+    shared = frame[frame.duplicated("key", keep=False)]
+    return shared.groupby("key", as_index=False).agg(first=("pos", "min"), size=("pos", "size"))
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, 5000])
+def test_group_by_key_brings_equal_keys_together_whatever_the_chunking(chunk_rows):
+    data = _planted()
+    engine = InProcessEngine(data, chunk_rows=chunk_rows)
+    found = engine.group_by_key(_rounded_probs_key, _shared_keys).sort_values("first")
+    groups = exact_groups(hash_rows(np.round(data.probs[:, :2], 1)))
+    rows = np.flatnonzero(groups >= 0)
+    assert len(found) == groups.max() + 1 > 5
+    assert found["size"].tolist() == np.bincount(groups[rows]).tolist()
+    assert found["first"].tolist() == [rows[groups[rows] == g][0] for g in range(len(found))]
+
+
+def test_chunks_read_the_text_column_by_role():
+    data = dataclasses.replace(_planted(), text=np.array([f"t{i}" for i in range(1000)], object))
+    texts = InProcessEngine(data, chunk_rows=300).map_reduce(
+        lambda chunk: list(chunk.column("text")), lambda a, b: a + b
+    )
+    assert texts == [f"t{i}" for i in range(1000)]
+    assert next(InProcessEngine(data).chunks()).column("image") is None

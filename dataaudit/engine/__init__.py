@@ -21,6 +21,11 @@ The protocol (the only thing an engine-form analysis knows about where it runs):
   Every row of the global top k is among its own chunk's top k, so the merged list is the global
   top k, with ties broken by table order exactly as a stable sort over all rows would. Per-group
   selections (examples per class pair) are the same with a group key.
+- **Exact groups** (rows sharing a hash) use `engine.group_by_key(emit, reduce_group, *params)`:
+  `emit(chunk, *params)` returns a frame with a `key` column (int64 / uint64) and `pos`; rows
+  with equal keys are brought together (on Dask a shuffle on `key`), and `reduce_group(frame)`,
+  given whole groups of some keys, keeps those it wants (the keys with two rows or more) as a
+  small frame; the driver receives their concatenation, in no particular order.
 - **Per-item tables** are never collected: `engine.write_parts(kernel, name, *params)` has every
   chunk write its rows as one Parquet file `<parts_dir>/<name>/part-00042.parquet` (on Dask the
   worker writes it, to any fsspec URL the workers can reach); the driver receives row counts.
@@ -89,6 +94,9 @@ class Chunk:
 
     `graph` (once engine.graph has run): a zero-argument callable returning the four arrays of
     GRAPH_COLUMNS for these rows, read on first use of any of them.
+
+    `columns(role)` reads a table column by role ("text", "image": absolute paths) on first use
+    of `column(role)`; None when the run has no such column.
     """
 
     def __init__(
@@ -101,6 +109,7 @@ class Chunk:
         embeddings: NDArray | Callable[[], NDArray] | None = None,
         graph: Callable[[], tuple[NDArray, NDArray, NDArray, NDArray]] | None = None,
         metadata: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
+        columns: Callable[[str], NDArray | None] | None = None,
     ):
         self.pos = pos
         self.ids = ids
@@ -110,6 +119,8 @@ class Chunk:
         self._embeddings = embeddings
         self._graph = graph
         self._metadata = metadata
+        self._columns = columns
+        self._read: dict[str, NDArray | None] = {}
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -125,6 +136,12 @@ class Chunk:
         if callable(self._embeddings):
             self._embeddings = self._embeddings()
         return self._embeddings
+
+    def column(self, role: str) -> NDArray | None:
+        """The rows' values of the table column with this role (object array), or None."""
+        if role not in self._read:
+            self._read[role] = None if self._columns is None else self._columns(role)
+        return self._read[role]
 
     @property
     def metadata(self) -> pd.DataFrame:
@@ -176,6 +193,13 @@ class Engine(Protocol):
     ) -> str | None: ...
 
     def graph(self, ctx: Any) -> GraphInfo: ...
+
+    def group_by_key(
+        self,
+        emit: Callable[..., pd.DataFrame],
+        reduce_group: Callable[[pd.DataFrame], pd.DataFrame],
+        *params,
+    ) -> pd.DataFrame: ...
 
 
 # -- reductions -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from dataaudit.engine import Chunk
 from dataaudit.engine.inputs import (
     LABEL,
     META,
+    PART,
     POS,
     Layout,
     PartitionedInputs,
@@ -54,6 +55,7 @@ def partition_chunk(frame: pd.DataFrame, layout: Layout) -> Chunk:
             else None
         ),
         metadata=lambda: _metadata(frame, layout),
+        columns=lambda role: table_column(frame, layout, role),
     )
 
 
@@ -66,6 +68,36 @@ def _metadata(frame: pd.DataFrame, layout: Layout) -> pd.DataFrame:
         dtype = out[name].dtype
         if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA:
             out[name] = out[name].astype(pd.StringDtype(dtype.storage, na_value=np.nan))
+    return out
+
+
+def table_column(frame: pd.DataFrame, layout: Layout, role: str) -> np.ndarray | None:
+    """A table column (by role) for a partition's rows, read from their table files.
+
+    Image paths are made absolute against the folder of the table file that names them (local
+    files; URLs are left as given).
+    """
+    name = dict(layout.columns).get(role)
+    if name is None:
+        return None
+    files = frame[PART].to_numpy()
+    pos = frame[POS].to_numpy(dtype=np.int64)
+    out = np.empty(len(frame), dtype=object)
+    for index in np.unique(files):
+        path, offset = layout.files[index]
+        values = pd.read_parquet(path, columns=[name])[name].astype(object).to_numpy()
+        rows = files == index
+        picked = values[pos[rows] - offset]
+        if role == "image" and "://" not in path:
+            base = os.path.dirname(os.path.abspath(path))
+            picked = np.array(
+                [
+                    os.path.normpath(os.path.join(base, p)) if isinstance(p, str) and p else ""
+                    for p in picked
+                ],
+                dtype=object,
+            )
+        out[rows] = picked
     return out
 
 
@@ -123,6 +155,27 @@ class DaskEngine:
         ]
         self.client.compute(_tree(writes, _sum)).result()
         return folder
+
+    def group_by_key(
+        self,
+        emit: Callable[..., pd.DataFrame],
+        reduce_group: Callable[[pd.DataFrame], pd.DataFrame],
+        *params,
+    ) -> pd.DataFrame:
+        """Each partition emits keyed rows; a shuffle on `key` brings equal keys into one
+        partition, where reduce_group keeps what it wants; the driver gets the concatenation."""
+        import dask.dataframe as dd
+
+        layout = self.inputs.layout
+        meta = emit(partition_chunk(self.inputs.frame._meta, layout), *params)
+        emitted = [
+            dask.delayed(_apply)(part, layout, emit, params)
+            for part in self.inputs.frame.to_delayed()
+        ]
+        keyed = dd.from_delayed(emitted, meta=meta, verify_meta=False)
+        grouped = keyed.shuffle(on="key", npartitions=keyed.npartitions)
+        reduced = grouped.map_partitions(reduce_group, meta=reduce_group(meta))
+        return self.client.compute(reduced).result().reset_index(drop=True)
 
 
 def _sum(a: int, b: int) -> int:

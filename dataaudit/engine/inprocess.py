@@ -59,6 +59,7 @@ class InProcessEngine:
                 embeddings=None if emb is None else functools.partial(_rows, emb, rows),
                 graph=graph,
                 metadata=functools.partial(_metadata_rows, data.metadata, rows),
+                columns=functools.partial(_column, data, rows),
             )
 
     def graph(self, ctx) -> GraphInfo:
@@ -102,6 +103,21 @@ class InProcessEngine:
         for i, chunk in enumerate(self.chunks()):
             kernel(chunk, *params).to_parquet(folder / f"part-{i:05d}.parquet", index=False)
         return str(folder)
+
+    def group_by_key(
+        self,
+        emit: Callable[..., pd.DataFrame],
+        reduce_group: Callable[[pd.DataFrame], pd.DataFrame],
+        *params,
+    ) -> pd.DataFrame:
+        """Every chunk's keyed rows in one frame (a few small columns per row), reduced at once."""
+        frames = [emit(chunk, *params) for chunk in self.chunks()]
+        return reduce_group(pd.concat(frames, ignore_index=True))
+
+
+def _column(data: AuditDataset, rows: slice, role: str) -> np.ndarray | None:
+    values = {"text": data.text, "image": data.image_paths}.get(role)
+    return None if values is None else np.asarray(values[rows], dtype=object)
 
 
 def _rows(array, rows: slice) -> np.ndarray:

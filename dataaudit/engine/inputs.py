@@ -56,6 +56,10 @@ class Layout:
     embeddings: tuple[str, ...] = ()
     # Metadata column names; a partition holds each as META + name (no clash with id, _pos, ...).
     metadata: tuple[str, ...] = ()
+    # Table columns read on use (Chunk.column): (role, column name), and each table file's
+    # (path, offset), from which a partition's rows are looked up by PART and POS.
+    columns: tuple[tuple[str, str], ...] = ()
+    files: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
@@ -412,7 +416,17 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         label_counts[codes[value]] += count
     return PartitionedInputs(
         frame=frame,
-        layout=Layout(prob_cols, emb_cols, tuple(metadata.columns)),
+        layout=Layout(
+            prob_cols,
+            emb_cols,
+            tuple(metadata.columns),
+            columns=tuple(
+                (role, name)
+                for role, name in (("text", roles.text), ("image", roles.image))
+                if name is not None and name in columns
+            ),
+            files=tuple((p.path, p.offset) for p in parts),
+        ),
         parts=parts,
         classes=tuple(classes),
         class_source=class_source,
