@@ -140,6 +140,7 @@ def by_name() -> dict[str, Analysis]:
 # Analyses with an engine form (dataaudit.engine): name -> module defining run_on(engine, ctx,
 # config). label_errors' lives in label_errors_chunks.py until label_errors.py is rebuilt on it.
 _ENGINE_FORMS = {
+    "calibration": "calibration",
     "label_errors": "label_errors_chunks",
     "per_class": "per_class",
     "swapped_pairs": "swapped_pairs",

@@ -27,6 +27,17 @@ then resampling within the bin. Up to EXACT_ROWS items a group is resampled item
 each bin's sum is drawn from its normal limit (bins then hold thousands of items), so 1M items
 cost milliseconds.
 
+Engine form (`run_on`, any dataaudit.engine): pass 1 counts labeled items per split and predicted
+class and draws a hash sample (engine/sample.py) of max(EXACT_ROWS, fit rows) labeled items. Up to
+EXACT_ROWS labeled items that sample is every item, in table order, and the analysis is the exact
+form above (`calibrate_items`), so both engines give the same figures as ever. Above, a stated
+approximation: the temperature is fitted on the sample's fit rows with the smallest hashes (each
+fold's on the other folds' ones; folds come from the hash, not a permutation), equal-mass bin edges
+are the sample's quantiles of the confidence (bins then hold the sample's share of items, not
+exactly n / bins; ties at an edge fall in one bin), and the auto-label cut is found on the sample;
+pass 2 sums every item into its bin of every group and region, and intervals come from those
+sums' normal limit (as above EXACT_ROWS in process before).
+
 Table "ece" (one row per group): split ("all" = every split), predicted_class (missing = all
 classes), n, mean_confidence, accuracy, confidence_gap (mean_confidence − accuracy; > 0 is
 overconfident), ece, ece_ci_low, ece_ci_high, ece_if_calibrated, miscalibrated, ece_after,
@@ -51,6 +62,9 @@ from dataaudit import strategies as st
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk, Engine, add
+from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.engine.sample import HASH, sample_rows
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
@@ -66,29 +80,49 @@ CHUNK_ROWS = 65_536
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(
+    engine: Engine, ctx: AuditContext, config: AuditConfig, exact_rows: int = EXACT_ROWS
+) -> AnalysisResult:
+    """The analysis on any engine: labeled items exactly up to `exact_rows`, in bins above."""
+    classes = engine.classes
+    fit_rows = max(2000, FIT_CELLS // len(classes))
+    counts = engine.map_reduce(_group_counts, add, len(classes))
+    n_labeled = int(counts["classes"].sum())
+    sample = sample_rows(engine, _labeled_rows, max(exact_rows, fit_rows), seed=config.seed)
+    probs = sample[[f"p{j}" for j in range(len(classes))]].to_numpy(np.float32)
+    labels = sample["label"].to_numpy(np.int64)
+    if n_labeled <= exact_rows:  # the sample is every labeled item, in table order
+        return calibrate_items(probs, labels, sample["split"].to_numpy(str), classes, config)
+    return _calibrate_in_bins(engine, sample, probs, labels, counts, fit_rows, config)
+
+
+def calibrate_items(
+    probs: NDArray, labels: NDArray, splits: NDArray, classes: tuple[str, ...], config: AuditConfig
+) -> AnalysisResult:
+    """The analysis on the labeled items' arrays (the exact form, item by item)."""
     rng = np.random.default_rng(config.seed)
-    labeled = np.flatnonzero(data.labeled)
-    probs = data.probs[labeled]
-    labels = data.labels[labeled]
-    splits = np.asarray(data.splits[labeled]).astype(str)
+    k = len(classes)
     predicted = probs.argmax(axis=1)
     conf = probs.max(axis=1).astype(np.float64)
     correct = predicted == labels
 
-    fit_rows = max(2000, FIT_CELLS // data.k)
+    fit_rows = max(2000, FIT_CELLS // k)
     temperature = fit_temperature(probs, labels, max_rows=fit_rows, seed=config.seed)
-    folds = rng.permutation(len(labeled)) % FOLDS
+    folds = rng.permutation(len(labels)) % FOLDS
     scaled, fold_temperatures = cross_fitted(probs, labels, folds, fit_rows, config.seed)
     conf_after = scaled.max(axis=1).astype(np.float64)
     correct_after = scaled.argmax(axis=1) == labels  # temperature keeps the argmax
 
     groups: list[tuple[str, str | None, NDArray[np.bool_]]] = [
-        (ALL_SPLITS, None, np.ones(len(labeled), dtype=bool))
+        (ALL_SPLITS, None, np.ones(len(labels), dtype=bool))
     ]
     split_names = sorted(pd.unique(splits))
     if split_names != [ALL_SPLITS]:
         groups += [(name, None, splits == name) for name in split_names]
-    groups += [(ALL_SPLITS, data.classes[c], predicted == c) for c in range(data.k)]
+    groups += [(ALL_SPLITS, classes[c], predicted == c) for c in range(k)]
     draws, level = config.calibration_bootstrap, config.confidence_level
     rows, bins = [], []
     for split, cls, mask in groups:
@@ -99,12 +133,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         after = group_calibration(
             conf_after[mask], correct_after[mask], config.calibration_bins, draws, level, rng
         )
-        row |= {
-            "ece_after": after["ece"],
-            "ece_after_ci_low": after["ece_ci_low"],
-            "ece_after_ci_high": after["ece_ci_high"],
-        }
-        rows.append(row)
+        rows.append(row | _after(after))
         if cls is None:
             for name, c, ok in (
                 ("given", conf, correct),
@@ -114,13 +143,35 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
                 frame.insert(0, "probabilities", name)
                 frame.insert(0, "split", split)
                 bins.append(frame)
+    decisions = decision_table(probs, scaled, labels, config)
+    return _result(rows, bins, decisions, temperature, fold_temperatures, fit_rows, config)
+
+
+def _after(after: dict) -> dict:
+    return {
+        "ece_after": after["ece"],
+        "ece_after_ci_low": after["ece_ci_low"],
+        "ece_after_ci_high": after["ece_ci_high"],
+    }
+
+
+def _result(
+    rows: list[dict],
+    bins: list[pd.DataFrame],
+    decisions: pd.DataFrame,
+    temperature: float,
+    fold_temperatures: list[float],
+    fit_rows: int,
+    config: AuditConfig,
+    extra_notes: tuple[str, ...] = (),
+) -> AnalysisResult:
+    draws = config.calibration_bootstrap
     ece_table = pd.DataFrame(rows)
     ece_table["predicted_class"] = ece_table["predicted_class"].astype(object)
     overall = rows[0]
 
     miscalibrated = bool(overall["miscalibrated"])
     applied = miscalibrated and bool(overall["ece_after"] < overall["ece"])
-    decisions = decision_table(probs, scaled, labels, config)
     notes = [
         (
             "Top-label calibration on labeled items: accuracy against the given labels among items "
@@ -136,6 +187,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             f"Temperature fitted by likelihood; ECE after it is cross-fitted over {FOLDS} folds "
             f"(fold temperatures {min(fold_temperatures):.2f}–{max(fold_temperatures):.2f})."
         ),
+        *extra_notes,
     ]
     if applied:
         notes.append(
@@ -172,10 +224,239 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "folds": FOLDS,
             "fold_temperatures": [round(t, 4) for t in fold_temperatures],
             "fit_rows": fit_rows,
-            "confidence_level": level,
+            "confidence_level": config.confidence_level,
         },
         notes=tuple(notes),
     )
+
+
+# -- the engine form above EXACT_ROWS labeled items ----------------------------------------------
+
+
+def _labeled_rows(chunk: Chunk) -> pd.DataFrame:
+    """Kernel: the labeled rows' positions, labels, splits and probabilities."""
+    rows = np.flatnonzero(chunk.labeled)
+    probs = chunk.probs[rows]
+    frame = pd.DataFrame({f"p{j}": probs[:, j] for j in range(probs.shape[1])})
+    frame.insert(0, "split", np.asarray(chunk.splits[rows]).astype(str))
+    frame.insert(0, "label", chunk.labels[rows])
+    frame.insert(0, "pos", chunk.pos[rows])
+    return frame
+
+
+def _group_counts(chunk: Chunk, k: int) -> dict:
+    """Kernel: labeled items per split and per predicted class."""
+    rows = np.flatnonzero(chunk.labeled)
+    splits = np.asarray(chunk.splits[rows]).astype(str)
+    names, n = np.unique(splits, return_counts=True)
+    predicted = chunk.probs[rows].argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+    return {
+        "splits": {str(s): int(c) for s, c in zip(names, n, strict=True)},
+        "classes": np.bincount(predicted, minlength=k).astype(np.int64),
+    }
+
+
+def _fold_of(hashes: NDArray[np.uint64]) -> NDArray[np.int64]:
+    return ((hashes >> np.uint64(32)) % np.uint64(FOLDS)).astype(np.int64)
+
+
+def _smallest(hashes: NDArray[np.uint64], rows: NDArray[np.intp], k: int) -> NDArray[np.intp]:
+    return np.sort(rows[np.argsort(hashes[rows], kind="stable")[:k]])
+
+
+# Per-bin sums a chunk returns: items, sum of (correct - confidence) and of its square,
+# confidence, correct, confidence x (1 - confidence) (the null's variance).
+_N, _X, _XX, _CONF, _HITS, _NULL = range(6)
+
+
+def _bin_sums(conf: NDArray, correct: NDArray, edges: NDArray, n_bins: int) -> NDArray:
+    bins = np.searchsorted(edges, conf, side="right")
+    x = correct - conf
+    return np.stack(
+        [
+            np.bincount(bins, weights=w, minlength=n_bins)
+            for w in (np.ones(len(conf)), x, x * x, conf, correct, conf * (1 - conf))
+        ],
+        axis=1,
+    )
+
+
+def _scaled_sums(
+    chunk: Chunk,
+    groups: list[tuple[str, object]],
+    edges: list[tuple[NDArray, NDArray]],
+    fold_temperatures: NDArray,
+    cuts: tuple[float, float],
+    n_bins: int,
+    seed: int,
+) -> tuple[NDArray, NDArray]:
+    """Kernel: per group, the per-bin sums with the given and the cross-fitted scaled
+    probabilities, (groups, 2, bins, 6); and per decision region n, hits, sum of confidence
+    before and after, (regions, 2, 3)."""
+    from dataaudit.engine.sample import row_hash
+
+    rows = np.flatnonzero(chunk.labeled)
+    probs = chunk.probs[rows]
+    labels = chunk.labels[rows]
+    splits = np.asarray(chunk.splits[rows]).astype(str)
+    folds = _fold_of(row_hash(chunk.pos[rows], seed))
+    scaled = np.empty(probs.shape, dtype=np.float32)
+    for f, t in enumerate(fold_temperatures):
+        held = folds == f
+        scaled[held] = temper(probs[held], float(t))
+    predicted = probs.argmax(axis=1) if len(rows) else np.zeros(0, np.int64)
+    versions = []
+    for p in (probs, scaled):
+        conf = p.max(axis=1).astype(np.float64) if len(rows) else np.zeros(0)
+        versions.append((conf, (predicted == labels).astype(np.float64)))
+    out = np.zeros((len(groups), 2, n_bins, 6))
+    for g, (kind, value) in enumerate(groups):
+        mask = (
+            np.ones(len(rows), bool)
+            if kind == "all"
+            else (splits == value if kind == "split" else predicted == value)
+        )
+        for v, (conf, ok) in enumerate(versions):
+            out[g, v] = _bin_sums(conf[mask], ok[mask], edges[g][v], n_bins)
+    regions = np.zeros((len(DECISIONS), 2, 3))
+    for v, p in enumerate((probs, scaled)):
+        if not len(rows):
+            continue
+        masks, p1 = _regions(p, cuts[v])
+        ok = p.argmax(axis=1) == labels
+        for r, mask in enumerate(masks):
+            regions[r, v] = (mask.sum(), ok[mask].sum(), p1[mask].astype(np.float64).sum())
+    return out, regions
+
+
+def _calibrate_in_bins(
+    engine: Engine,
+    sample: pd.DataFrame,
+    probs: NDArray,
+    labels: NDArray,
+    counts: dict,
+    fit_rows: int,
+    config: AuditConfig,
+) -> AnalysisResult:
+    """Above EXACT_ROWS labeled items: temperatures fitted on the hash sample (its fit_rows
+    smallest hashes; each fold's on the other folds' ones), equal-mass bin edges at the
+    sample's quantiles, then one pass summing every bin of every group, and the bootstrap from
+    those sums (its normal limit, as group_calibration above EXACT_ROWS)."""
+    rng = np.random.default_rng(config.seed)
+    classes = engine.classes
+    hashes = sample[HASH].to_numpy(np.uint64)
+    every = np.arange(len(sample))
+    fit = _smallest(hashes, every, fit_rows)
+    temperature = fit_temperature(probs[fit], labels[fit], max_rows=len(fit))
+    folds = _fold_of(hashes)
+    fold_temperatures = []
+    for f in range(FOLDS):
+        rest = _smallest(hashes, np.flatnonzero(folds != f), fit_rows)
+        fold_temperatures.append(fit_temperature(probs[rest], labels[rest], max_rows=len(rest)))
+    scaled = np.empty(probs.shape, dtype=np.float32)
+    for f, t in enumerate(fold_temperatures):
+        scaled[folds == f] = temper(probs[folds == f], t)
+
+    splits = sample["split"].to_numpy(str)
+    predicted = probs.argmax(axis=1)
+    split_names = sorted(counts["splits"])
+    groups: list[tuple[str, object]] = [("all", None)]
+    sizes = [int(counts["classes"].sum())]
+    if split_names != [ALL_SPLITS]:
+        groups += [("split", name) for name in split_names]
+        sizes += [counts["splits"][name] for name in split_names]
+    groups += [("class", c) for c in range(len(classes))]
+    sizes += counts["classes"].tolist()
+    n_bins = config.calibration_bins
+    edges = []
+    for (kind, value), n in zip(groups, sizes, strict=True):
+        mask = (
+            np.ones(len(sample), bool)
+            if kind == "all"
+            else (splits == value if kind == "split" else predicted == value)
+        )
+        b = bins_for(n, n_bins)
+        q = np.arange(1, b) / b
+        edges.append(
+            tuple(
+                np.quantile(p[mask].max(axis=1), q) if mask.any() else np.zeros(0)
+                for p in (probs, scaled)
+            )
+        )
+    cuts = tuple(
+        st.auto_label_threshold(p.max(axis=1), p.argmax(axis=1) == labels,
+                                config.auto_label_precision)[0]
+        for p in (probs, scaled)
+    )  # fmt: skip
+    sums, regions = engine.map_reduce(
+        _scaled_sums,
+        add,
+        groups,
+        edges,
+        np.array(fold_temperatures),
+        cuts,
+        n_bins,
+        config.seed,
+    )
+    draws, level = config.calibration_bootstrap, config.confidence_level
+    rows, bins = [], []
+    for g, (kind, value) in enumerate(groups):
+        split = value if kind == "split" else ALL_SPLITS
+        cls = classes[value] if kind == "class" else None
+        row = {"split": split, "predicted_class": cls}
+        row |= binned_calibration(sums[g, 0], draws, level, rng)
+        rows.append(row | _after(binned_calibration(sums[g, 1], draws, level, rng)))
+        if cls is None:
+            for v, name in enumerate(("given", "temperature-scaled")):
+                frame = _reliability_from_sums(sums[g, v], level)
+                frame.insert(0, "probabilities", name)
+                frame.insert(0, "split", split)
+                bins.append(frame)
+    decisions = _decisions_from_sums(regions, cuts, config.confidence_level)
+    note = (
+        f"{int(sizes[0]):,} labeled items: equal-mass bin edges are quantiles of a uniform sample "
+        f"of {len(sample):,} of them, the auto-label cut is found on it and temperatures are "
+        f"fitted on {len(fit):,}; every item is counted in its bin, and intervals come from the "
+        "bins' normal limit."
+    )
+    return _result(rows, bins, decisions, temperature, fold_temperatures, fit_rows, config, (note,))
+
+
+def binned_calibration(sums: NDArray, draws: int, confidence: float, rng) -> dict:
+    """group_calibration from per-bin sums (bins, 6), with the bootstrap's normal limit."""
+    n = int(sums[:, _N].sum())
+    row = {
+        "n": n,
+        "mean_confidence": float(sums[:, _CONF].sum() / n) if n else np.nan,
+        "accuracy": float(sums[:, _HITS].sum() / n) if n else np.nan,
+    }
+    row["confidence_gap"] = row["mean_confidence"] - row["accuracy"]
+    if n < MIN_ITEMS:
+        return (
+            row
+            | dict.fromkeys(("ece", "ece_ci_low", "ece_ci_high", "ece_if_calibrated"), np.nan)
+            | {"miscalibrated": False}
+        )
+    ece = float(ece_from_sums(sums[:, _X], n))
+    boot = _normal_resamples(sums[:, _N], sums[:, _X], sums[:, _XX], n, draws, rng)
+    null = _normal_null(sums[:, _NULL], n, draws, rng)
+    return row | _interval(ece, boot, null, confidence)
+
+
+def _reliability_from_sums(sums: NDArray, confidence: float) -> pd.DataFrame:
+    counts, hits, total = sums[:, _N], sums[:, _HITS], sums[:, _CONF]
+    low, high = wilson_interval(hits, counts, confidence)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame(
+            {
+                "bin": np.arange(len(counts)),
+                "n": counts.astype(np.int64),
+                "mean_confidence": total / counts,
+                "accuracy": hits / counts,
+                "accuracy_low": low,
+                "accuracy_high": high,
+            }
+        )[counts > 0]
 
 
 ANALYSIS = Analysis(
@@ -271,16 +552,30 @@ def _resampled_ece(x, bins, n_bins, draws, rng, null):
             sums = np.bincount(where.ravel(), weights=values.ravel(), minlength=r * n_bins)
             out[start : start + r] = ece_from_sums(sums.reshape(r, n_bins), n)
         return out
-    counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
     if null is None:
-        # Bin counts vary like a multinomial; each bin's sum of resampled items is ~ normal.
-        mean = np.bincount(bins, weights=x, minlength=n_bins) / np.maximum(counts, 1)
-        var = np.bincount(bins, weights=x * x, minlength=n_bins) / np.maximum(counts, 1) - mean**2
-        drawn = rng.multinomial(n, counts / n, size=draws).astype(np.float64)
-        sums = rng.normal(drawn * mean, np.sqrt(drawn * np.maximum(var, 0)))
-    else:
-        var = np.bincount(bins, weights=null * (1 - null), minlength=n_bins)
-        sums = rng.normal(0.0, np.sqrt(var), size=(draws, n_bins))
+        counts = np.bincount(bins, minlength=n_bins).astype(np.float64)
+        sx = np.bincount(bins, weights=x, minlength=n_bins)
+        sxx = np.bincount(bins, weights=x * x, minlength=n_bins)
+        return _normal_resamples(counts, sx, sxx, n, draws, rng)
+    return _normal_null(
+        np.bincount(bins, weights=null * (1 - null), minlength=n_bins), n, draws, rng
+    )
+
+
+def _normal_resamples(counts, sx, sxx, n: int, draws: int, rng) -> NDArray[np.float64]:
+    """Bootstrap ECEs from per-bin sums: bin counts vary like a multinomial; each bin's sum of
+    resampled items is ~ normal."""
+    counts = np.asarray(counts, np.float64)
+    mean = sx / np.maximum(counts, 1)
+    var = sxx / np.maximum(counts, 1) - mean**2
+    drawn = rng.multinomial(n, counts / n, size=draws).astype(np.float64)
+    sums = rng.normal(drawn * mean, np.sqrt(drawn * np.maximum(var, 0)))
+    return ece_from_sums(sums, n)
+
+
+def _normal_null(variance, n: int, draws: int, rng) -> NDArray[np.float64]:
+    """ECEs of labels drawn from the confidences, from each bin's sum of conf x (1 - conf)."""
+    sums = rng.normal(0.0, np.sqrt(variance), size=(draws, len(variance)))
     return ece_from_sums(sums, n)
 
 
@@ -307,13 +602,17 @@ def group_calibration(
     ece = float(ece_from_sums(np.bincount(bins, weights=x, minlength=b), n))
     boot = bootstrap_ece(conf, correct, bins, b, draws, rng)
     null = null_ece(conf, bins, b, draws, rng)
+    return row | _interval(ece, boot, null, confidence)
+
+
+def _interval(ece: float, boot: NDArray, null: NDArray, confidence: float) -> dict:
     alpha = (1 - confidence) / 2
     # The ECE sums absolute values, so resampled ECEs sit above the ECE (noise adds); the
     # percentile interval is shifted back by that bias so it brackets the estimate.
     bias = max(0.0, float(boot.mean()) - ece)
     low, high = np.clip(np.quantile(boot, [alpha, 1 - alpha]) - bias, 0, None)
     reference = float(np.quantile(null, confidence))
-    return row | {
+    return {
         "ece": ece,
         "ece_ci_low": float(low),
         "ece_ci_high": float(high),
@@ -413,33 +712,40 @@ def cross_fitted(
     return out, temperatures
 
 
-def decision_regions(probs: NDArray, labels: NDArray, config: AuditConfig):
-    """(decision, rule, mask over rows) for the label_next decisions that read probabilities."""
+DECISIONS = (
+    "auto-label cut",
+    "difficulty: easy",
+    "difficulty: medium",
+    "difficulty: hard",
+    "queue margin",
+)
+
+
+def _rules(cut: float) -> list[str]:
+    return [
+        f"confidence ≥ {cut:.3f}" if np.isfinite(cut) else "no cut reaches the precision",
+        f"confidence ≥ {st.DIFFICULTY_EASY[0]}",
+        "neither easy nor hard",
+        f"confidence < {st.DIFFICULTY_HARD[0]} or top-2 margin < {st.DIFFICULTY_HARD[1]}",
+        f"top-2 margin < {st.DIFFICULTY_HARD[1]} (the uncertain items the queue picks)",
+    ]
+
+
+def _regions(probs: NDArray, cut: float) -> tuple[list[NDArray[np.bool_]], NDArray]:
+    """Masks of the DECISIONS' regions for an auto-label cut, and the top-1 probabilities."""
     _, _, p1, p2 = st.top2(probs)
-    correct = probs.argmax(axis=1) == labels
-    cut, _, _ = st.auto_label_threshold(p1, correct, config.auto_label_precision)
     easy = p1 >= st.DIFFICULTY_EASY[0]
     hard = (p1 < st.DIFFICULTY_HARD[0]) | (p1 - p2 < st.DIFFICULTY_HARD[1])
-    cut_text = f"confidence ≥ {cut:.3f}" if np.isfinite(cut) else "no cut reaches the precision"
-    return (
-        [
-            ("auto-label cut", cut_text, p1 >= cut),
-            ("difficulty: easy", f"confidence ≥ {st.DIFFICULTY_EASY[0]}", easy & ~hard),
-            ("difficulty: medium", "neither easy nor hard", ~easy & ~hard),
-            (
-                "difficulty: hard",
-                f"confidence < {st.DIFFICULTY_HARD[0]} or top-2 margin < {st.DIFFICULTY_HARD[1]}",
-                hard,
-            ),
-            (
-                "queue margin",
-                f"top-2 margin < {st.DIFFICULTY_HARD[1]} (the uncertain items the queue picks)",
-                p1 - p2 < st.DIFFICULTY_HARD[1],
-            ),
-        ],
-        p1,
-        correct,
-    )
+    return [p1 >= cut, easy & ~hard, ~easy & ~hard, hard, p1 - p2 < st.DIFFICULTY_HARD[1]], p1
+
+
+def decision_regions(probs: NDArray, labels: NDArray, config: AuditConfig):
+    """(decision, rule, mask over rows) for the label_next decisions that read probabilities."""
+    p1 = st.top2(probs)[2]
+    correct = probs.argmax(axis=1) == labels
+    cut, _, _ = st.auto_label_threshold(p1, correct, config.auto_label_precision)
+    masks, p1 = _regions(probs, cut)
+    return list(zip(DECISIONS, _rules(cut), masks, strict=True)), p1, correct
 
 
 def decision_table(
@@ -448,15 +754,32 @@ def decision_table(
     """Calibration inside each decision's region, with the given and the scaled probabilities."""
     before, p1, correct = decision_regions(probs, labels, config)
     after, q1, correct_after = decision_regions(scaled, labels, config)
+    sums = np.zeros((len(DECISIONS), 2, 3))
+    for r, ((_, _, mask), (_, _, mask_after)) in enumerate(zip(before, after, strict=True)):
+        sums[r, 0] = (mask.sum(), correct[mask].sum(), p1[mask].astype(np.float64).sum())
+        sums[r, 1] = (
+            mask_after.sum(),
+            correct_after[mask_after].sum(),
+            q1[mask_after].astype(np.float64).sum(),
+        )
+    return _decision_rows([rule for _, rule, _ in before], sums, config.confidence_level)
+
+
+def _decisions_from_sums(sums: NDArray, cuts: tuple[float, float], confidence: float):
+    return _decision_rows(_rules(cuts[0]), sums, confidence)
+
+
+def _decision_rows(rules: list[str], sums: NDArray, confidence: float) -> pd.DataFrame:
+    """The decisions table from each region's (n, hits, sum of confidence) before and after."""
     rows = []
-    for (decision, rule, mask), (_, _, mask_after) in zip(before, after, strict=True):
-        n, hits = int(mask.sum()), int(correct[mask].sum())
-        low, high = wilson_interval(hits, n, config.confidence_level)
-        conf = float(p1[mask].mean()) if n else np.nan
+    for decision, rule, (before, after) in zip(DECISIONS, rules, sums, strict=True):
+        n, hits = int(before[0]), int(before[1])
+        low, high = wilson_interval(hits, n, confidence)
+        conf = float(before[2] / n) if n else np.nan
         acc = hits / n if n else np.nan
-        n_after = int(mask_after.sum())
-        conf_after = float(q1[mask_after].mean()) if n_after else np.nan
-        acc_after = float(correct_after[mask_after].mean()) if n_after else np.nan
+        n_after = int(after[0])
+        conf_after = float(after[2] / n_after) if n_after else np.nan
+        acc_after = float(after[1] / n_after) if n_after else np.nan
         rows.append(
             {
                 "decision": decision,
