@@ -77,10 +77,15 @@ class NearDuplicateRule:
     global_: tuple[float, float]
     graph_method: str = "exact"
     recall_at_k: float | None = None
+    # Engine form (`rule_on`): no per-row arrays on the driver; kernels read each row's distances
+    # from the chunk (`chunk_graph`) and pass scales to the *_for methods.
+    median_scale: float | None = None
+    n_neighbors: int | None = None
+    euclidean: EuclideanGraph | None = None
 
     @property
     def k(self) -> int:
-        return self.distances.shape[1]
+        return self.n_neighbors if self.distances is None else self.distances.shape[1]
 
     # -- geometry ---------------------------------------------------------------------------
     def vectors(self, x: NDArray) -> NDArray[np.float32]:
@@ -122,7 +127,13 @@ class NearDuplicateRule:
         self, a: NDArray[np.int64], b: NDArray[np.int64]
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(near-duplicate radius, review radius) of each pair."""
-        s = np.minimum(self.scale[a], self.scale[b])
+        return self.radii_for(self.scale[a], self.scale[b])
+
+    def radii_for(
+        self, scale_a: NDArray, scale_b: NDArray
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(near-duplicate radius, review radius) of pairs whose items have these scales."""
+        s = np.minimum(scale_a, scale_b)
         near = np.maximum(self.local[0] * s, self.global_[0] * self.median_nn)
         review = np.maximum(self.local[1] * s, self.global_[1] * self.median_nn)
         return near.astype(np.float32), np.maximum(review, near).astype(np.float32)
@@ -131,7 +142,13 @@ class NearDuplicateRule:
         self, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray
     ) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
         """(tier, score) of each pair: NEAR, POSSIBLE or NONE; score as in the module doc."""
-        near, review = self.radii(a, b)
+        return self.grade_for(self.scale[a], self.scale[b], dist)
+
+    def grade_for(
+        self, scale_a: NDArray, scale_b: NDArray, dist: NDArray
+    ) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+        """`grade` for pairs whose items have these scales (k-th neighbour distances)."""
+        near, review = self.radii_for(scale_a, scale_b)
         d = np.asarray(dist, dtype=np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             inner = 1 - 0.5 * d / near
@@ -144,10 +161,26 @@ class NearDuplicateRule:
         self, embeddings: NDArray, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray
     ) -> NDArray[np.bool_]:
         """Pairs that are one vector up to float rounding: raw and rule distances both ~0."""
-        out = np.asarray(dist) <= COPY_SHARE * float(np.median(self.scale))
+        out = np.asarray(dist) <= self.copy_distance
         if out.any():
             out[out] = identical(embeddings, a[out], b[out])
         return out
+
+    @property
+    def copy_distance(self) -> float:
+        """Rule distances at most this are copies (up to float rounding) when the raw vectors
+        agree too (`identical`)."""
+        median = self.median_scale if self.median_scale is not None else np.median(self.scale)
+        return COPY_SHARE * float(median)
+
+    def chunk_graph(self, chunk) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """(distances, neighbour positions) of a chunk's rows in the rule's metric: the chunk's
+        graph columns (cosine), or the rows of the rule's own Euclidean graph."""
+        if self.euclidean is not None:
+            return self.euclidean.distances[chunk.pos], self.euclidean.indices[chunk.pos]
+        idx = chunk.neighbors
+        dist = np.where(idx >= 0, _chordal(chunk.similarities), np.inf).astype(np.float32)
+        return dist, idx
 
     def is_near(self, a: NDArray[np.int64], b: NDArray[np.int64], dist: NDArray) -> NDArray:
         return np.asarray(dist) <= self.radii(a, b)[0]
@@ -210,16 +243,33 @@ def calibrate(
     (near local, near global, review local, review global) caps of the config.
     """
     n, k = distances.shape
-    # Missing neighbours (inf) read as 0; k = 0 (a single item) leaves nothing to measure.
-    found = np.where(np.isfinite(distances), distances, 0.0) if k else np.zeros((n, 1))
-    scale = found.max(axis=1).astype(np.float32)  # the farthest found: the k-th neighbour
-    d1 = found[:, 0]
+    scale, d1 = neighbour_scales(distances)
     floor = COPY_SHARE * float(np.median(scale)) if n else 0.0
     distinct = (d1 > floor) & (scale > floor)
     median_nn = float(np.median(d1[distinct])) if distinct.any() else float(np.median(scale))
-    if k >= 2 and distinct.sum() >= 10:
-        ratio = np.clip(d1[distinct] / scale[distinct], 1e-12, 1.0)
-        spread = float(np.median(-np.log(ratio)))
+    spread = float(np.median(log_ratios(d1[distinct], scale[distinct]))) if distinct.any() else 0.0
+    dimension, local, glob = thresholds(k, int(distinct.sum()), spread, tail=tail, caps=caps)
+    return scale, median_nn, dimension, local, glob
+
+
+def neighbour_scales(distances: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray]:
+    """(s, d1) per row: the distance to the farthest found (the k-th) and to the nearest neighbour."""
+    n, k = distances.shape
+    # Missing neighbours (inf) read as 0; k = 0 (a single item) leaves nothing to measure.
+    found = np.where(np.isfinite(distances), distances, 0.0) if k else np.zeros((n, 1))
+    return found.max(axis=1).astype(np.float32), found[:, 0]
+
+
+def log_ratios(d1: NDArray, scale: NDArray) -> NDArray:
+    """-log(d1 / s), whose median estimates the dimension (see the module docstring)."""
+    return -np.log(np.clip(d1 / scale, 1e-12, 1.0))
+
+
+def thresholds(
+    k: int, n_distinct: int, spread: float, *, tail: float, caps: tuple[float, float, float, float]
+) -> tuple[float, tuple[float, float], tuple[float, float]]:
+    """(dimension, local thresholds, global thresholds) from the median log ratio `spread`."""
+    if k >= 2 and n_distinct >= 10:
         dimension = -np.log(1 - 0.5 ** (1 / (k - 1))) / max(spread, 1e-6)
     else:
         dimension = 1.0
@@ -234,7 +284,7 @@ def calibrate(
         min(near_global, (tail / np.log(2)) ** (1 / dimension)),
         min(review_global, (min(10 * tail, 0.5) / np.log(2)) ** (1 / dimension)),
     )
-    return scale, median_nn, dimension, local, glob
+    return dimension, local, glob
 
 
 def fit_rule(
@@ -264,14 +314,8 @@ def fit_rule(
             similarities, indices = knn(normalize(embeddings, center=center), k=k)
         dist, idx = _chordal(similarities), indices
         dist = np.where(idx >= 0, dist, np.inf).astype(np.float32)
-    caps = (
-        config.near_duplicate_local,
-        config.near_duplicate_global,
-        config.possible_duplicate_local,
-        config.possible_duplicate_global,
-    )
     scale, median_nn, dimension, local, glob = calibrate(
-        dist, tail=config.near_duplicate_tail, caps=caps
+        dist, tail=config.near_duplicate_tail, caps=_caps(config)
     )
     return NearDuplicateRule(
         metric,
@@ -285,6 +329,15 @@ def fit_rule(
         glob,
         graph_method,
         recall_at_k,
+    )
+
+
+def _caps(config: AuditConfig) -> tuple[float, float, float, float]:
+    return (
+        config.near_duplicate_local,
+        config.near_duplicate_global,
+        config.possible_duplicate_local,
+        config.possible_duplicate_global,
     )
 
 
@@ -332,21 +385,193 @@ def identical(embeddings: NDArray, a: NDArray[np.int64], b: NDArray[np.int64]) -
 
 
 def near_duplicate_rule(data: AuditDataset, ctx: AuditContext) -> NearDuplicateRule:
-    """The run's rule, fitted once on the shared kNN graph and cached in the context."""
+    """The run's rule with its per-row arrays (for in-process callers that index rows), fitted
+    once and cached in the context. Its calibration is `rule_on`'s on an InProcessEngine: the
+    same passes over the same graph, so both engines calibrate alike."""
+    import dataclasses
+
+    from dataaudit.engine.inprocess import InProcessEngine
 
     def compute() -> NearDuplicateRule:
-        if data.embeddings.shape[1] <= LOW_DIM:
-            with ctx.progress.step("near-duplicate rule (Euclidean graph)"):
-                return fit_rule(data.embeddings, ctx.config)
-        graph = shared_graph(data, ctx)
-        return fit_rule(
-            data.embeddings,
-            ctx.config,
-            similarities=graph.similarities,
-            indices=graph.indices,
-            center=graph.center,
-            graph_method=graph.method,
-            recall_at_k=graph.recall_at_k,
+        fitted = rule_on(InProcessEngine(data), ctx)
+        if fitted.euclidean is not None:
+            dist, idx = fitted.euclidean.distances, fitted.euclidean.indices
+        else:
+            graph = shared_graph(data, ctx)
+            dist = np.where(graph.indices >= 0, _chordal(graph.similarities), np.inf)
+            dist, idx = dist.astype(np.float32), graph.indices
+        return dataclasses.replace(
+            fitted, distances=dist, indices=idx, scale=neighbour_scales(dist)[0]
         )
 
     return ctx.cached("near_duplicate_rule", compute)
+
+
+# -- the rule in engine form ----------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class EuclideanGraph:
+    """The rule's own exact Euclidean kNN graph (few dimensions; in process only)."""
+
+    center: NDArray[np.float32]
+    distances: NDArray[np.float32]
+    indices: NDArray[np.int64]
+
+
+def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
+    """The run's near-duplicate rule fitted on any engine, cached in the context.
+
+    The calibration reads each row's neighbour distances in the chunk (the shared graph's
+    similarities as chordal distances; with at most LOW_DIM dimensions a Euclidean graph of
+    the rule's own) and needs three medians, which are exact order statistics of float32 values
+    found in two histogram passes each (`medians`), so the thresholds equal `fit_rule`'s. The
+    rule holds no per-row arrays: kernels get distances from `rule.chunk_graph(chunk)`, scales
+    as `neighbour_scales(distances)[0]`, and judge pairs with `radii_for` / `grade_for`;
+    `near_edges` collects the pairs inside the review radius.
+    """
+
+    def compute() -> NearDuplicateRule:
+        config = ctx.config
+        if engine.embedding_dim <= LOW_DIM:
+            own = _euclidean_on(engine, ctx)
+            metric, center, k, method, recall = (
+                "euclidean",
+                own.center,
+                own.indices.shape[1],
+                "exact",
+                None,
+            )
+        else:
+            info = engine.graph(ctx)
+            own, metric, center, k = None, "cosine", info.center, info.k
+            method, recall = info.method, info.recall
+        probe = NearDuplicateRule(
+            metric, center, None, None, None, 0.0, 1.0, (0, 0), (0, 0), euclidean=own, n_neighbors=k
+        )
+        with ctx.progress.step("near-duplicate rule (calibration passes)"):
+            ((median_scale, _),) = medians(engine, _scale_values, probe).values()
+            floor = COPY_SHARE * float(median_scale) if median_scale is not None else 0.0
+            found = medians(engine, _distinct_values, probe, floor)
+        (d1, n_distinct), (spread, _) = found["d1"], found["spread"]
+        median_nn = float(d1) if n_distinct else float(median_scale or 0.0)
+        dimension, local, glob = thresholds(
+            k,
+            n_distinct,
+            float(spread) if n_distinct else 0.0,
+            tail=config.near_duplicate_tail,
+            caps=_caps(config),
+        )
+        return NearDuplicateRule(
+            metric,
+            center,
+            None,
+            None,
+            None,
+            median_nn,
+            dimension,
+            local,
+            glob,
+            method,
+            recall,
+            median_scale=float(median_scale or 0.0),
+            n_neighbors=k,
+            euclidean=own,
+        )
+
+    return ctx.cached("near_duplicate_rule_on", compute)
+
+
+def _euclidean_on(engine, ctx: AuditContext) -> EuclideanGraph:
+    data = getattr(engine, "data", None)
+    if data is None:
+        from dataaudit.engine import GraphNotAvailable
+
+        raise GraphNotAvailable(
+            f"graph not available on {engine.name}: the near-duplicate rule of embeddings with at "
+            f"most {LOW_DIM} dimensions needs an exact Euclidean graph, built in process only"
+        )
+
+    def compute() -> EuclideanGraph:
+        with ctx.progress.step("near-duplicate rule (Euclidean graph)"):
+            k = min(ctx.config.knn_k, max(data.n - 1, 0))
+            center = _mean(data.embeddings)
+            dist, idx = euclidean_graph(np.asarray(data.embeddings, dtype=np.float32) - center, k)
+            return EuclideanGraph(center, dist, idx)
+
+    return ctx.cached("euclidean_graph", compute)
+
+
+def _scale_values(chunk, rule: NearDuplicateRule) -> dict[str, NDArray]:
+    return {"scale": neighbour_scales(rule.chunk_graph(chunk)[0])[0]}
+
+
+def _distinct_values(chunk, rule: NearDuplicateRule, floor: float) -> dict[str, NDArray]:
+    scale, d1 = neighbour_scales(rule.chunk_graph(chunk)[0])
+    distinct = (d1 > floor) & (scale > floor)
+    return {"d1": d1[distinct], "spread": log_ratios(d1[distinct], scale[distinct])}
+
+
+# -- exact medians over chunks --------------------------------------------------------------------
+_HALF = 16  # bits per histogram pass: two passes of 65,536 bins pin a float32 exactly
+
+
+def _keys(values: NDArray) -> NDArray[np.uint32]:
+    """float32 -> uint32 in the same order (sign bit flipped; negatives' bits inverted)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    return np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000)).astype(np.uint32)
+
+
+def _values(keys: NDArray) -> NDArray[np.float32]:
+    keys = np.asarray(keys, dtype=np.uint32)
+    bits = np.where(keys >> 31, keys & np.uint32(0x7FFFFFFF), ~keys).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def _high_counts(chunk, kernel, params) -> dict[str, NDArray[np.int64]]:
+    return {
+        name: np.bincount(_keys(v) >> _HALF, minlength=1 << _HALF)
+        for name, v in kernel(chunk, *params).items()
+    }
+
+
+def _low_counts(chunk, kernel, params, bins: dict) -> dict[str, NDArray[np.int64]]:
+    out = {}
+    for name, v in kernel(chunk, *params).items():
+        if not bins[name]:
+            out[name] = np.zeros((0, 1 << _HALF), dtype=np.int64)
+            continue
+        keys = _keys(v)
+        high, low = keys >> _HALF, keys & np.uint32((1 << _HALF) - 1)
+        out[name] = np.stack(
+            [np.bincount(low[high == b], minlength=1 << _HALF) for b in bins[name]]
+        ).reshape(len(bins[name]), 1 << _HALF)
+    return out
+
+
+def medians(engine, kernel, *params) -> dict[str, tuple[np.float32 | None, int]]:
+    """(median, count) of each float32 value set `kernel(chunk, *params)` returns as a dict,
+    over all chunks: np.median's value exactly (the mean of the two middle values in float32),
+    from two passes of bit-pattern histograms (`engine.map_reduce`, summed). None when empty."""
+    from dataaudit.engine import add
+
+    high = engine.map_reduce(_high_counts, add, kernel, params)
+    ranks, bins = {}, {}
+    for name, counts in high.items():
+        n = int(counts.sum())
+        middle = sorted({(n - 1) // 2, n // 2}) if n else []
+        cum = np.cumsum(counts)
+        at = [int(np.searchsorted(cum, r, side="right")) for r in middle]
+        ranks[name] = [(b, r - (int(cum[b - 1]) if b else 0)) for b, r in zip(at, middle)]
+        bins[name] = sorted(set(at))
+    low = engine.map_reduce(_low_counts, add, kernel, params, bins) if any(bins.values()) else {}
+    out = {}
+    for name, counts in high.items():
+        picked = []
+        for b, r in ranks[name]:
+            row = low[name][bins[name].index(b)]
+            j = int(np.searchsorted(np.cumsum(row), r, side="right"))
+            picked.append(_values(np.array([(b << _HALF) | j], dtype=np.uint32))[0])
+        n = int(counts.sum())
+        pair = picked if len(picked) == 2 else picked * 2
+        value = np.mean(np.array(pair, dtype=np.float32)) if picked else None
+        out[name] = (value, n)
+    return out

@@ -231,3 +231,58 @@ def test_a_single_item_has_no_pairs_and_two_items_are_judged(d):
     assert len(one.edges()[0]) == 0
     two = fit_rule(np.r_[np.ones((1, d)), np.ones((1, d))].astype(np.float32), AuditConfig())
     assert two.k == 1 and two.distances.shape == (2, 1)
+
+
+def _dataset_with(emb: np.ndarray):
+    import dataclasses
+
+    from _planted_labels import planted_data, planted_dataset
+
+    data = planted_dataset(planted_data())
+    return dataclasses.replace(data, embeddings=emb[: data.n].astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["planted copies", "offset", "2-d", "clean", "all copies"])
+def test_the_engine_calibration_equals_the_rule_fitted_on_all_rows(kind):
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.neighbors import shared_graph
+    from dataaudit.similarity import medians, rule_on
+
+    rng = np.random.default_rng(11)
+    emb = rng.standard_normal((1000, 2 if kind == "2-d" else 24))
+    if kind == "offset":
+        emb = np.abs(emb) + 5
+    if kind in ("planted copies", "2-d", "offset"):
+        _plant(emb, rng, n_exact=30, n_near=30)
+    if kind == "all copies":
+        emb = np.repeat(emb[:10], 100, axis=0)
+    data = _dataset_with(emb)
+    config = AuditConfig()
+    ctx = AuditContext(config)
+    if data.embeddings.shape[1] <= 8:
+        reference = fit_rule(data.embeddings, config)
+    else:
+        graph = shared_graph(data, ctx)
+        reference = fit_rule(
+            data.embeddings,
+            config,
+            similarities=graph.similarities,
+            indices=graph.indices,
+            center=graph.center,
+        )
+    for chunk_rows in (64, 333, 5000):
+        ours = rule_on(InProcessEngine(data, chunk_rows=chunk_rows), AuditContext(config))
+        assert ours.params() == reference.params(), chunk_rows
+        assert ours.median_scale == float(np.median(reference.scale))
+        assert ours.k == reference.k
+    # The medians are np.median's values exactly, on odd and even counts and negative values.
+    engine = InProcessEngine(data, chunk_rows=97)
+    values = rng.standard_normal(data.n).astype(np.float32)
+    for rows in (data.n, data.n - 1, 1):
+        found = medians(engine, _some_values, values, rows)["v"]
+        assert found == (np.median(values[:rows]), rows)
+
+
+def _some_values(chunk, values, rows):
+    return {"v": values[chunk.pos[chunk.pos < rows]]}

@@ -72,6 +72,10 @@ PARTS_PREFIX = ".dataaudit-staging-parts-"
 MAX_DRIVER_ROWS = 100_000
 
 
+class GraphNotAvailable(RuntimeError):
+    """This engine cannot build the graph an analysis needs yet ("graph not available on dask")."""
+
+
 @dataclass(frozen=True, eq=False)
 class GraphInfo:
     """Driver-side facts of the run's kNN graph (see the module docstring)."""

@@ -130,6 +130,7 @@ class DaskEngine:
         self.parts_dir = parts_dir
         self.classes = inputs.classes
         self.has_embeddings = bool(inputs.layout.embeddings)
+        self.embedding_dim = len(inputs.layout.embeddings)
 
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
         layout = self.inputs.layout
@@ -155,6 +156,13 @@ class DaskEngine:
         ]
         self.client.compute(_tree(writes, _sum)).result()
         return folder
+
+    def graph(self, ctx):
+        from dataaudit.engine import GraphNotAvailable
+
+        raise GraphNotAvailable(
+            "graph not available on dask yet: the kNN graph is built in process"
+        )
 
     def group_by_key(
         self,
