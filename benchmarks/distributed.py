@@ -1,15 +1,23 @@
-"""The Dask engine against the in-process engine: agreement, wall time and peak memory.
+"""The Dask engine against the in-process engine: agreement, wall time, peak memory, scaling.
 
-For each size it builds synthetic inputs with planted label flips (benchmarks/synth.py), writes
-the table once as a single Parquet file (in process) and once as Parquet part files (Dask), and
-runs `dataaudit run --analyses label_errors,per_class,swapped_pairs` (the analyses that run on
-both engines) in a child process: in process, and with `--engine dask --workers N`. It prints wall
-time, the peak RSS of the driver (the CLI process; with Dask it hosts the scheduler too) and of
-each worker (read by the workers themselves at the end of the run, saved in the report), and
-whether the two reports agree: the same flagged ids, per-class table and class pairs.
+For each size it builds synthetic inputs with planted problems (benchmarks/synth.py, generated in
+blocks of 1M rows so 10M rows never sit in memory at once): the table as Parquet part files (and,
+for the in-process run, as one file), probabilities and embeddings as .npy files. Then it runs
+`dataaudit run --analyses A` in a child process, A being every analysis with an engine form
+(dataaudit.analyses.engine_forms(), so the benchmark follows what has been ported): in process,
+and with `--engine dask --workers N` for each N of --workers. It prints wall time, the peak RSS of
+the driver (the CLI process; with a LocalCluster it hosts the scheduler too) and of each worker
+(read by the workers themselves at the end of the run, saved in the report), and whether the two
+reports agree analysis by analysis (the same summary and the same tables).
 
-    python benchmarks/distributed.py                         # 100k rows, 2 workers
-    python benchmarks/distributed.py --sizes 1000000 --workers 2
+    python benchmarks/distributed.py                                  # 100k rows, 2 workers
+    python benchmarks/distributed.py --sizes 1000000 --workers 1,2    # scaling 1 -> 2 workers
+    python benchmarks/distributed.py --sizes 10000000 --no-inprocess --worker-memory 8GB
+
+The projection (--project-rows, --project-workers) extrapolates the largest Dask run: its wall
+time per row per worker (the kernels are per-partition, so the work is linear in rows and splits
+over workers) plus the measured per-run fixed cost, and the shuffle volume (the graph's shuffles
+move each row's embedding a bounded number of times) per worker.
 """
 
 from __future__ import annotations
@@ -29,48 +37,68 @@ sys.path.insert(0, str(HERE))
 import synth  # noqa: E402
 from scale import run_child  # noqa: E402
 
-ANALYSES = "label_errors,per_class,swapped_pairs"
+BLOCK_ROWS = 1_000_000
 
 
-def inputs(folder: Path, n: int, k: int, part_rows: int) -> dict[str, Path]:
-    """Synthetic inputs (no embeddings: no ported analysis reads them), table also in parts."""
-    table, probs, _, planted = synth.make(n, k, d=4)
+def ported(with_embeddings: bool) -> list[str]:
+    from dataaudit import analyses
+
+    forms = list(analyses.engine_forms())
+    needs = {a.name: a.requires for a in analyses.ANALYSES}
+    if not with_embeddings:
+        forms = [f for f in forms if "embeddings" not in needs.get(f, ())]
+    return forms
+
+
+def inputs(folder: Path, n: int, k: int, d: int, part_rows: int, one_file: bool) -> dict:
+    """Synthetic inputs written block by block: table parts (+ one file), probs and embeddings."""
     files = {
-        "table": folder / "examples.parquet",
         "parts": folder / "examples",
+        "table": folder / "examples.parquet",
         "probs": folder / "probs.npy",
+        "embeddings": folder / "embeddings.npy",
         "classes": folder / "classes.txt",
     }
-    table.to_parquet(files["table"], index=False)
-    files["parts"].mkdir()
-    for i, start in enumerate(range(0, n, part_rows)):
-        table.iloc[start : start + part_rows].to_parquet(
-            files["parts"] / f"part-{i:05d}.parquet", index=False
-        )
-    np.save(files["probs"], probs)
+    if (folder / "done").exists():
+        return files
+    files["parts"].mkdir(parents=True, exist_ok=True)
+    probs = np.lib.format.open_memmap(files["probs"], "w+", np.float32, (n, k))
+    emb = np.lib.format.open_memmap(files["embeddings"], "w+", np.float32, (n, d)) if d else None
+    flipped, tables, part = [], [], 0
+    for block, start in enumerate(range(0, n, BLOCK_ROWS)):
+        rows = min(BLOCK_ROWS, n - start)
+        table, p, e, planted = synth.make(rows, k, d or 4, seed=block)
+        prefix = f"b{block:03d}-"
+        table["id"] = prefix + table["id"].astype(str)
+        flipped += [prefix + i for i in planted.flipped]
+        probs[start : start + rows] = p
+        if emb is not None:
+            emb[start : start + rows] = e
+        for s in range(0, rows, part_rows):
+            table.iloc[s : s + part_rows].to_parquet(
+                files["parts"] / f"part-{part:05d}.parquet", index=False
+            )
+            part += 1
+        if one_file:
+            tables.append(table)
+    probs.flush()
+    if emb is not None:
+        emb.flush()
+    if one_file:
+        pd.concat(tables, ignore_index=True).to_parquet(files["table"], index=False)
     files["classes"].write_text("\n".join(f"c{i}" for i in range(k)) + "\n")
-    (folder / "planted.json").write_text(json.dumps({"flipped": planted.flipped.tolist()}))
+    (folder / "planted.json").write_text(json.dumps({"flipped": flipped}))
+    (folder / "done").write_text("")
     return files
 
 
-def run(files: dict[str, Path], out: Path, *engine: str) -> dict:
+def run(files: dict, out: Path, analyses: list[str], with_embeddings: bool, *engine: str) -> dict:
     table = files["parts"] if engine else files["table"]
-    argv = [
-        sys.executable,
-        "-m",
-        "dataaudit",
-        "run",
-        "--table",
-        str(table),
-        "--probs",
-        str(files["probs"]),
-        "--analyses",
-        ANALYSES,
-        "--out",
-        str(out),
-        "-q",
-        *engine,
-    ]
+    argv = [sys.executable, "-m", "dataaudit", "run", "--table", str(table)]
+    argv += ["--probs", str(files["probs"]), "--analyses", ",".join(analyses)]
+    if with_embeddings:
+        argv += ["--embeddings", str(files["embeddings"])]
+    argv += ["--out", str(out), "--force", "-q", *engine]
     wall, rss, code = run_child(argv)
     if code not in (0, 1):
         raise SystemExit(f"run failed ({code}): {' '.join(argv)}")
@@ -86,69 +114,116 @@ def run(files: dict[str, Path], out: Path, *engine: str) -> dict:
     }
 
 
-def agreement(a, b) -> dict[str, bool]:
-    def flagged(report):
-        items = report["label_errors"].table("items")
-        return set(items.loc[items["is_label_error"], "id"])
+def agreement(a, b, analyses: list[str]) -> dict[str, bool]:
+    """Per analysis: the same summary and the same tables (values; dtypes may differ)."""
 
     def same(x: pd.DataFrame, y: pd.DataFrame) -> bool:
         try:
-            pd.testing.assert_frame_equal(x, y, check_dtype=False)
+            pd.testing.assert_frame_equal(
+                x.reset_index(drop=True), y.reset_index(drop=True), check_dtype=False
+            )
         except AssertionError:
             return False
         return True
 
-    return {
-        "flagged ids": flagged(a) == flagged(b),
-        "per-class table": same(a["per_class"].table("classes"), b["per_class"].table("classes")),
-        "class pairs": same(a["swapped_pairs"].table("pairs"), b["swapped_pairs"].table("pairs")),
-        "summaries": all(a[n].summary == b[n].summary for n in ANALYSES.split(",")),
-    }
+    verdict = {}
+    for name in analyses:
+        if name not in a.results or name not in b.results:
+            verdict[name] = False
+            continue
+        x, y = a[name], b[name]
+        verdict[name] = x.summary == y.summary and all(
+            t in y.tables and same(x.tables[t], y.tables[t]) for t in x.tables
+        )
+    return verdict
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--part-rows", type=int, default=125_000)
+    parser.add_argument("--d", type=int, default=128, help="embedding width (0: none)")
+    parser.add_argument("--workers", default="2", help="comma-separated worker counts")
+    parser.add_argument("--worker-memory", default=None, help="e.g. 8GB (default: auto)")
+    parser.add_argument("--part-rows", type=int, default=250_000)
+    parser.add_argument("--no-inprocess", action="store_true")
+    parser.add_argument("--project-rows", type=int, default=100_000_000)
+    parser.add_argument("--project-workers", type=int, default=32)
     parser.add_argument("--workdir", default=None, help="keep inputs and outputs here")
     args = parser.parse_args()
-    rows = []
+    with_embeddings = args.d > 0
+    analyses = ported(with_embeddings)
+    print(f"analyses with an engine form: {', '.join(analyses)}", file=sys.stderr)
+    rows, last = [], None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         for n in (int(s) for s in args.sizes.split(",")):
-            folder = root / f"n{n}"
+            folder = root / f"n{n}-k{args.k}-d{args.d}"
             folder.mkdir(parents=True, exist_ok=True)
-            files = inputs(folder, n, args.k, args.part_rows)
-            here = run(files, folder / "out-inprocess")
-            dask = run(
-                files, folder / "out-dask", "--engine", "dask", "--workers", str(args.workers)
-            )
-            agree = agreement(here["report"], dask["report"])
-            n_flagged = here["report"]["label_errors"].summary["n_label_errors"]
-            verdict = ", ".join(k for k, v in agree.items() if v)
-            if not all(agree.values()):
-                verdict += " (NOT: " + ", ".join(k for k, v in agree.items() if not v) + ")"
-            for name, r in (("in process", here), (f"dask, {args.workers} workers", dask)):
-                rows.append(
-                    {
-                        "rows": f"{n:,}",
-                        "engine": name,
-                        "parts": "1 file" if r is here else f"{-(-n // args.part_rows)} files",
-                        "wall s": f"{r['wall_s']:.1f}",
-                        "driver peak MB": f"{r['driver_mb']:.0f}",
-                        "worker peaks MB": " / ".join(f"{m:.0f}" for m in r["workers_mb"]) or "-",
-                        "flagged": f"{n_flagged:,}",
-                        "agrees": "-" if r is here else verdict,
-                    }
-                )
-            print(json.dumps({"n": n, "agreement": agree}), file=sys.stderr)
+            files = inputs(folder, n, args.k, args.d, args.part_rows, not args.no_inprocess)
+            here = None
+            if not args.no_inprocess:
+                here = run(files, folder / "out-inprocess", analyses, with_embeddings)
+                rows.append(_row(n, "in process", "1 file", here, "-"))
+            for w in (int(x) for x in args.workers.split(",")):
+                engine = ["--engine", "dask", "--workers", str(w)]
+                if args.worker_memory:
+                    engine += ["--worker-memory", args.worker_memory]
+                dask = run(files, folder / f"out-dask-{w}", analyses, with_embeddings, *engine)
+                verdict = "-"
+                if here is not None:
+                    agree = agreement(here["report"], dask["report"], analyses)
+                    print(json.dumps({"n": n, "workers": w, "agreement": agree}), file=sys.stderr)
+                    verdict = (
+                        "all"
+                        if all(agree.values())
+                        else ("NOT " + ", ".join(k for k, v in agree.items() if not v))
+                    )
+                parts = f"{-(-n // args.part_rows)} files"
+                rows.append(_row(n, f"dask, {w} workers", parts, dask, verdict))
+                last = (n, w, dask)
+    _print(rows)
+    if last is not None:
+        _project(*last, args.project_rows, args.project_workers)
+
+
+def _row(n: int, engine: str, parts: str, r: dict, verdict: str) -> dict:
+    timings = r["report"].run.get("timings_s", {})
+    return {
+        "rows": f"{n:,}",
+        "engine": engine,
+        "parts": parts,
+        "wall s": f"{r['wall_s']:.1f}",
+        "driver peak MB": f"{r['driver_mb']:.0f}",
+        "worker peaks MB": " / ".join(f"{m:.0f}" for m in r["workers_mb"]) or "-",
+        "slowest steps": ", ".join(
+            f"{k} {v:.0f}s" for k, v in sorted(timings.items(), key=lambda kv: -kv[1])[:3]
+        ),
+        "agrees with in process": verdict,
+    }
+
+
+def _print(rows: list[dict]) -> None:
+    if not rows:
+        return
     header = list(rows[0])
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(row[h] for h in header) + " |")
+
+
+def _project(n: int, workers: int, run: dict, target_rows: int, target_workers: int) -> None:
+    """Linear projection of the measured run to target_rows on target_workers (see docstring)."""
+    per_row_worker = run["wall_s"] * workers / n  # fixed costs included: a pessimistic slope
+    wall = per_row_worker * target_rows / target_workers
+    peak = max(run["workers_mb"] or [0])
+    print(
+        f"\nprojection: {target_rows:,} rows on {target_workers} workers ~ {wall / 60:.0f} min "
+        f"(measured {run['wall_s']:.0f} s for {n:,} rows on {workers} workers = "
+        f"{per_row_worker * 1e6:.1f} worker-us per row, linear in rows / workers); "
+        f"worker peak {peak:.0f} MB at {n / workers:,.0f} rows per worker"
+    )
 
 
 if __name__ == "__main__":

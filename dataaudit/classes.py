@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from dataaudit.dataset import UNLABELED
 from dataaudit.load import PANDAS_NA_TEXT
@@ -262,14 +263,9 @@ def apply_unlabeled_values(
     return labels.mask(hit[codes]), counts
 
 
-def label_indices(
-    labels: pd.Series, classes: tuple[str, ...], class_source: str, source: str, column: str
-) -> tuple[np.ndarray | None, str, list[Problem]]:
-    """Class index per row (UNLABELED where missing), a note on how integers were read, and
-    the problem naming labels that are no class."""
-    # Each distinct label is looked up once (a handful), not each of 1M rows.
-    codes, distinct = pd.factorize(labels)
-    distinct = [str(d) for d in distinct]
+def distinct_indices(distinct: list[str], classes: tuple[str, ...]) -> tuple[NDArray, str]:
+    """The class index of each distinct label text (-1: no class), and a note on how integers
+    were read. The one rule every engine applies (see the module docstring)."""
     exact = {c: i for i, c in enumerate(classes)}
     by_value = _unique_values(classes)
     found = np.array(
@@ -288,6 +284,18 @@ def label_indices(
         # Integers for named classes are 0-based indices into them.
         found = np.array(ints, dtype=np.int64)
         note = f"; integer labels index them (0 = {classes[0]!r})"
+    return found, note
+
+
+def label_indices(
+    labels: pd.Series, classes: tuple[str, ...], class_source: str, source: str, column: str
+) -> tuple[np.ndarray | None, str, list[Problem]]:
+    """Class index per row (UNLABELED where missing), a note on how integers were read, and
+    the problem naming labels that are no class."""
+    # Each distinct label is looked up once (a handful), not each of 1M rows.
+    codes, distinct = pd.factorize(labels)
+    distinct = [str(d) for d in distinct]
+    found, note = distinct_indices(distinct, classes)
     lookup = np.append(found, UNLABELED)
     per_row = lookup[codes]
     unknown = (codes >= 0) & (per_row < 0)

@@ -30,7 +30,8 @@ Decisions (every margin is a sampling error at ALPHA, one-sided, on the labeled 
   model that claims nothing (`probabilities_uninformative`).
 With `allow_label_mismatch` a stop becomes a warning with the same code.
 
-Cost: one pass over the labeled rows in chunks (argmax, max, a tie count) and a bincount into
+Cost: one pass over the rows in chunks (`label_counts`, a kernel any engine runs; its partials
+add up) (argmax, max, a tie count) and a bincount into
 K x K confusion matrices; the assignment is on K x K. No N x K copy.
 """
 
@@ -97,10 +98,17 @@ class LabelCheck:
 
 def check_labels(data: AuditDataset, config: AuditConfig) -> tuple[LabelCheck, list[AuditWarning]]:
     """Measure agreement; raise InputError on a misread, return the warnings otherwise."""
+    check = measure(data.probs, data.labels, data.k, seed=config.seed)
+    return check, decide(check, data.classes, _probs_name(data), data.class_source, config)
+
+
+def decide(
+    check: LabelCheck, classes: tuple[str, ...], probs_name: str, class_source: str, config
+) -> list[AuditWarning]:
+    """Raise InputError on a misread (unless allowed); the warnings otherwise."""
     from dataaudit.problems import InputError
 
-    check = measure(data.probs, data.labels, data.k, seed=config.seed)
-    problems, warnings = judge(check, data.classes, _probs_name(data), data.class_source)
+    problems, warnings = judge(check, classes, probs_name, class_source)
     if problems and not config.allow_label_mismatch:
         raise InputError(problems)
     overridden = [
@@ -112,46 +120,80 @@ def check_labels(data: AuditDataset, config: AuditConfig) -> tuple[LabelCheck, l
         )
         for p in problems
     ]
-    return check, overridden + warnings
+    return overridden + warnings
 
 
 def measure(probs: NDArray, labels: NDArray[np.int64], k: int, seed: int = 0) -> LabelCheck:
     """Agreement, chance, the model's claim and the held-out best permutation; chunked over rows."""
+    counts = None
+    for start in range(0, len(labels), CHUNK_ROWS):
+        rows = slice(start, min(start + CHUNK_ROWS, len(labels)))
+        part = label_counts(
+            np.asarray(probs[rows], dtype=np.float32),
+            labels[rows],
+            np.arange(rows.start, rows.stop, dtype=np.int64),
+            k,
+            seed,
+        )
+        counts = part if counts is None else add_counts(counts, part)
+    return from_counts(counts, k)
+
+
+def label_counts(
+    p: NDArray[np.float32], labels: NDArray[np.int64], pos: NDArray[np.int64], k: int, seed: int
+) -> dict:
+    """A chunk's sufficient statistics: the K x K confusion matrix [predicted, given] of its
+    labeled rows, the same without ties per held-out half, probability sums and the top-class
+    sum. The half of a row is a hash of its table position, so any chunking gives the same."""
+    labeled = labels >= 0
+    p, y = p[labeled], labels[labeled]
+    top = p.argmax(axis=1) if len(p) else np.zeros(0, np.int64)
+    top_p = p[np.arange(len(p)), top]
+    # Two classes within _TIE of each other both hold at most 1/2: only those rows can tie.
+    tie = np.zeros(len(p), dtype=bool)
+    low = np.flatnonzero(top_p <= 0.5 + _TIE)
+    if len(low):
+        near_top = p[low] >= (top_p[low] - _TIE)[:, None]
+        tie[low] = np.count_nonzero(near_top, axis=1) > 1
+    cells = top * k + y
+    in_b = _half(pos[labeled], seed)
+    halves = np.stack(
+        [np.bincount(cells[m], minlength=k * k).reshape(k, k) for m in (~in_b & ~tie, in_b & ~tie)]
+    )
+    return {
+        "confusion": np.bincount(cells, minlength=k * k).reshape(k, k).astype(np.int64),
+        "halves": halves.astype(np.int64),
+        "prob_sums": p.sum(axis=0, dtype=np.float64),  # float64 across chunks
+        "top_sum": float(top_p.sum(dtype=np.float64)),
+    }
+
+
+def add_counts(a: dict, b: dict) -> dict:
+    return {key: a[key] + b[key] for key in a}
+
+
+def _half(pos: NDArray[np.int64], seed: int) -> NDArray[np.bool_]:
+    """A fair coin per table position (splitmix64 of position and seed)."""
+    with np.errstate(over="ignore"):
+        z = pos.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(seed + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(63)).astype(bool)
+
+
+def from_counts(counts: dict, k: int) -> LabelCheck:
+    """The LabelCheck of the summed chunk statistics."""
     from scipy.optimize import linear_sum_assignment
 
-    rows = np.flatnonzero(labels >= 0)
-    n = len(rows)
-    half_b = np.random.default_rng(seed).random(n) < 0.5
-    confusion = np.zeros((k, k), dtype=np.int64)  # [predicted, given], every labeled row
-    halves = np.zeros((2, k, k), dtype=np.int64)  # the same without ties, per random half
-    prob_sums = np.zeros(k)
-    top_sum = 0.0
-    for start in range(0, n, CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        p = np.asarray(probs[chunk], dtype=np.float32)
-        y = labels[chunk]
-        top = p.argmax(axis=1)
-        top_p = p[np.arange(len(chunk)), top]
-        # Two classes within _TIE of each other both hold at most 1/2: only those rows can tie.
-        tie = np.zeros(len(chunk), dtype=bool)
-        low = np.flatnonzero(top_p <= 0.5 + _TIE)
-        if len(low):
-            near_top = p[low] >= (top_p[low] - _TIE)[:, None]
-            tie[low] = np.count_nonzero(near_top, axis=1) > 1
-        cells = top * k + y
-        confusion += np.bincount(cells, minlength=k * k).reshape(k, k)
-        in_b = half_b[start : start + CHUNK_ROWS]
-        for h, mask in enumerate((~in_b & ~tie, in_b & ~tie)):
-            halves[h] += np.bincount(cells[mask], minlength=k * k).reshape(k, k)
-        prob_sums += p.sum(axis=0)  # float32 within a chunk (pairwise), float64 across
-        top_sum += float(top_p.sum())
-
+    confusion, halves = counts["confusion"], counts["halves"]
+    n = int(confusion.sum())
     label_share = confusion.sum(axis=0) / n
     predicted_share = confusion.sum(axis=1) / n
     agreement = np.trace(confusion) / n
     chance = float(label_share @ predicted_share)
-    confidence = top_sum / n
-    claimed_chance = float((prob_sums / n) @ predicted_share)
+    confidence = counts["top_sum"] / n
+    claimed_chance = float((counts["prob_sums"] / n) @ predicted_share)
     low, high = wilson_interval(np.trace(confusion), n, 1 - 2 * ALPHA)
 
     permutation = held_out_permutation(halves[0], halves[1], linear_sum_assignment)

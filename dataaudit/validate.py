@@ -100,19 +100,7 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
     label_text, unlabeled_by_value = apply_unlabeled_values(
         _normalise_text(frame[roles.label]), config.unlabeled_values
     )
-    listed = {v: n for v, n in unlabeled_by_value.items() if v and n}
-    if listed:
-        warnings.append(
-            AuditWarning(
-                "labels_read_as_unlabeled",
-                f"{sum(listed.values()):,} rows were read as unlabeled because their label is "
-                "one of --unlabeled-values ("
-                + ", ".join(f"{v!r}: {n:,}" for v, n in listed.items())
-                + ").",
-                file=tname,
-                column=roles.label,
-            )
-        )
+    warnings += unlabeled_value_warnings(unlabeled_by_value, tname, roles.label)
     if roles.split in frame.columns:
         # One str object per split name, shared by its rows: 1M rows hold 1M pointers, not strings.
         split_codes, split_names = pd.factorize(
@@ -297,25 +285,50 @@ def validate(raw: RawInputs, config: AuditConfig) -> AuditDataset:
 def _given_classes(config: AuditConfig, raw: RawInputs):
     """The class list the user gave: --classes (classes=), else classes.txt beside the probs."""
     problems: list[Problem] = []
-    warnings: list[AuditWarning] = []
     file_classes = None
     if raw.classes_file is not None:
         file_classes, problems = read_classes_file(raw.classes_file)
+    given, source, warnings = given_classes(config, file_classes, raw.classes_file)
+    return given, source, [] if config.classes is not None else problems, warnings
+
+
+def unlabeled_value_warnings(unlabeled_by_value: dict[str, int], source: str, column: str):
+    """`labels_read_as_unlabeled` when --unlabeled-values made labels missing."""
+    listed = {v: n for v, n in unlabeled_by_value.items() if v and n}
+    if not listed:
+        return []
+    return [
+        AuditWarning(
+            "labels_read_as_unlabeled",
+            f"{sum(listed.values()):,} rows were read as unlabeled because their label is "
+            "one of --unlabeled-values ("
+            + ", ".join(f"{v!r}: {n:,}" for v, n in listed.items())
+            + ").",
+            file=source,
+            column=column,
+        )
+    ]
+
+
+def given_classes(config: AuditConfig, file_classes, classes_file: Path | None):
+    """(classes, how they were given, warnings): --classes wins over classes.txt, with a warning
+    when the two differ; None when neither was given. Both engines decide it here."""
+    warnings: list[AuditWarning] = []
     if config.classes is not None:
         given = tuple(str(c).strip() for c in config.classes)
         if file_classes is not None and tuple(file_classes) != given:
             warnings.append(
                 AuditWarning(
                     "classes_file_overridden",
-                    f"--classes ({show(given)}) differs from {raw.classes_file.name} beside the "
+                    f"--classes ({show(given)}) differs from {classes_file.name} beside the "
                     f"probabilities ({show(file_classes)}); --classes was used.",
-                    file=str(raw.classes_file),
+                    file=str(classes_file),
                 )
             )
-        return given, "given with --classes", [], warnings
+        return given, "given with --classes", warnings
     if file_classes is not None:
-        return tuple(file_classes), f"read from {raw.classes_file.name}", [], warnings
-    return None, "", problems, warnings
+        return tuple(file_classes), f"read from {classes_file.name}", warnings
+    return None, "", warnings
 
 
 def _k_problem(k: int, classes, class_source: str, source: str) -> Problem:

@@ -14,6 +14,7 @@ the driver receives one small value per pass.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -207,7 +208,9 @@ def start_local_cluster(n_workers: int, memory_limit: str | None = None):
         threads_per_worker=1,
         processes=True,
         memory_limit=memory_limit or "auto",
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: a second cluster on this machine must not clash
+        # The cluster's own log lines (workers killed on close, ...) are not the user's concern.
+        silence_logs=logging.ERROR,
     )
     return Client(cluster)
 
@@ -294,6 +297,8 @@ def audit_on_dask(
     with progress.step("read and validate inputs on the cluster"):
         inputs = read_partitioned(table, probs, embeddings, config, client)
     engine = DaskEngine(inputs, client, parts_dir)
+    with progress.step("check that labels and probabilities describe the same classes"):
+        doubts = check_labels_on(engine, inputs, config, str(probs))
     ctx = AuditContext(config, progress)
     ctx.timings["load_and_validate"] = time.perf_counter() - clock
 
@@ -333,7 +338,26 @@ def audit_on_dask(
         # Until the CLI moves them into audit/, the parts sit in their staging folder (a
         # --baseline comparison reads them there).
         parts=partitioned_tables(Path(parts_dir)) if parts_dir and Path(parts_dir).is_dir() else {},
+        warnings=[*inputs.warnings, *doubts],
     )
+
+
+def check_labels_on(engine: DaskEngine, inputs: PartitionedInputs, config, probs_name: str):
+    """The safety net (dataaudit/sanity.py) as one map/reduce pass: raises InputError on a
+    misread, returns its warnings."""
+    from dataaudit import sanity
+    from dataaudit.engine import add
+
+    k = len(inputs.classes)
+    counts = engine.map_reduce(_label_counts, add, k, config.seed)
+    check = sanity.from_counts(counts, k)
+    return sanity.decide(check, inputs.classes, Path(probs_name).name, inputs.class_source, config)
+
+
+def _label_counts(chunk: Chunk, k: int, seed: int) -> dict:
+    from dataaudit.sanity import label_counts
+
+    return label_counts(chunk.probs, chunk.labels, chunk.pos, k, seed)
 
 
 def _refuse_unported(config, forms, selected, with_embeddings: bool) -> None:
@@ -385,8 +409,7 @@ def describe_partitioned(inputs: PartitionedInputs, with_embeddings: bool) -> di
         "n_items": n_items,
         "n_labeled": n_labeled,
         "n_unlabeled": n_items - n_labeled,
-        # Empty label cells only: --unlabeled-values is not read by the Dask engine yet.
-        "unlabeled_by_value": {"": n_items - n_labeled} if n_items > n_labeled else {},
+        "unlabeled_by_value": dict(inputs.unlabeled_by_value),
         "splits": splits,
         "classes": list(inputs.classes),
         "class_source": inputs.class_source,

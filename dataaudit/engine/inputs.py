@@ -26,10 +26,16 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from dataaudit.classes import distinct_indices
 from dataaudit.config import AuditConfig
 from dataaudit.dataset import InputFingerprint
-from dataaudit.problems import InputError, Problem
-from dataaudit.validate import MAX_EXAMPLES, _normalise_text
+from dataaudit.problems import AuditWarning, InputError, Problem
+from dataaudit.validate import (
+    MAX_EXAMPLES,
+    _normalise_text,
+    given_classes,
+    unlabeled_value_warnings,
+)
 
 PARQUET = (".parquet", ".pq")
 LABEL = "_label"  # class index, -1 = unlabeled
@@ -75,6 +81,8 @@ class PartitionedInputs:
     label_counts: list[int]  # labeled items per class
     metadata_columns: list[str]
     sources: list[InputFingerprint] = field(default_factory=list)
+    unlabeled_by_value: dict[str, int] = field(default_factory=dict)  # '' = empty cells
+    warnings: list[AuditWarning] = field(default_factory=list)  # doubts that did not stop it
 
     @property
     def n(self) -> int:
@@ -133,8 +141,11 @@ def _footer(path: str) -> tuple[int, list[str]]:
         return meta.num_rows, list(meta.schema.to_arrow_schema().names)
 
 
-def _part_facts(path: str, roles) -> dict:
-    """Per table file: rows, columns, missing ids, label value counts, split counts."""
+def _part_facts(path: str, roles, unlabeled_values: tuple[str, ...] = ()) -> dict:
+    """Per table file: rows, columns, missing ids, label value counts (the user's unlabeled
+    values made missing, and counted), split counts."""
+    from dataaudit.classes import apply_unlabeled_values
+
     n_rows, columns = _footer(path)
     wanted = (roles.id, roles.label, roles.split)
     if roles.id not in columns or roles.label not in columns:
@@ -142,7 +153,9 @@ def _part_facts(path: str, roles) -> dict:
     frame = _read(path, [c for c in wanted if c in columns])
     ids = _normalise_text(frame[roles.id])
     missing = ids.isna().to_numpy()
-    labels = _normalise_text(frame[roles.label])
+    labels, unlabeled_by_value = apply_unlabeled_values(
+        _normalise_text(frame[roles.label]), unlabeled_values
+    )
     splits = (
         _normalise_text(frame[roles.split]).fillna("unknown")
         if roles.split in frame.columns
@@ -156,6 +169,7 @@ def _part_facts(path: str, roles) -> dict:
         "columns": columns,
         "missing_ids": (int(missing.sum()), np.flatnonzero(missing)[:MAX_EXAMPLES].tolist()),
         "labels": labels.value_counts().to_dict(),
+        "unlabeled_by_value": unlabeled_by_value,
         "splits": {str(s): [int(r["size"]), int(r["sum"])] for s, r in grouped.iterrows()},
     }
 
@@ -278,7 +292,11 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     if problems:
         raise InputError(problems)
     # One task per file reads its footer and its id / label / split columns.
-    facts = client.gather(client.map(_part_facts, files, roles=roles, pure=False))
+    facts = client.gather(
+        client.map(
+            _part_facts, files, roles=roles, unlabeled_values=config.unlabeled_values, pure=False
+        )
+    )
     footers = [(f["n_rows"], f["columns"]) for f in facts]
     parts, offset = [], 0
     for path, (n_rows, cols) in zip(files, footers):
@@ -348,8 +366,15 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     if problems:
         raise InputError(problems)
 
-    classes, class_source = _classes(config, probs, prob_columns, label_values, k)
-    codes, unknown = _label_codes(label_values, classes)
+    order, warnings = _class_order(config, probs, prob_columns, label_values, k)
+    problems += order.problems
+    if order.classes is None:
+        raise InputError(problems)
+    classes, class_source = list(order.classes), order.source
+    found, note = distinct_indices(list(label_values), order.classes)
+    class_source += note
+    codes = {v: int(f) for v, f in zip(label_values, found) if f >= 0}
+    unknown = [v for v, f in zip(label_values, found) if f < 0]
     if len(classes) != k:
         problems.append(
             Problem(
@@ -388,7 +413,8 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         enforce_metadata=False,
     )
     problems += _duplicate_ids(frame, parts, client, roles)
-    prob_cols = tuple(f"p:{j}" for j in range(k))
+    # A keyed file's columns in class order (its header matched by name to the class list).
+    prob_cols = tuple(f"p:{j}" for j in (order.columns if order.columns is not None else range(k)))
     emb_cols = tuple(f"e:{j}" for j in range(d)) if d else ()
     for files_, prefix, role in (
         (probs_files, "p:", "probabilities"),
@@ -414,6 +440,10 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     label_counts = np.zeros(len(classes), dtype=np.int64)
     for value, count in label_values.items():
         label_counts[codes[value]] += count
+    unlabeled_by_value: dict[str, int] = {}
+    for f in facts:
+        for value, count in f.get("unlabeled_by_value", {}).items():
+            unlabeled_by_value[value] = unlabeled_by_value.get(value, 0) + count
     return PartitionedInputs(
         frame=frame,
         layout=Layout(
@@ -433,6 +463,8 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         split_counts=split_counts,
         label_counts=label_counts.tolist(),
         metadata_columns=list(metadata.columns),
+        unlabeled_by_value={v: n for v, n in unlabeled_by_value.items() if n},
+        warnings=warnings + unlabeled_value_warnings(unlabeled_by_value, str(table), roles.label),
         sources=[
             files_fingerprint(role, str(src), files, shape)
             for role, src, files, shape in (
@@ -501,34 +533,28 @@ def _array_source(source, role: str, problems: list[Problem], ndim: int, id_col:
     return None, files, width, values
 
 
-def _classes(config, probs, prob_columns, label_values, k) -> tuple[list[str], str]:
-    if config.classes is not None:
-        return [str(c) for c in config.classes], "given with --classes"
+def _class_order(config, probs, prob_columns, label_values, k):
+    """The class of every probability column, by the rules of dataaudit/classes.py (the same as
+    in process): --classes, else classes.txt beside the probabilities, matched by name to a keyed
+    file's header; else the header's names; else the labels."""
+    from dataaudit.classes import resolve_class_order
+    from dataaudit.load import read_classes_file
+
     beside = Path(str(probs)).parent / "classes.txt"
-    if beside.is_file():
-        from dataaudit.load import read_classes_file
-
-        return read_classes_file(beside), f"read from {beside.name}"
-    if prob_columns is not None:
-        return list(prob_columns), f"the column names of {Path(str(probs)).name}"
-    present = sorted(label_values)
-    if present and _is_integer_text(present):
-        return [str(i) for i in range(k)], "integer labels taken as class indices 0..K-1"
-    return present, "sorted label names (pass --classes to set the order)"
-
-
-def _label_codes(label_values: dict[str, int], classes: list[str]) -> tuple[dict[str, int], list]:
-    """label text -> class index; labels may also be integer indices into named classes."""
-    index = {c: i for i, c in enumerate(classes)}
-    codes, unknown = {}, []
-    for value in label_values:
-        if value in index:
-            codes[value] = index[value]
-        elif value.lstrip("-").isdigit() and 0 <= int(value) < len(classes):
-            codes[value] = int(value)
-        else:
-            unknown.append(value)
-    return codes, unknown
+    file_classes, problems = (None, [])
+    if "://" not in str(probs) and beside.is_file():
+        file_classes, problems = read_classes_file(beside)
+    given, given_source, warnings = given_classes(config, file_classes, beside)
+    order = resolve_class_order(
+        given,
+        given_source,
+        None if prob_columns is None else [str(c).strip() for c in prob_columns],
+        Path(str(probs)).name,
+        list(label_values),
+        k,
+    )
+    order.problems[:0] = problems
+    return order, warnings + order.warnings
 
 
 def _unknown_label_problems(parts, facts, unknown, roles, client) -> list[Problem]:

@@ -1,0 +1,126 @@
+"""The Dask engine reads inputs by the same rules as the in-process engine (README, "How inputs
+are read"), and its safety net stops the same misreads: class lists beside the probabilities, a
+keyed header in another order, float-written labels, --unlabeled-values, reversed columns and
+shuffled rows. Each case runs on a LocalCluster of 2 processes against the in-process run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _planted_labels import CLASSES, planted_data
+
+import dataaudit
+from dataaudit.problems import InputError
+
+pytest.importorskip("distributed")
+
+ANALYSES = ("label_errors", "per_class")
+
+
+@pytest.fixture(scope="module")
+def planted():
+    data = planted_data()
+    n = len(data.labels)
+    table = pd.DataFrame(
+        {
+            "id": [f"{i:05d}" for i in range(n)],  # ids that look like numbers
+            "label": np.asarray(CLASSES, dtype=object)[data.labels],
+            "split": np.where(np.arange(n) % 4 == 0, "test", "train"),
+        }
+    )
+    return table, data.probs
+
+
+def _parts(frame: pd.DataFrame, folder, rows: int = 300):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, start in enumerate(range(0, len(frame), rows)):
+        frame.iloc[start : start + rows].to_parquet(folder / f"part-{i:03d}.parquet", index=False)
+    return str(folder)
+
+
+def _both(dask_client, table, probs_in_process, table_parts, probs_source, **options):
+    reference = dataaudit.audit(table, probs_in_process, analyses=ANALYSES, **options)
+    ours = dataaudit.audit(
+        table_parts, probs_source, engine="dask", client=dask_client, analyses=ANALYSES, **options
+    )
+    return reference, ours
+
+
+def _same(reference, ours) -> None:
+    assert ours.dataset["classes"] == reference.dataset["classes"]
+    assert ours.dataset["labeled_per_class"] == reference.dataset["labeled_per_class"]
+    for name in ANALYSES:
+        assert ours[name].summary == reference[name].summary, name
+    assert sorted(w.code for w in ours.warnings) == sorted(w.code for w in reference.warnings)
+
+
+def test_classes_txt_beside_the_npy_probabilities(dask_client, planted, tmp_path):
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    (tmp_path / "classes.txt").write_text("\ufeff" + "\r\n".join(CLASSES) + "\r\n")
+    table_parts = _parts(table, tmp_path / "table")
+    reference = dataaudit.audit(table, str(tmp_path / "probs.npy"), analyses=ANALYSES)
+    ours = dataaudit.audit(
+        table_parts, str(tmp_path / "probs.npy"), engine="dask", client=dask_client,
+        analyses=ANALYSES,
+    )  # fmt: skip
+    assert ours.dataset["class_source"] == reference.dataset["class_source"]
+    _same(reference, ours)
+
+
+def test_keyed_header_in_another_order_is_aligned_by_name(dask_client, planted, tmp_path):
+    table, probs = planted
+    order = [3, 0, 4, 1, 2]
+    keyed = pd.DataFrame({"id": table["id"]})
+    for j in order:
+        keyed[f"prob_{CLASSES[j]}"] = probs[:, j]
+    _parts(keyed.sample(frac=1.0, random_state=1), tmp_path / "probs", 250)
+    keyed.to_parquet(tmp_path / "probs.parquet", index=False)
+    reference, ours = _both(
+        dask_client, table, str(tmp_path / "probs.parquet"), _parts(table, tmp_path / "t"),
+        str(tmp_path / "probs"), classes=CLASSES,
+    )  # fmt: skip
+    assert ours.dataset["classes"] == list(CLASSES)
+    _same(reference, ours)
+    assert ours["per_class"].summary["accuracy"] > 0.8  # read right, not merely alike
+
+
+def test_float_written_labels_and_unlabeled_values(dask_client, planted, tmp_path):
+    """Class indices written by pandas as floats (3.0), and 'NA' declared as unlabeled."""
+    table, probs = planted
+    indexed = table.copy()
+    codes = pd.Index(CLASSES).get_indexer(table["label"]).astype(float)
+    indexed["label"] = [f"{c:.1f}" for c in codes]
+    indexed.loc[::7, "label"] = "NA"
+    np.save(tmp_path / "probs.npy", probs)
+    reference, ours = _both(
+        dask_client, indexed, probs, _parts(indexed, tmp_path / "t"), str(tmp_path / "probs.npy"),
+        unlabeled_values=("NA",),
+    )  # fmt: skip
+    _same(reference, ours)
+    assert ours.dataset["n_unlabeled"] == reference.dataset["n_unlabeled"] == len(table[::7])
+    assert ours.dataset["unlabeled_by_value"] == reference.dataset["unlabeled_by_value"]
+    assert "labels_read_as_unlabeled" in {w.code for w in ours.warnings}
+
+
+@pytest.mark.parametrize(
+    ("misread", "code"),
+    [("reversed", "class_order_permuted"), ("rows_shuffled", "label_agreement_at_chance")],
+)
+def test_misread_inputs_stop_on_dask_as_in_process(dask_client, planted, tmp_path, misread, code):
+    table, probs = planted
+    bad = probs[:, ::-1] if misread == "reversed" else np.random.default_rng(0).permutation(probs)
+    np.save(tmp_path / "probs.npy", np.ascontiguousarray(bad))
+    for source in (table, _parts(table, tmp_path / "t")):
+        options = {"engine": "dask", "client": dask_client} if isinstance(source, str) else {}
+        with pytest.raises(InputError) as caught:
+            dataaudit.audit(
+                source, str(tmp_path / "probs.npy"), classes=CLASSES, analyses=ANALYSES, **options
+            )
+        assert caught.value.codes == [code]
+    allowed = dataaudit.audit(
+        _parts(table, tmp_path / "t2"), str(tmp_path / "probs.npy"), classes=CLASSES,
+        analyses=ANALYSES, engine="dask", client=dask_client, allow_label_mismatch=True,
+    )  # fmt: skip
+    assert code in {w.code for w in allowed.warnings}
