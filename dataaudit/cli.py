@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import sys
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -477,6 +478,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:  # a bug of ours: a named message, the traceback only with -v
+        if verbosity == 2:
+            traceback.print_exc()
+        print(
+            f"dataaudit: internal error ({type(exc).__name__}: {exc}). Files already in the "
+            "output folder were left as they were. This is a bug in dataaudit: please report it "
+            "with the command line and the output of the same command with -v.",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL_ON
 
 
 # Control characters (a file or column name may hold an ANSI escape) are shown, never sent raw.

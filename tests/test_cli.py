@@ -162,3 +162,19 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
     assert after == before
     assert (out / "audit" / "report.json").read_bytes() == before_model
     assert _hidden(out) == [MANIFEST]
+
+
+def test_a_bug_of_ours_is_a_named_internal_error_not_a_traceback(monkeypatch, tmp_path, capsys):
+    """An exception nobody foresaw ends in one line naming it (exit 1); -v adds the traceback."""
+    import dataaudit.cli as cli
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(cli, "_command", broken)
+    argv = ["run", "--table", "t.csv", "--probs", "p.npy", "--out", str(tmp_path / "o")]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "internal error (ZeroDivisionError: planted)" in err and "Traceback" not in err
+    assert cli.main([*argv, "-v"]) == 1
+    assert "Traceback" in capsys.readouterr().err
