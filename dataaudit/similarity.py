@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 from dataaudit.neighbors import knn, normalize, shared_graph
@@ -426,7 +427,8 @@ def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
     found in two histogram passes each (`medians`), so the thresholds equal `fit_rule`'s. The
     rule holds no per-row arrays: kernels get distances from `rule.chunk_graph(chunk)`, scales
     as `neighbour_scales(distances)[0]`, and judge pairs with `radii_for` / `grade_for`;
-    `near_edges` collects the pairs inside the review radius.
+    `near_edges` collects the pairs inside the review radius. Call it once per engine (it makes
+    the engine's chunks carry the graph).
     """
 
     def compute() -> NearDuplicateRule:
@@ -477,6 +479,8 @@ def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
             euclidean=own,
         )
 
+    if engine.embedding_dim > LOW_DIM:
+        engine.graph(ctx)  # chunks of this engine carry the graph columns from now on
     return ctx.cached("near_duplicate_rule_on", compute)
 
 
@@ -575,3 +579,84 @@ def medians(engine, kernel, *params) -> dict[str, tuple[np.float32 | None, int]]
         value = np.mean(np.array(pair, dtype=np.float32)) if picked else None
         out[name] = (value, n)
     return out
+
+
+# -- the pairs inside the review radius, from the graph columns -----------------------------------
+EDGE_COLUMNS = ("a", "b", "distance", "scale_a", "scale_b")
+
+
+def near_edges(engine, rule: NearDuplicateRule, limit: int) -> tuple[pd.DataFrame, int]:
+    """(edges, n_candidates): every graph edge inside the review radius once, a < b, sorted by
+    (a, b), with both items' scales (for `grade_for`), as `NearDuplicateRule.edges` lists them.
+
+    Pass 1 keeps, per row, the neighbours within the review radius its own scale allows (an upper
+    bound: the radius uses the smaller scale of the two), at most `limit` of them, closest first
+    (exact top-k over chunks); n_candidates counts them all, so `n_candidates > limit` says the
+    list was capped. Pass 2 reads the scales of the neighbours those edges name.
+    """
+    from dataaudit.engine import select_top
+
+    def merge(x, y):
+        return select_top(pd.concat([x[0], y[0]], ignore_index=True), limit, "closeness"), x[1] + y[
+            1
+        ]
+
+    found, n_candidates = engine.map_reduce(_edge_candidates, merge, rule, limit)
+    wanted = np.unique(found["other"].to_numpy(np.int64))
+    scales = engine.map_reduce(_scales_of, _concat, rule, wanted).sort_values("pos")
+    at = np.searchsorted(scales["pos"].to_numpy(), found["other"].to_numpy())
+    other_scale = (
+        scales["scale"].to_numpy(np.float32)[at] if len(found) else np.zeros(0, np.float32)
+    )
+    row_scale = found["scale"].to_numpy(np.float32)
+    dist = found["distance"].to_numpy(np.float32)
+    keep = dist <= rule.radii_for(row_scale, other_scale)[1]
+    row, other = found["pos"].to_numpy(np.int64), found["other"].to_numpy(np.int64)
+    edges = pd.DataFrame(
+        {
+            "a": np.minimum(row, other),
+            "b": np.maximum(row, other),
+            "distance": dist,
+            "scale_a": np.where(row < other, row_scale, other_scale),
+            "scale_b": np.where(row < other, other_scale, row_scale),
+            "_row": row,
+        }
+    )[keep]
+    # The pair as listed by its smaller row wins (NearDuplicateRule.edges keeps that one).
+    edges = edges.sort_values(["a", "b", "_row"], kind="stable").drop_duplicates(["a", "b"])
+    return edges.drop(columns="_row").reset_index(drop=True), int(n_candidates)
+
+
+def _edge_candidates(chunk, rule: NearDuplicateRule, limit: int):
+    from dataaudit.engine import select_top
+
+    dist, idx = rule.chunk_graph(chunk)
+    scale = neighbour_scales(dist)[0]
+    n, k = idx.shape
+    row = np.repeat(chunk.pos, k)
+    slot_scale = np.repeat(scale, k)
+    other, d = idx.ravel(), dist.ravel()
+    ok = (other >= 0) & (other != row)
+    ok[ok] = d[ok] <= rule.radii_for(slot_scale[ok], slot_scale[ok])[1]
+    frame = pd.DataFrame(
+        {
+            "pos": row[ok],
+            "other": other[ok],
+            "distance": d[ok],
+            "closeness": -d[ok],
+            "scale": slot_scale[ok],
+        }
+    )
+    return select_top(frame, limit, "closeness"), int(ok.sum())
+
+
+def _scales_of(chunk, rule: NearDuplicateRule, wanted: NDArray[np.int64]) -> pd.DataFrame:
+    rows = np.flatnonzero(np.isin(chunk.pos, wanted))
+    if len(rows) == 0:
+        return pd.DataFrame({"pos": np.zeros(0, np.int64), "scale": np.zeros(0, np.float32)})
+    dist = rule.chunk_graph(chunk)[0][rows]
+    return pd.DataFrame({"pos": chunk.pos[rows], "scale": neighbour_scales(dist)[0]})
+
+
+def _concat(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([x, y], ignore_index=True)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from dataaudit.analyses.duplicates import components, describe_groups, near_pairs
 
@@ -117,3 +119,52 @@ def test_copies_whose_embeddings_differ_only_in_the_last_bits_are_exact_duplicat
     assert items.loc[["i0", "i1"], "exact"].all()
     assert items.loc["i0", "group_id"] == items.loc["i1", "group_id"]
     assert "i2" not in items.index or not items.loc["i2", "exact"]
+
+
+def _planted_copies(d: int = 20, offset: float = 4.0, n: int = 1200, seed: int = 5):
+    """An AuditDataset with 30 exact and 30 near copies (train and test rows), text whose
+    case and punctuation differ, missing text, and image paths to a few equal files."""
+    import dataclasses
+
+    from _planted_labels import planted_data, planted_dataset
+
+    rng = np.random.default_rng(seed)
+    data = planted_dataset(planted_data(n_per_class=n // 5))
+    emb = np.abs(rng.standard_normal((data.n, d))) + offset
+    src = rng.choice(data.n, 120, replace=False)
+    emb[src[60:90]] = emb[src[:30]]
+    emb[src[90:]] = emb[src[30:60]] + 1e-4 * rng.standard_normal((30, d))
+    texts = np.array(
+        [f"Item number {i % 500}!" if i % 3 else f"item NUMBER {i % 500}" for i in range(data.n)],
+        dtype=object,
+    )
+    texts[::50] = None
+    return dataclasses.replace(data, embeddings=emb.astype(np.float32), text=texts)
+
+
+@pytest.mark.parametrize("kind", ["offset", "2-d", "clean"])
+def test_duplicates_do_not_depend_on_how_rows_are_chunked(kind):
+    import dataclasses
+
+    from dataaudit.analyses import duplicates
+    from dataaudit.config import AuditConfig, ColumnRoles
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+
+    data = _planted_copies(d=2 if kind == "2-d" else 20)
+    config = AuditConfig(columns=ColumnRoles(text="text"))
+    if kind == "clean":
+        rng = np.random.default_rng(1)
+        emb = rng.standard_normal((data.n, 20)).astype(np.float32)
+        data, config = dataclasses.replace(data, embeddings=emb, text=None), AuditConfig()
+    reference = duplicates.run(data, AuditContext(config), config)
+    if kind == "clean":
+        assert reference.summary["n_duplicate_groups"] == 0
+    else:
+        assert reference.summary["leakage"] > 10
+        assert reference.summary["n_conflicting_label_groups"] > 5
+    for chunk_rows in (97, 400):
+        ours = duplicates.run_on(InProcessEngine(data, chunk_rows), AuditContext(config), config)
+        assert ours.summary == reference.summary, chunk_rows
+        for name, table in reference.tables.items():
+            pd.testing.assert_frame_equal(ours.table(name), table, obj=name)

@@ -286,3 +286,29 @@ def test_the_engine_calibration_equals_the_rule_fitted_on_all_rows(kind):
 
 def _some_values(chunk, values, rows):
     return {"v": values[chunk.pos[chunk.pos < rows]]}
+
+
+@pytest.mark.parametrize("d", [2, 24])
+def test_near_edges_over_chunks_are_the_rule_edges_of_all_rows(d):
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.similarity import near_duplicate_rule, near_edges, rule_on
+
+    rng = np.random.default_rng(12)
+    emb = np.abs(rng.standard_normal((1000, d))) + 3
+    _plant(emb, rng, n_exact=20, n_near=20)
+    data = _dataset_with(emb)
+    ctx = AuditContext(AuditConfig())
+    full = near_duplicate_rule(data, ctx)
+    a, b, dist = full.edges()
+    assert len(a) >= 40
+    for chunk_rows in (50, 5000):
+        engine = InProcessEngine(data, chunk_rows)
+        edges, n_candidates = near_edges(engine, rule_on(engine, ctx), 10**6)
+        assert edges["a"].tolist() == a.tolist() and edges["b"].tolist() == b.tolist()
+        np.testing.assert_array_equal(edges["distance"].to_numpy(), dist)
+        np.testing.assert_array_equal(edges["scale_b"].to_numpy(), full.scale[b])
+        assert n_candidates >= len(a)
+    engine = InProcessEngine(data, 50)
+    capped, n_candidates = near_edges(engine, rule_on(engine, ctx), 10)
+    assert len(capped) <= 10 < n_candidates

@@ -141,6 +141,7 @@ def by_name() -> dict[str, Analysis]:
 # config). label_errors' lives in label_errors_chunks.py until label_errors.py is rebuilt on it.
 _ENGINE_FORMS = {
     "calibration": "calibration",
+    "duplicates": "duplicates",
     "label_errors": "label_errors_chunks",
     "per_class": "per_class",
     "swapped_pairs": "swapped_pairs",

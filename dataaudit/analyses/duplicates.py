@@ -29,10 +29,17 @@ Tables:
 Summary: n_duplicate_groups, n_duplicate_items, n_exact_duplicate_groups, leakage (number of
 groups spanning two or more splits), n_leaking_items, leakage_<a>_<b> per split pair,
 n_conflicting_label_groups, n_conflicting_label_items, n_possible_duplicate_pairs.
+
+Engine form (`run_on`, any dataaudit.engine; `run` is it on an InProcessEngine): the rule and
+its edges from the graph columns (similarity.rule_on / near_edges), exact groups by
+engine.group_by_key, and passes over the rows the pairs name; the driver holds pairs and
+grouped items, never a column of N values (see run_on). Text and image paths are read per chunk
+(Chunk.column); files are hashed where the chunk is.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -44,15 +51,23 @@ from scipy.sparse.csgraph import connected_components
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import UNLABELED, AuditDataset
-from dataaudit.neighbors import (
-    exact_groups,
-    hash_files,
-    hash_rows,
-    hash_strings,
-    normalize,
-)
+from dataaudit.engine import Chunk, Engine
+from dataaudit.engine import label_names as engine_label_names
+from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.neighbors import hash_files, hash_rows, hash_strings, normalize
+from dataaudit.problems import AuditWarning
 from dataaudit.result import Analysis, AnalysisResult
-from dataaudit.similarity import EXACT, NEAR, POSSIBLE, TIER_NAMES, near_duplicate_rule
+from dataaudit.similarity import (
+    EXACT,
+    NEAR,
+    POSSIBLE,
+    TIER_NAMES,
+    NearDuplicateRule,
+    identical,
+    near_edges,
+    neighbour_scales,
+    rule_on,
+)
 
 # What made a pair match, in the order a reviewer trusts it most.
 MATCHES = (
@@ -64,62 +79,112 @@ MATCHES = (
 )
 
 
+# kNN pairs inside the review radius the driver collects (the closest first); beyond this a run
+# on data full of copies lists the closest and says it capped.
+MAX_EDGES = 1_000_000
+
+
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    rule = near_duplicate_rule(data, ctx)
-    emb = data.embeddings
-    # kNN pairs inside the review radius; one vector up to rounding is an exact copy.
-    a, b, dist = rule.edges()
-    tier, score = rule.grade(a, b, dist)
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    """The analysis as a few engine passes; the driver holds pairs and grouped items only.
+
+    1. the rule (`similarity.rule_on`) and the graph edges inside its review radius
+       (`similarity.near_edges`, at most MAX_EDGES);
+    2. exact groups by hash (embedding bytes, text, folded text, file content):
+       `engine.group_by_key`, each member linked to its group's first row;
+    3. the raw vectors of near-copy pairs and of folded-text pairs (a pass over wanted rows),
+       so copies up to float rounding are exact and folded-text pairs get a distance;
+    4. groups by union of the exact and near-duplicate pairs, on the driver;
+    5. ids, splits, labels of the items named, and each member's similarity to its group's first
+       member (two passes over wanted rows).
+    """
+    rule = rule_on(engine, ctx)
+    has_text = config.columns.text is not None
+    has_images = config.columns.image is not None
+    with ctx.progress.step("near-duplicate pairs"):
+        edges, n_candidates = near_edges(engine, rule, MAX_EDGES)
+    a, b = edges["a"].to_numpy(np.int64), edges["b"].to_numpy(np.int64)
+    dist = edges["distance"].to_numpy(np.float32)
+    tier, score = rule.grade_for(edges["scale_a"].to_numpy(), edges["scale_b"].to_numpy(), dist)
     match = np.full(len(a), MATCHES.index("embedding distance"), dtype=np.int8)
-    same = rule.copies(emb, a, b, dist)
+
+    kinds = ["same embedding"]
+    if has_text:
+        kinds += ["same text", "same text after normalising"]
+    if has_images:
+        kinds.append("same file")
+    with ctx.progress.step("exact duplicates by hash"):
+        hashed = engine.group_by_key(_hash_rows, _linked_to_first, tuple(kinds))
+    hashed = hashed.sort_values(["kind", "b"], kind="stable")
+    folded = hashed[hashed["kind"] == MATCHES.index("same text after normalising")]
+    fa, fb = folded["a"].to_numpy(np.int64), folded["b"].to_numpy(np.int64)
+
+    # Raw vectors (and scales) of the rows step 3 needs.
+    near_copy = dist <= rule.copy_distance
+    wanted = np.unique(np.concatenate([a[near_copy], b[near_copy], fa, fb]))
+    facts = engine.map_reduce(_facts, _concat_facts, rule, wanted, wanted)
+    at = functools.partial(np.searchsorted, facts["pos"])
+    vectors, scale = facts["vectors"], facts["scale"]
+    same = near_copy.copy()
+    if same.any():
+        same[same] = identical(vectors, at(a[same]), at(b[same]))
     tier[same], score[same], match[same] = EXACT, 1.0, MATCHES.index("same embedding")
     parts = [(a, b, tier, score, match)]
-
-    hashed = [("same embedding", exact_groups(hash_rows(emb)))]
-    if data.text is not None:
-        texts = np.asarray(data.text, dtype=object)
-        hashed.append(("same text", exact_groups(hash_strings(texts), valid=~pd.isna(texts))))
-        folded = normalize_text(texts)
-        hashed.append(
-            (
-                "same text after normalising",
-                exact_groups(hash_strings(folded), valid=~pd.isna(folded)),
-            )
-        )
-    if data.image_paths is not None:
-        file_hashes = hash_files(data.image_paths, progress=ctx.progress)
-        hashed.append(("same file", exact_groups(file_hashes, valid=file_hashes != 0)))
-    for name, groups in hashed:
-        ha, hb = pairs_from_groups([groups])
-        if name == "same text after normalising":
+    for kind in kinds:
+        rows = hashed[hashed["kind"] == MATCHES.index(kind)]
+        ha, hb = rows["a"].to_numpy(np.int64), rows["b"].to_numpy(np.int64)
+        if kind == "same text after normalising":
             # Equal text after folding is a near-duplicate; the embeddings say how near.
-            h_tier, h_score = rule.grade(ha, hb, rule.pair_distances(emb, ha, hb))
+            ia, ib = at(ha), at(hb)
+            h_tier, h_score = rule.grade_for(
+                scale[ia], scale[ib], rule.pair_distances(vectors, ia, ib)
+            )
             h_tier = np.minimum(h_tier, NEAR)
             h_score = np.maximum(h_score, 0.5)
         else:
             h_tier, h_score = np.full(len(ha), EXACT, np.int8), np.ones(len(ha), np.float32)
-        parts.append((ha, hb, h_tier, h_score, np.full(len(ha), MATCHES.index(name), np.int8)))
+        parts.append((ha, hb, h_tier, h_score, np.full(len(ha), MATCHES.index(kind), np.int8)))
     pairs = best_pairs(*(np.concatenate(p) for p in zip(*parts)))
 
+    # Items named by any pair, numbered 0.. in table order (so groups number as in table order).
+    nodes = np.unique(np.concatenate([pairs["a"].to_numpy(), pairs["b"].to_numpy()]))
+    pairs["a"] = np.searchsorted(nodes, pairs["a"].to_numpy())
+    pairs["b"] = np.searchsorted(nodes, pairs["b"].to_numpy())
+    m = len(nodes)
     confident = pairs[pairs["tier"] <= NEAR]
-    group = components(data.n, confident["a"].to_numpy(), confident["b"].to_numpy())
+    group = components(m, confident["a"].to_numpy(), confident["b"].to_numpy())
     exact = pairs[pairs["tier"] == EXACT]
-    exact_group = components(data.n, exact["a"].to_numpy(), exact["b"].to_numpy())
-    link = best_link(data.n, confident)
+    exact_group = components(m, exact["a"].to_numpy(), exact["b"].to_numpy())
+    link = best_link(m, confident)
 
-    splits = np.asarray(data.splits, dtype=object)
-    label_names = data.label_names(data.labels)
-    vectors = emb if rule.center is None else _Centred(emb, rule.center)
+    grouped = np.flatnonzero(group >= 0)
+    first = np.full(int(group.max() + 1) if len(grouped) else 0, -1, dtype=np.int64)
+    first[group[grouped][::-1]] = grouped[::-1]
+    named = engine.map_reduce(_facts, _concat_facts, rule, nodes, nodes[first])
+    ids, splits, labels = named["ids"], named["splits"], named["labels"]
+    similarity = np.full(m, np.nan, dtype=np.float32)
+    if len(grouped):
+        members = nodes[grouped]
+        firsts = nodes[first[group[grouped]]]
+        found = engine.map_reduce(
+            _similarities, _concat, rule, members, firsts, nodes[first], named["vectors"]
+        ).sort_values("pos")
+        similarity[grouped] = found["similarity"].to_numpy(np.float32)
+    label_names = engine_label_names(engine.classes, labels)
     items, groups, leakage = describe_groups(
         group,
         exact_member=exact_group >= 0,
-        ids=data.ids,
+        ids=ids,
         splits=splits,
-        labels=data.labels,
+        labels=labels,
         label_names=label_names,
-        embeddings=vectors,
+        embeddings=None,
+        similarity=similarity,
         columns={
-            "match_id": data.ids[np.maximum(link["other"], 0)],
+            "match_id": ids[np.maximum(link["other"], 0)],
             "tier": TIER_NAMES[link["tier"]],
             "score": link["score"],
             "match": np.asarray(MATCHES, dtype=object)[np.maximum(link["match"], 0)],
@@ -128,10 +193,10 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     review = review_pairs(
         pairs[(pairs["tier"] == POSSIBLE).to_numpy()],
         group,
-        data.ids,
+        ids,
         splits,
         label_names,
-        data.labels,
+        labels,
     )
     summary = {
         "n_duplicate_groups": len(groups),
@@ -152,13 +217,13 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "only the first two form groups."
         ),
         "Exact copies: the same embedding (bytes, or up to float rounding)"
-        + (", the same text" if data.text is not None else "")
-        + (", the same image file content" if data.image_paths is not None else "")
+        + (", the same text" if has_text else "")
+        + (", the same image file content" if has_images else "")
         + "."
         + (
             " Texts equal after lower-casing and replacing punctuation and runs of spaces by "
             "one space are near-duplicates."
-            if data.text is not None
+            if has_text
             else ""
         ),
         "leakage counts duplicate groups whose members sit in two or more splits.",
@@ -166,6 +231,16 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     if rule.recall_at_k is not None:
         notes.append(
             f"Approximate kNN search: recall@{rule.k} {rule.recall_at_k:.3f} measured on a sample."
+        )
+    warnings = ()
+    if n_candidates > MAX_EDGES:
+        warnings = (
+            AuditWarning(
+                "duplicate_pairs_capped",
+                f"{n_candidates:,} neighbour pairs lie within the review radius; the "
+                f"{MAX_EDGES:,} closest were graded, so some near-duplicate groups may be split "
+                "and some pairs to review are missing",
+            ),
         )
     return AnalysisResult(
         name="duplicates",
@@ -178,6 +253,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             **rule.params(),
         },
         notes=tuple(notes),
+        warnings=warnings,
     )
 
 
@@ -189,14 +265,89 @@ ANALYSIS = Analysis(
 )
 
 
-class _Centred:
-    """Rows of an embedding array minus a centre, read on indexing (no full copy)."""
+# -- kernels --------------------------------------------------------------------------------------
+def _hash_rows(chunk: Chunk, kinds: tuple[str, ...]) -> pd.DataFrame:
+    """(kind, key, pos) for every row and hash kind (rows without text or file left out)."""
+    frames = []
+    for kind in kinds:
+        if kind == "same embedding":
+            keys, valid = hash_rows(chunk.embeddings), None
+        elif kind == "same file":
+            keys = hash_files(chunk.column("image"))
+            valid = keys != 0
+        else:
+            texts = chunk.column("text")
+            if kind == "same text after normalising":
+                texts = normalize_text(texts)
+            keys, valid = hash_strings(texts), ~pd.isna(texts)
+        pos = chunk.pos if valid is None else chunk.pos[valid]
+        keys = keys if valid is None else keys[valid]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "kind": np.full(len(pos), MATCHES.index(kind), dtype=np.int8),
+                    "key": keys.astype(np.uint64),
+                    "pos": pos.astype(np.int64),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
 
-    def __init__(self, x: NDArray, center: NDArray):
-        self.x, self.center = x, center
 
-    def __getitem__(self, rows):
-        return np.asarray(self.x[rows], dtype=np.float32) - self.center
+def _linked_to_first(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole hash groups in, (kind, a, b) out: each member b linked to its group's first row a."""
+    shared = frame[frame.duplicated(["kind", "key"], keep=False)]
+    first = shared.groupby(["kind", "key"])["pos"].transform("min")
+    out = pd.DataFrame(
+        {
+            "kind": shared["kind"].to_numpy(np.int8),
+            "a": first.to_numpy(np.int64),
+            "b": shared["pos"].to_numpy(np.int64),
+        }
+    )
+    return out[out["a"] != out["b"]].reset_index(drop=True)
+
+
+def _facts(chunk: Chunk, rule: NearDuplicateRule, wanted, with_vectors) -> dict:
+    """Id, split, label and scale of the `wanted` rows; raw float32 vectors of `with_vectors`."""
+    rows = np.flatnonzero(np.isin(chunk.pos, wanted))
+    at = np.flatnonzero(np.isin(chunk.pos, with_vectors))
+    d = 0 if chunk.embeddings is None else chunk.embeddings.shape[1]
+    scale = neighbour_scales(rule.chunk_graph(chunk)[0][rows])[0]
+    return {
+        "pos": chunk.pos[rows],
+        "ids": np.asarray(chunk.ids[rows], dtype=object),
+        "splits": np.asarray(chunk.splits[rows], dtype=object),
+        "labels": np.asarray(chunk.labels[rows], dtype=np.int64),
+        "scale": scale,
+        "vector_pos": chunk.pos[at],
+        "vectors": chunk.embeddings[at] if len(at) else np.zeros((0, d), np.float32),
+    }
+
+
+def _concat_facts(x: dict, y: dict) -> dict:
+    out = {key: np.concatenate([x[key], y[key]]) for key in x}
+    order, vec_order = np.argsort(out["pos"], kind="stable"), np.argsort(out["vector_pos"])
+    for key in ("pos", "ids", "splits", "labels", "scale"):
+        out[key] = out[key][order]
+    out["vector_pos"], out["vectors"] = out["vector_pos"][vec_order], out["vectors"][vec_order]
+    return out
+
+
+def _similarities(chunk: Chunk, rule, members, firsts, first_pos, first_vectors) -> pd.DataFrame:
+    """Cosine of each member row to its group's first member (centred vectors when the rule
+    centres them)."""
+    rows = np.flatnonzero(np.isin(chunk.pos, members))
+    if len(rows) == 0:
+        return pd.DataFrame({"pos": np.zeros(0, np.int64), "similarity": np.zeros(0, np.float32)})
+    own = normalize(chunk.embeddings[rows], center=rule.center)
+    first = firsts[np.searchsorted(members, chunk.pos[rows])]
+    other = normalize(first_vectors[np.searchsorted(first_pos, first)], center=rule.center)
+    return pd.DataFrame({"pos": chunk.pos[rows], "similarity": np.einsum("ij,ij->i", own, other)})
+
+
+def _concat(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([x, y], ignore_index=True)
 
 
 # -- pure helpers on arrays ---------------------------------------------------------------------
@@ -337,21 +488,26 @@ def describe_groups(
     splits: NDArray,
     labels: NDArray[np.int64],
     label_names: NDArray,
-    embeddings: NDArray,
+    embeddings: NDArray | None,
     columns: dict[str, NDArray] | None = None,
+    similarity: NDArray[np.float32] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Items, groups and per-split-pair leakage tables for a group assignment (see module doc).
 
-    `columns` are per-row arrays (length n) added to the items table after the id.
+    `columns` are per-row arrays (length n) added to the items table after the id; `similarity`
+    (per row, to the group's first member) replaces computing it from `embeddings`.
     """
     rows = np.flatnonzero(group >= 0)
     g = group[rows]
     n_groups = int(g.max() + 1) if len(g) else 0
     first = np.full(n_groups, -1, dtype=np.int64)
     first[g[::-1]] = rows[::-1]
-    vectors = normalize(embeddings[rows]) if len(rows) else np.zeros((0, 1), np.float32)
-    others = normalize(embeddings[first[g]]) if len(rows) else vectors
-    similarity = np.einsum("ij,ij->i", vectors, others)
+    if similarity is not None:
+        similarity = np.asarray(similarity, dtype=np.float32)[rows]
+    else:
+        vectors = normalize(embeddings[rows]) if len(rows) else np.zeros((0, 1), np.float32)
+        others = normalize(embeddings[first[g]]) if len(rows) else vectors
+        similarity = np.einsum("ij,ij->i", vectors, others)
 
     split_codes, split_names = pd.factorize(pd.Series(splits[rows], dtype=object), sort=True)
     per_split = np.zeros((n_groups, len(split_names)), dtype=np.int64)
