@@ -522,9 +522,27 @@ def _spherical_kmeans(
     sample_per_cluster: int = 48,
 ) -> NDArray[np.float32]:
     """Unit-norm centroids of k-means on cosine similarity, trained on a sample of rows."""
-    n = len(x)
+    rows = kmeans_sample_rows(len(x), n_clusters, rng=rng, sample_per_cluster=sample_per_cluster)
+    return kmeans_on_sample(x[rows], n_clusters, rng=rng, device=device, iterations=iterations)
+
+
+def kmeans_sample_rows(
+    n: int, n_clusters: int, *, rng: np.random.Generator, sample_per_cluster: int = 48
+) -> NDArray[np.int64]:
+    """The sorted row positions _spherical_kmeans trains on (the Dask engine gathers the same)."""
     size = min(n, max(n_clusters * 16, min(n_clusters * sample_per_cluster, _KMEANS_SAMPLE)))
-    sample = x[np.sort(rng.choice(n, size=size, replace=False))]
+    return np.sort(rng.choice(n, size=size, replace=False))
+
+
+def kmeans_on_sample(
+    sample: NDArray[np.float32],
+    n_clusters: int,
+    *,
+    rng: np.random.Generator,
+    device: str = "cpu",
+    iterations: int = 8,
+) -> NDArray[np.float32]:
+    """Spherical k-means of the sample rows, `rng` continuing after kmeans_sample_rows."""
     centroids = sample[rng.choice(len(sample), size=n_clusters, replace=False)].copy()
     for _ in range(iterations):
         _, nearest = _exact(sample, centroids, 1, self_ids=None, device=device)
@@ -556,7 +574,7 @@ def recall_at_k(
     n_q, k = found_sims.shape
     if k == 0 or n_q == 0:
         return 1.0
-    rows = np.sort(np.random.default_rng(seed).choice(n_q, size=min(sample, n_q), replace=False))
+    rows = recall_sample_rows(n_q, sample, seed)
     q = normalize(np.asarray(queries[rows]))
     x = normalize(queries if index is None else index)
     self_ids = rows if (index is None and exclude_self) else None
@@ -564,6 +582,11 @@ def recall_at_k(
     kth = true_sims[:, -1:]
     hits = (found_sims[rows] >= kth - 1e-6).sum(axis=1)
     return float(np.minimum(hits, k).sum() / (len(rows) * k))
+
+
+def recall_sample_rows(n: int, sample: int, seed: int) -> NDArray[np.int64]:
+    """The sorted query positions recall_at_k checks (the Dask engine checks the same)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
 
 
 # -- the run's shared graph ---------------------------------------------------------------------

@@ -286,9 +286,15 @@ def neighbor_votes(
 ) -> NeighborVotes:
     """Votes of the kNN graph rows `similarities`, `indices` (N x k) from the labels of all items."""
     found = indices >= 0
-    votes = np.where(found, all_labels[np.where(found, indices, 0)], -1)
+    return votes_of(similarities, np.where(found, all_labels[np.where(found, indices, 0)], -1))
+
+
+def votes_of(similarities: NDArray, neighbor_labels: NDArray[np.int64]) -> NeighborVotes:
+    """Votes of neighbours with these similarities and labels (-1: unlabeled or none), as an
+    engine chunk carries them (chunk.similarities, chunk.neighbor_labels)."""
+    votes = np.asarray(neighbor_labels, dtype=np.int64)
     weights = np.where(votes >= 0, np.clip(similarities, 0.0, None), 0.0).astype(np.float32)
-    return NeighborVotes(votes.astype(np.int64), weights)
+    return NeighborVotes(votes, weights)
 
 
 def score_chunk(

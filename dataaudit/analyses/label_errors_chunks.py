@@ -1,12 +1,15 @@
 """Label errors as chunk kernels and reductions: the engine form of analyses/label_errors.py.
 
-The same flags, scores and summary as `label_errors.run` without neighbour votes (no embeddings,
-or `label_error_neighbor_weight` 0): scores "confidence_and_neighbors" (then cleanlab's
-self_confidence) and "flagged_then_margin", filters "calibrated_count" (the default) and
-"confident_learning". Built from label_errors' own helpers (score_chunk, confident_joint_counts,
-calibrated_error_count); it runs on any engine (dataaudit.engine) in four passes:
+The same flags, scores and summary as `label_errors.run` for the scores "confidence_and_neighbors"
+(with embeddings the neighbour votes come from the engine's kNN graph, `engine.graph`: each
+chunk's neighbour labels and similarities, as label_errors.neighbor_votes reads them from
+neighbors.shared_graph) and "flagged_then_margin", filters "calibrated_count" (the default) and
+"confident_learning". Built from label_errors' own helpers (score_chunk, votes_of,
+confident_joint_counts, calibrated_error_count); it runs on any engine (dataaudit.engine) in
+four passes:
 
-1. class thresholds: per chunk, sums of p(given label) and counts per class; the driver divides.
+1. class thresholds and class shares (the vote's prior): per chunk, sums of p(given label) and
+   counts per class; the driver divides.
 2. per chunk scoring with the thresholds: the confident joint and its off-diagonal flags, summed;
    the driver computes cleanlab's calibrated count of label errors.
 3. the flags: the items with the highest error_score among those whose evidence points to
@@ -23,6 +26,7 @@ module is rebuilt on it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,20 +46,11 @@ FILTERS = (le.DEFAULT_FILTER, "confident_learning")
 
 def unsupported(config: AuditConfig, with_embeddings: bool = False) -> str | None:
     """Why this config cannot run chunk by chunk, or None. cleanlab's other filters and scores
-    need every row at once; neighbour votes need the kNN graph (not on an engine yet)."""
+    need every row at once."""
     if config.label_error_score not in SCORES:
         return f"label_error_score {config.label_error_score!r} (only {' or '.join(SCORES)})"
     if config.label_error_filter not in FILTERS:
         return f"label_error_filter {config.label_error_filter!r} (only {' or '.join(FILTERS)})"
-    if (
-        with_embeddings
-        and config.label_error_score == le.DEFAULT_SCORE
-        and config.label_error_neighbor_weight > 0
-    ):
-        return (
-            "neighbour votes (they need the kNN graph; give no embeddings, or set"
-            " label_error_neighbor_weight = 0)"
-        )
     return None
 
 
@@ -70,10 +65,23 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
     with np.errstate(invalid="ignore", divide="ignore"):
         means = np.where(counts > 0, sums / np.maximum(counts, 1), le._UNREACHABLE)
     thresholds = np.clip(means, le._THRESHOLD_FLOOR, None)
+    weight = config.label_error_neighbor_weight
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"label_error_neighbor_weight must be in [0, 1]; got {weight!r}")
+    graph = None
+    if method == le.DEFAULT_SCORE and getattr(engine, "has_embeddings", False) and weight > 0:
+        graph = engine.graph(ctx)
+    prior = tuple(float(p) for p in counts / max(int(counts.sum()), 1))
 
     joint, n_confident = engine.map_reduce(_joint_partials, add, thresholds, k)
     n_labeled = int(counts.sum())
-    unflagged = LabelErrorScores(tuple(float(t) for t in thresholds), method, filter_by)
+    unflagged = LabelErrorScores(
+        tuple(float(t) for t in thresholds),
+        method,
+        filter_by,
+        prior=prior if graph is not None else None,
+        neighbor_weight=weight if graph is not None else 0.0,
+    )
     cut = None
     n_estimated = None
     if filter_by == le.DEFAULT_FILTER:
@@ -83,7 +91,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             if len(chosen):
                 last = chosen.iloc[-1]
                 cut = (float(last["error_score"]), int(last["pos"]))
-    scores = LabelErrorScores(unflagged.thresholds, method, filter_by, cut)
+    scores = dataclasses.replace(unflagged, flag_cut=cut)
 
     # One pass: the number of flags and the capped items table.
     n_errors, items = engine.map_reduce(_flags_and_items, _merge_flags_and_items, scores, classes)
@@ -100,7 +108,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
         )
     else:
         flagged = "Flagged by confident learning: off the diagonal of cleanlab's confident joint."
-    notes = [flagged, f"Ranked by {le._describe(method, filter_by, None, 0.0)}."]
+    notes = [flagged, f"Ranked by {le._describe(method, filter_by, graph, weight)}."]
     if n_labeled > MAX_DRIVER_ROWS:
         notes.append(
             f"The items table here holds the {MAX_DRIVER_ROWS:,} items most likely mislabeled;"
@@ -120,14 +128,16 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
         params={
             "label_error_score": method,
             "label_error_filter": filter_by,
-            "label_error_neighbor_weight": 0.0,
-            "knn_k": None,
+            "label_error_neighbor_weight": scores.neighbor_weight,
+            "knn_k": graph.k if graph is not None else None,
             "confidence_level": config.confidence_level,
             "n_models_averaged": 1,
             "class_thresholds": [float(t) for t in thresholds],
             "n_label_errors_estimated": n_estimated,
             # (error_score, table position) of the last flagged item; None = no flags
             "flag_cut": None if cut is None else list(cut),
+            # the neighbour vote's pseudo-vote (labeled share per class); None without votes
+            "class_prior": None if scores.prior is None else list(scores.prior),
             "items_parts": parts,
         },
         notes=tuple(notes),
@@ -139,22 +149,32 @@ class LabelErrorScores:
     """The label_errors result as a function of a chunk: small, picklable, exact.
 
     thresholds: the K class thresholds; flag_cut: (error_score, pos) of the last flagged item
-    under the calibrated count (None: nothing flagged, or the confident-learning filter).
+    under the calibrated count (None: nothing flagged, or the confident-learning filter);
+    prior and neighbor_weight: the neighbour vote (label_errors.pool_with_neighbors), read from
+    the chunks' kNN graph; weight 0 = the model alone.
     """
 
     thresholds: tuple[float, ...]
     score: str = le.DEFAULT_SCORE
     filter_by: str = le.DEFAULT_FILTER
     flag_cut: tuple[float, int] | None = None
+    prior: tuple[float, ...] | None = None
+    neighbor_weight: float = 0.0
 
     def __call__(self, chunk: Chunk) -> dict[str, NDArray]:
         """label_errors.score_chunk's arrays for the chunk's labeled rows with this result's
         error_score and final is_label_error, and `rows` (positions within the chunk)."""
         rows = np.flatnonzero(chunk.labeled)
+        votes = None
+        if self.neighbor_weight > 0:
+            votes = le.votes_of(chunk.similarities[rows], chunk.neighbor_labels[rows])
         scored = le.score_chunk(
             np.asarray(chunk.probs[rows], dtype=np.float32),
             chunk.labels[rows],
             np.asarray(self.thresholds),
+            votes=votes,
+            prior=None if self.prior is None else np.asarray(self.prior),
+            neighbor_weight=self.neighbor_weight,
         )
         if self.score == le.FLAG_THEN_MARGIN:
             scored["error_score"] = le.combine_flag_and_margin(
@@ -181,11 +201,14 @@ def scores_of(result: AnalysisResult, classes: tuple[str, ...]):
     params = result.params
     if "flag_cut" in params:
         cut = params["flag_cut"]
+        prior = params.get("class_prior")
         return LabelErrorScores(
             tuple(params["class_thresholds"]),
             params["label_error_score"],
             params["label_error_filter"],
             None if cut is None else (cut[0], int(cut[1])),
+            prior=None if prior is None else tuple(prior),
+            neighbor_weight=params["label_error_neighbor_weight"] if prior is not None else 0.0,
         )
     return _TableScores(result.table("items"), classes)
 

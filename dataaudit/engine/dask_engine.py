@@ -28,6 +28,7 @@ import pandas as pd
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.engine import Chunk
+from dataaudit.engine.dask_graph import GraphPart
 from dataaudit.engine.inputs import (
     LABEL,
     META,
@@ -42,8 +43,11 @@ from dataaudit.problems import InputError, Problem
 T = TypeVar("T")
 
 
-def partition_chunk(frame: pd.DataFrame, layout: Layout) -> Chunk:
-    """One partition of the joined inputs as a Chunk (probabilities, embeddings read on use)."""
+def partition_chunk(part, layout: Layout) -> Chunk:
+    """One partition of the joined inputs as a Chunk (probabilities, embeddings read on use);
+    after the kNN graph a partition is a dask_graph.GraphPart, the rows with their graph."""
+    graph = part if isinstance(part, GraphPart) else None
+    frame = part if graph is None else graph.frame
     return Chunk(
         pos=frame[POS].to_numpy(dtype=np.int64),
         ids=frame["id"].to_numpy(dtype=object),
@@ -57,6 +61,7 @@ def partition_chunk(frame: pd.DataFrame, layout: Layout) -> Chunk:
         ),
         metadata=lambda: _metadata(frame, layout),
         columns=lambda role: table_column(frame, layout, role),
+        graph=None if graph is None else graph.columns,
     )
 
 
@@ -102,12 +107,12 @@ def table_column(frame: pd.DataFrame, layout: Layout, role: str) -> np.ndarray |
     return out
 
 
-def _apply(frame: pd.DataFrame, layout: Layout, kernel, params):
-    return kernel(partition_chunk(frame, layout), *params)
+def _apply(part, layout: Layout, kernel, params):
+    return kernel(partition_chunk(part, layout), *params)
 
 
-def _write(frame: pd.DataFrame, layout: Layout, kernel, params, path: str) -> int:
-    table = kernel(partition_chunk(frame, layout), *params)
+def _write(part, layout: Layout, kernel, params, path: str) -> int:
+    table = kernel(partition_chunk(part, layout), *params)
     table.to_parquet(path, index=False)
     return len(table)
 
@@ -132,13 +137,29 @@ class DaskEngine:
         self.classes = inputs.classes
         self.has_embeddings = bool(inputs.layout.embeddings)
         self.embedding_dim = len(inputs.layout.embeddings)
+        self._parts: list | None = None
+        self.graph_info = None
+
+    @property
+    def partitions(self) -> list:
+        """The delayed partitions kernels run on: the input frame's, or GraphParts once the kNN
+        graph is built (persisted on the workers)."""
+        if self._parts is None:
+            self._parts = list(self.inputs.frame.to_delayed())
+        return self._parts
+
+    def graph(self, ctx: AuditContext):
+        """The run's kNN graph, built on the cluster once (engine/dask_graph.py)."""
+        if self.graph_info is None:
+            from dataaudit.engine.dask_graph import build_graph
+
+            with ctx.progress.step("kNN graph on the cluster"):
+                self.graph_info, self._parts = build_graph(self, ctx)
+        return self.graph_info
 
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
         layout = self.inputs.layout
-        mapped = [
-            dask.delayed(_apply)(part, layout, kernel, params)
-            for part in self.inputs.frame.to_delayed()
-        ]
+        mapped = [dask.delayed(_apply)(part, layout, kernel, params) for part in self.partitions]
         return self.client.compute(_tree(mapped, combine)).result()
 
     def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
@@ -153,17 +174,10 @@ class DaskEngine:
         layout = self.inputs.layout
         writes = [
             dask.delayed(_write)(part, layout, kernel, params, f"{folder}/part-{i:05d}.parquet")
-            for i, part in enumerate(self.inputs.frame.to_delayed())
+            for i, part in enumerate(self.partitions)
         ]
         self.client.compute(_tree(writes, _sum)).result()
         return folder
-
-    def graph(self, ctx):
-        from dataaudit.engine import GraphNotAvailable
-
-        raise GraphNotAvailable(
-            "graph not available on dask yet: the kNN graph is built in process"
-        )
 
     def group_by_key(
         self,
@@ -177,10 +191,7 @@ class DaskEngine:
 
         layout = self.inputs.layout
         meta = emit(partition_chunk(self.inputs.frame._meta, layout), *params)
-        emitted = [
-            dask.delayed(_apply)(part, layout, emit, params)
-            for part in self.inputs.frame.to_delayed()
-        ]
+        emitted = [dask.delayed(_apply)(part, layout, emit, params) for part in self.partitions]
         keyed = dd.from_delayed(emitted, meta=meta, verify_meta=False)
         grouped = keyed.shuffle(on="key", npartitions=keyed.npartitions)
         reduced = grouped.map_partitions(reduce_group, meta=reduce_group(meta))
@@ -328,6 +339,7 @@ def audit_on_dask(
                 "partitions": len(inputs.parts),
                 "workers": len(peaks),
                 "worker_peak_rss_mb": peaks,
+                **({"knn": knn_facts(engine.graph_info)} if engine.graph_info else {}),
             },
             "inputs": [s.__dict__ for s in inputs.sources],
             "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
@@ -358,6 +370,16 @@ def _label_counts(chunk: Chunk, k: int, seed: int) -> dict:
     from dataaudit.sanity import label_counts
 
     return label_counts(chunk.probs, chunk.labels, chunk.pos, k, seed)
+
+
+def knn_facts(info) -> dict:
+    """The kNN graph's facts for the report's run info."""
+    return {
+        "k": info.k,
+        "method": info.method,
+        "recall_at_k": info.recall,
+        "offset_centered": info.center is not None,
+    }
 
 
 def _refuse_unported(config, forms, selected, with_embeddings: bool) -> None:

@@ -1,0 +1,436 @@
+"""The shared kNN graph on the Dask engine: neighbors.shared_graph's graph, built by the workers.
+
+The method, k, the offset centre and the recall sample follow neighbors.build_graph and
+config (knn_k, knn_mode, knn_approx_threshold, knn_recall_sample, seed), and every search is one
+of neighbors.py's tile kernels, run by the workers on numpy blocks:
+
+- **centre**: neighbors.offset_center's rule, from float64 sums over the partitions.
+- **exact** (auto mode at or below knn_approx_threshold rows, or knn_mode "exact"): every
+  partition's rows against every partition's rows, one neighbors._exact per pair (P^2 tasks,
+  meant for small data); each row's candidate lists are merged to the top k by (similarity
+  descending, position ascending). The in-process graph, up to exact ties.
+- **IVF** (neighbors.approx_knn, distributed): the driver draws the positions in-process k-means
+  trains on (neighbors.kmeans_sample_rows, the same seed), the workers send those rows and the
+  driver trains the same centroids (neighbors.kmeans_on_sample). Each worker files its rows under
+  their nearest centroid and keeps their n_probe nearest. The lists are grouped into buckets of
+  about equal rows, neighbouring lists together (their centroids clustered once more), and rows
+  are shuffled to their list's bucket, with copies of the rows of lists outside the bucket that
+  its rows probe. Each bucket then runs neighbors._search_unions, the in-process kernel: the
+  rows of each list against the union of the lists they probe. A row meets the same candidates
+  as in process, so the graph is the in-process IVF graph up to exact ties (the in-process
+  fallback to per-query probing for diffuse data, where unions grow large, is not taken here).
+  Recall is measured as neighbors.recall_at_k, on the same sample positions, by exact search of
+  the sample against every partition.
+- **neighbour labels and splits**: a join by position. Positions are cut into ranges; each range
+  holds its rows' labels and split codes densely in one task, and every bucket sends each range
+  the neighbour positions that fall in it.
+
+The result replaces the engine's partitions: each is a `GraphPart`, the partition's rows plus
+their graph arrays (neighbours int64, similarities float32, labels int32, split codes int16),
+persisted on the workers, so later kernels read the graph without recomputing it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+import pandas as pd
+import torch
+from numpy.typing import NDArray
+
+from dataaudit import neighbors as nb
+from dataaudit.engine import GraphInfo
+from dataaudit.engine.inputs import LABEL, POS
+
+_NONE = np.iinfo(np.int64).max  # sorts a missing neighbour (-1) after every position
+
+
+@dataclass(eq=False)
+class GraphPart:
+    """One partition after the graph: its rows and their graph arrays, stored compactly."""
+
+    frame: pd.DataFrame
+    neighbors: NDArray[np.int64]
+    similarities: NDArray[np.float32]
+    neighbor_labels: NDArray[np.int32] | None = None
+    neighbor_splits: NDArray[np.int16] | None = None
+
+    def columns(self) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        """The four GRAPH_COLUMNS of a Chunk, at the dtypes the protocol promises."""
+        return (
+            self.neighbors,
+            self.similarities,
+            self.neighbor_labels.astype(np.int64),
+            self.neighbor_splits.astype(np.int32),
+        )
+
+
+def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
+    """(GraphInfo, the engine's new partitions: delayed GraphParts, persisted)."""
+    from distributed import wait
+
+    config = ctx.config
+    client = engine.client
+    inputs = engine.inputs
+    parts = engine.partitions
+    n = inputs.n
+    emb_cols = list(inputs.layout.embeddings)
+    if not emb_cols:
+        raise ValueError("the kNN graph needs embeddings; pass --embeddings")
+    split_names = tuple(sorted(inputs.split_counts))
+    device = config.knn_device
+    k = max(0, min(int(config.knn_k), n - 1))
+    method = nb.choose_method(n, config.knn_mode, config.knn_approx_threshold)
+    center = _center(engine)
+    # approx_knn normalises the (already normalised) vectors once more: so do we, bit for bit.
+    twice = method == "approx"
+    n_lists = max(1, round(n / nb._LIST_ROWS))
+    n_probe = min(nb._N_PROBE, n_lists)
+    ivf = twice and n_probe < n_lists and k > 0
+
+    centroids = None
+    if ivf:
+        rng = np.random.default_rng(config.seed)
+        rows = nb.kmeans_sample_rows(n, n_lists, rng=rng)
+        sample = _gather(
+            client, [_normalised_rows(p, emb_cols, center, twice, rows) for p in parts]
+        )
+        centroids = nb.kmeans_on_sample(sample, n_lists, rng=rng, device=device)
+    prepared = client.persist(
+        [
+            dask.delayed(_prepare)(p, emb_cols, center, split_names, twice, centroids, n_probe)
+            for p in parts
+        ]
+    )
+    if ivf:
+        searched = _ivf_buckets(client, parts, prepared, centroids, k, n, config.seed, device)
+    else:
+        searched = [_exact_rows(prepared, i, k, device, frame=part) for i, part in enumerate(parts)]
+    final = client.persist(_with_labels(prepared, searched, n))
+    wait(final)
+    recall = None
+    if twice:
+        recall = _recall(
+            client, prepared, final, n, k, config.knn_recall_sample, config.seed, device
+        )
+    info = GraphInfo(
+        k=k,
+        method="approx-ivf" if twice else "exact",
+        recall=recall,
+        center=center,
+        splits=split_names,
+    )
+    return info, final
+
+
+# -- centre and per-partition preparation ---------------------------------------------------------
+def _moments(chunk) -> tuple[NDArray[np.float64], float, int]:
+    block = np.asarray(chunk.embeddings, dtype=np.float64)
+    return block.sum(axis=0), float(np.einsum("ij,ij->", block, block)), len(block)
+
+
+def _center(engine) -> NDArray[np.float32] | None:
+    """neighbors.offset_center, from partition sums."""
+    from dataaudit.engine import add
+
+    total, squares, n = engine.map_reduce(_moments, add)
+    if n < 2:
+        return None
+    mean = total / n
+    if squares <= 0 or float(mean @ mean) <= nb.OFFSET_SHARE * squares / n:
+        return None
+    return mean.astype(np.float32)
+
+
+def _vectors(frame: pd.DataFrame, emb_cols, center, twice: bool) -> NDArray[np.float32]:
+    x = nb.normalize(frame[emb_cols].to_numpy(dtype=np.float32), center=center)
+    return nb.normalize(x) if twice else x
+
+
+def _normalised_rows(part, emb_cols, center, twice, rows):
+    """(positions, vectors) of the partition's rows among the sorted positions `rows`."""
+
+    def pick(frame: pd.DataFrame):
+        pos = frame[POS].to_numpy(dtype=np.int64)
+        keep = np.isin(pos, rows)
+        return pos[keep], _vectors(frame[keep], emb_cols, center, twice)
+
+    return dask.delayed(pick)(part)
+
+
+def _gather(client, pieces) -> NDArray[np.float32]:
+    """The vectors of the pieces, in position order (a sample: small)."""
+    found = client.gather(client.compute(pieces))
+    pos = np.concatenate([p for p, _ in found])
+    x = np.concatenate([v for _, v in found])
+    return x[np.argsort(pos, kind="stable")]
+
+
+def _prepare(frame, emb_cols, center, split_names, twice, centroids, n_probe) -> dict:
+    """Positions, normalised vectors, labels, split codes (and nearest lists, for IVF)."""
+    x = _vectors(frame, emb_cols, center, twice)
+    codes = pd.Index(split_names).get_indexer(frame["split"].astype(str).to_numpy())
+    out = {
+        "pos": frame[POS].to_numpy(dtype=np.int64),
+        "x": x,
+        "labels": frame[LABEL].to_numpy(dtype=np.int32),
+        "splits": codes.astype(np.int16 if len(split_names) < 2**15 else np.int32),
+    }
+    if centroids is not None:
+        out["probes"] = nb._exact(x, centroids, n_probe, self_ids=None)[1]
+    return out
+
+
+# -- exact: blockwise all pairs -------------------------------------------------------------------
+def _pair_topk(q: NDArray, own: NDArray | None, index: dict, k: int, device: str):
+    """Top-k of q against one partition's vectors, as (similarities, positions), k wide."""
+    sims, idx = nb._exact(q, index["x"], k, self_ids=own, device=device)
+    return _pad(sims, np.where(idx >= 0, index["pos"][np.maximum(idx, 0)], -1), k)
+
+
+def _pad(sims: NDArray, pos: NDArray, k: int):
+    short = k - sims.shape[1]
+    if short > 0:
+        sims = np.pad(sims, ((0, 0), (0, short)), constant_values=-np.inf)
+        pos = np.pad(pos, ((0, 0), (0, short)), constant_values=-1)
+    return sims.astype(np.float32), pos.astype(np.int64)
+
+
+def merge_topk(a, b, k: int):
+    """The k best of two candidate lists per row: similarity descending, then position."""
+    sims = np.concatenate([a[0], b[0]], axis=1)
+    pos = np.concatenate([a[1], b[1]], axis=1)
+    order = np.lexsort((np.where(pos < 0, _NONE, pos), -sims.astype(np.float64)), axis=-1)[:, :k]
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(pos, order, 1)
+
+
+def _pair(prepared_q: dict, index: dict, same: bool, k: int, device: str):
+    own = np.arange(len(prepared_q["pos"])) if same else None
+    return _pair_topk(prepared_q["x"], own, index, k, device)
+
+
+def _exact_rows(prepared: list, i: int, k: int, device: str, frame):
+    """The partition i's rows against every partition, merged: a delayed GraphPart."""
+    from dataaudit.engine.dask_engine import _tree
+
+    pairs = [
+        dask.delayed(_pair)(prepared[i], index, i == j, k, device)
+        for j, index in enumerate(prepared)
+    ]
+    best = _tree(pairs, functools.partial(merge_topk, k=k))
+    return dask.delayed(_searched_part)(frame, best)
+
+
+def _searched_part(frame: pd.DataFrame, best) -> GraphPart:
+    sims, pos = best
+    return GraphPart(frame, pos, sims)
+
+
+# -- IVF: lists, buckets, and the in-process search per bucket ------------------------------------
+def _list_facts(prep: dict, n_lists: int):
+    """Rows per list, and the (own list, probed list) pairs of the partition's rows, coded."""
+    probes = prep["probes"]
+    own = probes[:, :1]
+    other = probes[:, 1:]
+    codes = (np.broadcast_to(own, other.shape) * n_lists + other)[other != own]
+    return np.bincount(probes[:, 0], minlength=n_lists), np.unique(codes)
+
+
+def _merge_facts(a, b):
+    return a[0] + b[0], np.union1d(a[1], b[1])
+
+
+def _ivf_buckets(client, parts, prepared, centroids, k, n, seed, device) -> list:
+    from dataaudit.engine.dask_engine import _tree
+
+    n_lists = len(centroids)
+    facts = [dask.delayed(_list_facts)(p, n_lists) for p in prepared]
+    sizes, pairs = client.compute(_tree(facts, _merge_facts)).result()
+    bucket_of = _buckets(centroids, sizes, n, len(parts), seed)
+    n_buckets = int(bucket_of.max()) + 1
+    # Lists each bucket must import: probed by its rows, filed in another bucket.
+    own, probed = pairs // n_lists, pairs % n_lists
+    outside = bucket_of[own] != bucket_of[probed]
+    wanted = np.zeros((n_buckets, n_lists), dtype=bool)
+    wanted[bucket_of[own[outside]], probed[outside]] = True
+    split = [
+        dask.delayed(_to_buckets, nout=n_buckets)(frame, prep, bucket_of, wanted)
+        for frame, prep in zip(parts, prepared, strict=True)
+    ]
+    return [
+        dask.delayed(_search_bucket)(k, n_lists, device, *[s[b] for s in split])
+        for b in range(n_buckets)
+    ]
+
+
+def _buckets(centroids, sizes, n: int, n_buckets: int, seed: int) -> NDArray[np.int64]:
+    """Bucket of each list: contiguous runs of about n / B rows, in an order that keeps
+    neighbouring lists together (lists sorted by the nearest of B centroids of the centroids)."""
+    n_lists = len(centroids)
+    n_buckets = max(1, min(n_buckets, n_lists))
+    if n_buckets == 1:
+        return np.zeros(n_lists, dtype=np.int64)
+    rng = np.random.default_rng(seed + 1)
+    groups = nb.kmeans_on_sample(centroids, n_buckets, rng=rng)
+    group = nb._exact(centroids, groups, 1, self_ids=None)[1][:, 0]
+    order = np.lexsort((np.arange(n_lists), group))
+    before = np.cumsum(sizes[order]) - sizes[order]
+    bucket = np.empty(n_lists, dtype=np.int64)
+    bucket[order] = np.minimum(before * n_buckets // max(n, 1), n_buckets - 1)
+    return bucket
+
+
+def _to_buckets(frame: pd.DataFrame, prep: dict, bucket_of, wanted) -> list:
+    """Per bucket: (the frame rows filed there, their search arrays, rows to import there)."""
+    lists = prep["probes"][:, 0]
+    home = bucket_of[lists]
+    out = []
+    for b in range(len(wanted)):
+        mine = home == b
+        imp = wanted[b, lists]
+        out.append(
+            (
+                frame.iloc[np.flatnonzero(mine)],
+                {key: value[mine] for key, value in prep.items()},
+                {"pos": prep["pos"][imp], "x": prep["x"][imp], "list": lists[imp]},
+            )
+        )
+    return out
+
+
+def _search_bucket(k: int, n_lists: int, device: str, *pieces) -> GraphPart:
+    """neighbors._search_unions over one bucket: its rows as queries, its rows and imports as
+    the index (own rows first, so a query's own column sits where the kernel expects it)."""
+    frame = pd.concat([p[0] for p in pieces], ignore_index=True)
+    own = {key: np.concatenate([p[1][key] for p in pieces]) for key in pieces[0][1]}
+    imp = {key: np.concatenate([p[2][key] for p in pieces]) for key in pieces[0][2]}
+    n_own = len(own["pos"])
+    pos = np.r_[own["pos"], imp["pos"]]
+    x = np.concatenate([own["x"], imp["x"]])
+    x_list = np.r_[own["probes"][:, 0], imp["list"]]
+    probes = own["probes"]
+    q_list = probes[:, 0]
+    x_order = np.argsort(x_list, kind="stable")
+    x_bounds = np.searchsorted(x_list[x_order], np.arange(n_lists + 1))
+    q_order = np.argsort(q_list, kind="stable")
+    q_bounds = np.searchsorted(q_list[q_order], np.arange(n_lists + 1))
+    unions = [
+        nb._union(probes[q_order[q_bounds[c] : q_bounds[c + 1]]], c)
+        if q_bounds[c + 1] > q_bounds[c]
+        else None
+        for c in range(n_lists)
+    ]
+    dev = nb._resolve_device(device)
+    xt = torch.from_numpy(x).to(dev)
+    sims = np.full((n_own, k), nb._EXCLUDED, dtype=np.float32)
+    idx = np.full((n_own, k), -1, dtype=np.int64)
+    nb._search_unions(
+        xt[:n_own], xt, unions, q_order, q_bounds, x_order, x_bounds, sims, idx, True, None
+    )
+    idx[~np.isfinite(sims)] = -1
+    return GraphPart(frame, np.where(idx >= 0, pos[np.maximum(idx, 0)], -1), sims)
+
+
+# -- neighbour labels and splits: a join by position ----------------------------------------------
+def _with_labels(prepared: list, searched: list, n: int) -> list:
+    """Delayed GraphParts with neighbour labels and split codes, joined by position ranges."""
+    n_ranges = max(1, len(prepared))
+    bounds = np.linspace(0, n, n_ranges + 1).astype(np.int64)
+    by_range = [dask.delayed(_by_range, nout=n_ranges)(p, bounds) for p in prepared]
+    tables = [
+        dask.delayed(_dense_range)(int(bounds[r]), int(bounds[r + 1]), *[s[r] for s in by_range])
+        for r in range(n_ranges)
+    ]
+    out = []
+    for part in searched:
+        asked = dask.delayed(_asked, nout=n_ranges)(part, bounds)
+        found = [dask.delayed(_lookup)(asked[r], tables[r]) for r in range(n_ranges)]
+        out.append(dask.delayed(_attach)(part, bounds, *found))
+    return out
+
+
+def _range_of(pos: NDArray[np.int64], bounds: NDArray[np.int64]) -> NDArray[np.int64]:
+    return np.searchsorted(bounds, pos, side="right") - 1
+
+
+def _by_range(prep: dict, bounds) -> list:
+    r = _range_of(prep["pos"], bounds)
+    return [
+        (prep["pos"][r == i], prep["labels"][r == i], prep["splits"][r == i])
+        for i in range(len(bounds) - 1)
+    ]
+
+
+def _dense_range(start: int, stop: int, *pieces):
+    labels = np.full(stop - start, -1, dtype=np.int32)
+    splits = np.full(stop - start, -1, dtype=pieces[0][2].dtype if pieces else np.int16)
+    for pos, lab, spl in pieces:
+        labels[pos - start] = lab
+        splits[pos - start] = spl
+    return start, labels, splits
+
+
+def _asked(part: GraphPart, bounds) -> list:
+    flat = part.neighbors.ravel()
+    r = np.where(flat >= 0, _range_of(flat, bounds), -1)
+    return [flat[r == i] for i in range(len(bounds) - 1)]
+
+
+def _lookup(positions: NDArray[np.int64], table):
+    start, labels, splits = table
+    return labels[positions - start], splits[positions - start]
+
+
+def _attach(part: GraphPart, bounds, *found) -> GraphPart:
+    flat = part.neighbors.ravel()
+    r = np.where(flat >= 0, _range_of(flat, bounds), -1)
+    dtype = found[0][1].dtype if found else np.int16
+    labels = np.full(len(flat), -1, dtype=np.int32)
+    splits = np.full(len(flat), -1, dtype=dtype)
+    for i, (lab, spl) in enumerate(found):
+        at = r == i
+        labels[at] = lab
+        splits[at] = spl
+    shape = part.neighbors.shape
+    return GraphPart(
+        part.frame, part.neighbors, part.similarities, labels.reshape(shape), splits.reshape(shape)
+    )
+
+
+# -- recall ---------------------------------------------------------------------------------------
+def _recall(client, prepared, final, n, k, sample, seed, device) -> float:
+    """neighbors.recall_at_k on the same sample positions: exact search of the sample's vectors
+    against every partition, compared with the similarities the graph found for them."""
+    from dataaudit.engine.dask_engine import _tree
+
+    if k == 0 or n == 0:
+        return 1.0
+    rows = nb.recall_sample_rows(n, sample, seed)
+    queries = _gather(client, [dask.delayed(_sample_of)(p, rows) for p in prepared])
+    exact = [dask.delayed(_sample_pair)(queries, rows, p, k, device) for p in prepared]
+    true_sims, _ = client.compute(_tree(exact, functools.partial(merge_topk, k=k))).result()
+    found = client.gather(client.compute([dask.delayed(_found_of)(p, rows) for p in final]))
+    pos = np.concatenate([f[0] for f in found])
+    found_sims = np.concatenate([f[1] for f in found])[np.argsort(pos, kind="stable")]
+    kth = true_sims[:, -1:]
+    hits = (found_sims >= kth - 1e-6).sum(axis=1)
+    return float(np.minimum(hits, k).sum() / (len(rows) * k))
+
+
+def _sample_of(prep: dict, rows):
+    keep = np.isin(prep["pos"], rows)
+    return prep["pos"][keep], prep["x"][keep]
+
+
+def _sample_pair(queries, rows, index: dict, k: int, device: str):
+    # A sample row's own column in this partition, or -1 when it lives elsewhere.
+    at = pd.Index(index["pos"]).get_indexer(rows)
+    return _pair_topk(queries, at.astype(np.int64), index, k, device)
+
+
+def _found_of(part: GraphPart, rows):
+    keep = np.isin(part.frame[POS].to_numpy(), rows)
+    return part.frame[POS].to_numpy()[keep], part.similarities[keep]
