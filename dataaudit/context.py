@@ -71,6 +71,7 @@ class AuditContext:
         self._results: dict[str, AnalysisResult] = {}
         self._cache: dict[str, Any] = {}
         self.timings: dict[str, float] = {}
+        self.peak_rss_mb: dict[str, float] = {}  # the process's peak after each step
 
     @property
     def results(self) -> Mapping[str, AnalysisResult]:

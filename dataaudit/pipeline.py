@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -154,6 +155,7 @@ def audit(
             data = dataclasses.replace(data, warnings=(*data.warnings, *caught))
         ctx = AuditContext(config, progress)
         ctx.timings["load_and_validate"] = time.perf_counter() - clock
+        ctx.peak_rss_mb["load_and_validate"] = peak_rss_mb()
         report = run_analyses(data, ctx, selected)
         report.run["label_check"] = label_check.to_dict()
     else:
@@ -219,6 +221,14 @@ def load_checked(
     return dataclasses.replace(data, warnings=(*data.warnings, *doubts)), label_check
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux and macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
 def run_analyses(
     data: AuditDataset, ctx: AuditContext, selected: tuple[str, ...] | None = None
 ) -> AuditReport:
@@ -241,6 +251,7 @@ def run_analyses(
             "dataaudit_version": __version__,
             "inputs": [dataclasses.asdict(s) for s in data.sources],
             "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+            "peak_rss_mb_after": dict(ctx.peak_rss_mb),
         },
         skipped=skipped,
         failed=failed,
@@ -294,6 +305,8 @@ def run_registry(
             failed[analysis.name] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
             continue
         ctx.timings[analysis.name] = time.perf_counter() - start
+        # The process's peak so far: where it rises is the analysis that raised it.
+        ctx.peak_rss_mb[analysis.name] = peak_rss_mb()
         result = dataclasses.replace(
             result,
             summary=jsonable(dict(result.summary)),

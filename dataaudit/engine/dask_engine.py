@@ -343,6 +343,7 @@ def audit_on_dask(
             },
             "inputs": [s.__dict__ for s in inputs.sources],
             "timings_s": {k: round(v, 3) for k, v in ctx.timings.items()},
+            "peak_rss_mb_after": dict(ctx.peak_rss_mb),
         },
         skipped=skipped,
         failed=failed,
