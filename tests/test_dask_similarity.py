@@ -1,0 +1,121 @@
+"""The similarity family on a LocalCluster of 2 worker processes gives the in-process results:
+exact groups by hash (shuffled on the key), duplicate groups, leakage and conflicting labels.
+
+Inputs are Parquet part files (the table, with a text column) and .npy arrays, as a user would
+hand them to the cluster; the session cluster is `dask_client` (conftest.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import dataaudit
+from dataaudit.config import AuditConfig, ColumnRoles
+
+pytest.importorskip("distributed")
+
+CLASSES = ("ant", "bee", "cat")
+
+
+def _planted(kind: str, n: int = 1200, seed: int = 5):
+    """(table, probs, embeddings): 30 exact and 30 near copies spread over train and test, text
+    equal up to case and punctuation, missing text, and labels that disagree within copies."""
+    rng = np.random.default_rng(seed)
+    d = 2 if kind == "2-d" else 20
+    emb = rng.standard_normal((n, d))
+    if kind == "offset":
+        emb = np.abs(emb) + 4
+    if kind != "clean":
+        src = rng.choice(n, 120, replace=False)
+        emb[src[60:90]] = emb[src[:30]]
+        emb[src[90:]] = emb[src[30:60]] + 1e-4 * rng.standard_normal((30, d))
+    labels = rng.integers(0, 3, n)
+    probs = np.full((n, 3), 0.1, dtype=np.float32)
+    probs[np.arange(n), labels] = 0.8
+    names = np.asarray(CLASSES, dtype=object)[labels]
+    names[-40:] = None  # unlabeled
+    texts = np.array(
+        [f"Item number {i % 500}!" if i % 3 else f"item NUMBER {i % 500}" for i in range(n)],
+        dtype=object,
+    )
+    texts[::50] = None
+    table = pd.DataFrame(
+        {
+            "id": [f"{i:05d}" for i in range(n)],  # ids that look like numbers
+            "label": names,
+            "split": np.where(np.arange(n) % 3 == 0, "test", "train"),
+        }
+    )
+    if kind != "clean":
+        table["text"] = texts
+    return table, probs, emb.astype(np.float32)
+
+
+def _write(table, probs, emb, folder, rows_per_part=300):
+    (folder / "table").mkdir(parents=True)
+    for i, start in enumerate(range(0, len(table), rows_per_part)):
+        table.iloc[start : start + rows_per_part].to_parquet(
+            folder / "table" / f"part-{i:03d}.parquet", index=False
+        )
+    np.save(folder / "probs.npy", probs)
+    np.save(folder / "emb.npy", emb)
+
+
+def test_exact_groups_by_hash_on_the_cluster_equal_in_process(dask_client, tmp_path):
+    from dataaudit.analyses.duplicates import _hash_rows, _linked_to_first
+    from dataaudit.engine.dask_engine import DaskEngine
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.engine.inputs import read_partitioned
+    from dataaudit.validate import load_dataset
+
+    table, probs, emb = _planted("offset")
+    _write(table, probs, emb, tmp_path)
+    config = AuditConfig(classes=CLASSES, columns=ColumnRoles(text="text"))
+    kinds = ("same embedding", "same text", "same text after normalising")
+    inputs = read_partitioned(
+        str(tmp_path / "table"),
+        str(tmp_path / "probs.npy"),
+        str(tmp_path / "emb.npy"),
+        config,
+        dask_client,
+    )
+    ours = DaskEngine(inputs, dask_client).group_by_key(_hash_rows, _linked_to_first, kinds)
+    data = load_dataset(table, probs, emb, config)
+    reference = InProcessEngine(data).group_by_key(_hash_rows, _linked_to_first, kinds)
+
+    def ranked(frame):
+        return frame.sort_values(["kind", "b"]).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(ranked(ours), ranked(reference))
+    assert (ours["kind"] == 0).sum() == 30  # the exact embedding copies
+    assert (ours["kind"] == 3).sum() > (ours["kind"] == 1).sum() > 100  # folded text groups more
+
+
+@pytest.mark.parametrize("kind", ["offset", "2-d", "clean"])
+def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind):
+    table, probs, emb = _planted(kind)
+    _write(table, probs, emb, tmp_path)
+    options = {"classes": CLASSES, "analyses": ("duplicates",)}
+    if kind != "clean":
+        options["text_col"] = "text"
+    reference = dataaudit.audit(table, probs, emb, **options)
+    ours = dataaudit.audit(
+        str(tmp_path / "table"),
+        str(tmp_path / "probs.npy"),
+        str(tmp_path / "emb.npy"),
+        engine="dask",
+        client=dask_client,
+        **options,
+    )
+    if "GraphNotAvailable" in ours.failed.get("duplicates", ""):
+        pytest.skip("the kNN graph is not available on the Dask engine yet")
+    expected = reference["duplicates"]
+    if kind == "clean":
+        assert expected.summary["n_duplicate_groups"] == 0
+    else:
+        assert expected.summary["leakage"] > 10
+    assert ours["duplicates"].summary == expected.summary
+    for name, frame in expected.tables.items():
+        pd.testing.assert_frame_equal(ours["duplicates"].table(name), frame, obj=name)
