@@ -74,20 +74,10 @@ def _fmt(value: float) -> str:
 def encode_categorical(
     name: str, values: pd.Series, top: int = 50, *, force: bool = False
 ) -> EncodedColumn:
-    """Top `top` values as levels, then "(other)" and "(missing)"."""
-    missing = values.isna().to_numpy()
-    counts = values[~missing].value_counts(sort=True)
-    kept = list(counts.index[:top])
-    idx = pd.Index(kept).get_indexer(values[~missing]) if kept else np.zeros(0, np.intp)
-    codes = np.full(len(values), len(kept) + 1, dtype=np.int32)  # missing
-    codes[~missing] = np.where(idx >= 0, idx, len(kept))
-    n_levels = len(kept) + 2
-    names = [f"{name} = {v}" for v in kept] + [f"{name} = (other)", f"{name} is missing"]
-    present = np.bincount(codes, minlength=n_levels) > 0
-    levels = np.flatnonzero(present)
-    preds = np.eye(n_levels)[levels]
-    names = tuple(names[i] for i in levels)
-    return EncodedColumn(name, codes, preds, names, preds, names)
+    """Top `top` values as levels (most frequent first, ties in order of first appearance),
+    then "(other)" and "(missing)"."""
+    p = profile_column(values, np.arange(len(values)), cap=None)
+    return categorical_spec(name, p, top).encode(values)
 
 
 def encode_numeric(
@@ -97,15 +87,168 @@ def encode_numeric(
     x = np.asarray(values, dtype=np.float64)
     missing = ~np.isfinite(x)
     present = x[~missing]
-    probs = np.arange(1, bins) / bins
-    raw = np.quantile(present, probs) if len(present) else np.zeros(0)
+    raw = np.quantile(present, np.arange(1, bins) / bins) if len(present) else np.zeros(0)
+    minimum = float(present.min()) if len(present) else np.nan
+    return numeric_spec(name, raw, minimum, bool(missing.any()), bins, given_bins).encode(x)
+
+
+@dataclass(frozen=True, eq=False)
+class ColumnSpec:
+    """How to code one metadata column on any rows: an EncodedColumn without the codes, fitted
+    on all rows (value counts, quantiles) and applied chunk by chunk."""
+
+    name: str
+    kind: str  # "categorical" | "numeric"
+    kept: tuple  # categorical: the kept values, in level order
+    thresholds: NDArray[np.float64]  # numeric: bin edges
+    rule_preds: NDArray[np.float64]
+    rule_names: tuple[str, ...]
+    given_preds: NDArray[np.float64]
+    given_names: tuple[str, ...]
+
+    @property
+    def n_levels(self) -> int:
+        return self.rule_preds.shape[1]
+
+    def codes(self, values: pd.Series | NDArray) -> NDArray[np.int32]:
+        if self.kind == "numeric":
+            if isinstance(values, pd.Series):
+                values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            x = np.asarray(values, dtype=np.float64)
+            missing = ~np.isfinite(x)
+            n_bins = len(self.thresholds) + 1
+            codes = np.full(len(x), n_bins, dtype=np.int32)
+            codes[~missing] = np.searchsorted(self.thresholds, x[~missing], side="right")
+            return codes
+        values = pd.Series(values) if not isinstance(values, pd.Series) else values
+        missing = values.isna().to_numpy()
+        kept = list(self.kept)
+        idx = pd.Index(kept).get_indexer(values[~missing]) if kept else np.zeros(0, np.intp)
+        codes = np.full(len(values), len(kept) + 1, dtype=np.int32)  # missing
+        codes[~missing] = np.where(idx >= 0, idx, len(kept))
+        return codes
+
+    def encode(self, values: pd.Series | NDArray) -> EncodedColumn:
+        return EncodedColumn(
+            self.name,
+            self.codes(values),
+            self.rule_preds,
+            self.rule_names,
+            self.given_preds,
+            self.given_names,
+        )
+
+
+@dataclass
+class ColumnProfile:
+    """What encoding a column needs to know about all its rows, as an associative reduction:
+    rows, missing values, whether its dtype is numeric (None: no values seen yet), its distinct
+    values with counts and first positions (None once there are more than `cap`), the smallest
+    finite number."""
+
+    n: int
+    n_missing: int
+    numeric: bool | None
+    values: dict | None  # value -> [count, first position]
+    cap: int | None
+    minimum: float = np.nan
+    n_infinite: int = 0  # numeric: +-inf values, missing for the thresholds
+
+    @property
+    def n_unique(self) -> int | None:
+        return None if self.values is None else len(self.values)
+
+
+def profile_column(series: pd.Series, pos: NDArray, cap: int | None) -> ColumnProfile:
+    missing = series.isna().to_numpy()
+    present = series[~missing]
+    numeric = None
+    minimum = np.nan
+    n_infinite = 0
+    if len(present):
+        numeric = bool(
+            pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        )
+        if numeric:
+            x = present.to_numpy(dtype=np.float64)
+            finite = x[np.isfinite(x)]
+            minimum = float(finite.min()) if len(finite) else np.nan
+            n_infinite = len(x) - len(finite)
+    codes, uniques = pd.factorize(present, sort=False)
+    values = None
+    if cap is None or len(uniques) <= cap:
+        counts = np.bincount(codes, minlength=len(uniques))
+        first_row = np.full(len(uniques), len(present), dtype=np.int64)
+        np.minimum.at(first_row, codes, np.arange(len(codes)))
+        first = np.asarray(pos)[~missing][first_row] if len(uniques) else np.zeros(0, np.int64)
+        values = {
+            v: [int(c), int(f)]
+            for v, c, f in zip(list(uniques), counts.tolist(), first.tolist(), strict=True)
+        }
+    return ColumnProfile(len(series), int(missing.sum()), numeric, values, cap, minimum, n_infinite)
+
+
+def merge_profiles(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
+    numeric = (
+        a.numeric
+        if b.numeric is None
+        else (b.numeric if a.numeric is None else a.numeric and b.numeric)
+    )
+    values = None
+    if a.values is not None and b.values is not None:
+        values = dict(a.values)
+        for v, (count, first) in b.values.items():
+            if v in values:
+                values[v] = [values[v][0] + count, min(values[v][1], first)]
+            else:
+                values[v] = [count, first]
+        if a.cap is not None and len(values) > a.cap:
+            values = None
+    return ColumnProfile(
+        a.n + b.n,
+        a.n_missing + b.n_missing,
+        numeric,
+        values,
+        a.cap,
+        float(np.fmin(a.minimum, b.minimum)),
+        a.n_infinite + b.n_infinite,
+    )
+
+
+def categorical_spec(name: str, p: ColumnProfile, top: int = 50) -> ColumnSpec:
+    """Top `top` values as levels (count descending, then first appearance), then "(other)" and
+    "(missing)"; levels without rows are left out of the predicates."""
+    values = list(p.values)
+    counts = np.array([p.values[v][0] for v in values], dtype=np.int64)
+    firsts = np.array([p.values[v][1] for v in values], dtype=np.int64)
+    order = np.lexsort((firsts, -counts)) if values else np.zeros(0, np.intp)
+    kept = [values[i] for i in order[:top]]
+    n_levels = len(kept) + 2
+    names = [f"{name} = {v}" for v in kept] + [f"{name} = (other)", f"{name} is missing"]
+    present = np.ones(n_levels, dtype=bool)
+    present[len(kept)] = len(values) > top
+    present[len(kept) + 1] = p.n_missing > 0
+    levels = np.flatnonzero(present)
+    preds = np.eye(n_levels)[levels]
+    names = tuple(names[i] for i in levels)
+    return ColumnSpec(name, "categorical", tuple(kept), np.zeros(0), preds, names, preds, names)
+
+
+def numeric_spec(
+    name: str,
+    raw: NDArray[np.float64],
+    minimum: float,
+    has_missing: bool,
+    bins: int = 16,
+    given_bins: int = 4,
+) -> ColumnSpec:
+    """Rule predicates `x < t` / `x >= t` on the quantiles `raw` (at 1/bins, ..., 1 - 1/bins);
+    given slices are coarser bins among them."""
     thresholds = np.unique(raw)
     # Drop a threshold at the minimum: `x < min` is empty.
-    if len(present):
-        thresholds = thresholds[thresholds > present.min()]
+    if np.isfinite(minimum):
+        thresholds = thresholds[thresholds > minimum]
     n_bins = len(thresholds) + 1
-    codes = np.full(len(x), n_bins, dtype=np.int32)
-    codes[~missing] = np.searchsorted(thresholds, present, side="right")
     n_levels = n_bins + 1  # + missing
 
     rule_rows, rule_names = [], []
@@ -142,7 +285,7 @@ def encode_numeric(
             label = f"{_fmt(lo)} <= {name} < {_fmt(hi)}"
         given_rows.append(row)
         given_names.append(label)
-    if missing.any():
+    if has_missing:
         row = np.zeros(n_levels)
         row[n_bins] = 1
         rule_rows.append(row)
@@ -150,9 +293,11 @@ def encode_numeric(
         given_rows.append(row)
         given_names.append(f"{name} is missing")
     empty = np.zeros((0, n_levels))
-    return EncodedColumn(
+    return ColumnSpec(
         name,
-        codes,
+        "numeric",
+        (),
+        thresholds,
         np.array(rule_rows) if rule_rows else empty,
         tuple(rule_names),
         np.array(given_rows) if given_rows else empty,
@@ -164,6 +309,53 @@ def encode_numeric(
 SKIP_MISSING = "has only missing values"
 SKIP_CONSTANT = "has a single value"
 SKIP_DISTINCT = "has a distinct value in more than half of its rows, like an id or free text"
+# Distinct values a text column's profile counts exactly; beyond, it is skipped (SKIP_MANY).
+DISTINCT_CAP = 50_000
+SKIP_MANY = f"has more than {DISTINCT_CAP:,} distinct values"
+MAX_CATEGORIES_NUMERIC = 10
+
+
+def profile_metadata(
+    metadata: pd.DataFrame, pos: NDArray, max_categories_numeric: int = MAX_CATEGORIES_NUMERIC
+) -> dict[str, ColumnProfile]:
+    """Per metadata column of some rows, its ColumnProfile (a chunk kernel's partial). A numeric
+    column needs its values counted only up to max_categories_numeric + 1 distinct ones."""
+    out = {}
+    for name in metadata.columns:
+        series = metadata[name]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        cap = max_categories_numeric + 1 if numeric else DISTINCT_CAP
+        out[str(name)] = profile_column(series, pos, cap)
+    return out
+
+
+def merge_metadata_profiles(a: dict, b: dict) -> dict:
+    return {name: merge_profiles(a[name], b[name]) for name in a}
+
+
+def column_kinds(
+    profiles: dict[str, ColumnProfile], max_categories_numeric: int = MAX_CATEGORIES_NUMERIC
+) -> tuple[dict[str, str], dict[str, str]]:
+    """{column: "numeric" | "categorical"} for the usable columns and {column: reason} for the
+    skipped ones, in column order (encode_metadata's rules)."""
+    kinds: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    for name, p in profiles.items():
+        n_unique = p.n_unique
+        if n_unique == 0:
+            skipped[name] = SKIP_MISSING
+        elif n_unique == 1 and p.n_missing == 0:
+            skipped[name] = SKIP_CONSTANT
+        elif p.numeric and (n_unique is None or n_unique > max_categories_numeric):
+            kinds[name] = "numeric"
+        elif n_unique is None:
+            # More distinct values than DISTINCT_CAP: past half the rows it is id-like for sure.
+            skipped[name] = SKIP_DISTINCT if p.n <= 2 * DISTINCT_CAP else SKIP_MANY
+        elif not p.numeric and p.n > 100 and n_unique > p.n // 2:
+            skipped[name] = SKIP_DISTINCT
+        else:
+            kinds[name] = "categorical"
+    return kinds, skipped
 
 
 def encode_metadata(
@@ -172,30 +364,20 @@ def encode_metadata(
     top: int = 50,
     bins: int = 16,
     given_bins: int = 4,
-    max_categories_numeric: int = 10,
+    max_categories_numeric: int = MAX_CATEGORIES_NUMERIC,
 ) -> tuple[list[EncodedColumn], dict[str, str]]:
     """Encode every usable column; returns the columns and {skipped column: reason}."""
+    profiles = profile_metadata(metadata, np.arange(len(metadata)), max_categories_numeric)
+    kinds, skipped = column_kinds(profiles, max_categories_numeric)
     columns: list[EncodedColumn] = []
-    skipped: dict[str, str] = {}
-    n = len(metadata)
     for name in metadata.columns:
-        series = metadata[name]
-        n_unique = int(series.nunique(dropna=True))
-        if n_unique == 0:
-            skipped[str(name)] = SKIP_MISSING
-            continue
-        if n_unique == 1 and not series.isna().any():
-            skipped[str(name)] = SKIP_CONSTANT
-            continue
-        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-        if numeric and n_unique > max_categories_numeric:
-            values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        kind = kinds.get(str(name))
+        if kind == "numeric":
+            values = metadata[name].to_numpy(dtype=np.float64, na_value=np.nan)
             columns.append(encode_numeric(str(name), values, bins, given_bins))
-            continue
-        if not numeric and n > 100 and n_unique > n // 2:
-            skipped[str(name)] = SKIP_DISTINCT
-            continue
-        columns.append(encode_categorical(str(name), series, top))
+        elif kind == "categorical":
+            spec = categorical_spec(str(name), profiles[str(name)], top)
+            columns.append(spec.encode(metadata[name]))
     return columns, skipped
 
 
@@ -329,6 +511,43 @@ def _pairs_among(per_column: NDArray) -> int:
     return int((c.sum() ** 2 - (c**2).sum()) // 2)
 
 
+class ArrayCounts:
+    """The contingency tables enumerate_counted reads, counted on in-memory arrays of all rows."""
+
+    def __init__(
+        self,
+        columns: Sequence[EncodedColumn],
+        outcome: NDArray[np.int8],
+        groups: NDArray[np.int32],
+        n_groups: int,
+        rule_columns: Sequence[EncodedColumn] | None = None,
+        progress: Callable[[Iterable, int, str], Iterable] | None = None,
+    ):
+        self.columns, self.outcome, self.groups, self.n_groups = columns, outcome, groups, n_groups
+        self.rule_columns = list(columns) if rule_columns is None else list(rule_columns)
+        self.progress = progress
+        self.total = count_table([groups], [n_groups], outcome)  # (G, 4)
+        self.singles = [
+            count_table([groups, col.codes], [n_groups, col.n_levels], outcome) for col in columns
+        ]  # per column: (G, L, 4)
+
+    def pairs(self, pairs: list[tuple[int, int]]) -> Iterable[tuple[int, int, NDArray]]:
+        """(a, b, counts per group and pair of levels: (G, La, Lb, 4)) for each column pair."""
+        iterator = self.progress(pairs, len(pairs), "slice pairs") if self.progress else pairs
+        for ia, ib in iterator:
+            ca, cb = self.columns[ia], self.columns[ib]
+            sizes = [self.n_groups, ca.n_levels, cb.n_levels]
+            yield ia, ib, count_table([self.groups, ca.codes, cb.codes], sizes, self.outcome)
+
+    def anchor_levels(self, anchors: Sequence[tuple[int, int]]) -> Iterable[NDArray]:
+        """Per anchor (rule column, predicate): counts of every level of every rule column on
+        the anchor's rows, stacked (sum of n_levels, 4)."""
+        cols = self.rule_columns
+        iterator = self.progress(anchors, len(anchors), "slice pairs") if self.progress else anchors
+        for ca, pa in iterator:
+            yield _level_counts(cols, np.flatnonzero(cols[ca].rule_mask(pa)), self.outcome)
+
+
 def enumerate_slices(
     columns: Sequence[EncodedColumn],
     outcome: NDArray[np.int8],
@@ -339,6 +558,30 @@ def enumerate_slices(
     group_column: EncodedColumn | None = None,
     max_pairs: int | None = None,
     progress: Callable[[Iterable, int, str], Iterable] | None = None,
+) -> Enumeration:
+    """enumerate_counted on in-memory arrays (see there)."""
+    groups_ = np.zeros(len(outcome), np.int32) if groups is None else groups.astype(np.int32)
+    n_g = max(n_groups, 1)
+    rule_columns = [*columns, group_column] if group_column is not None else list(columns)
+    counts = ArrayCounts(columns, outcome, groups_, n_g, rule_columns, progress)
+    return enumerate_counted(
+        columns,
+        counts,
+        per_group=groups is not None and n_g > 1,
+        min_support=min_support,
+        group_column=group_column,
+        max_pairs=max_pairs,
+    )
+
+
+def enumerate_counted(
+    columns: Sequence[EncodedColumn | ColumnSpec],
+    counts,
+    *,
+    per_group: bool,
+    min_support: int = 30,
+    group_column: EncodedColumn | ColumnSpec | None = None,
+    max_pairs: int | None = None,
 ) -> Enumeration:
     """Count every 1-predicate slice and, within `max_pairs`, every 2-predicate slice exactly.
 
@@ -353,13 +596,12 @@ def enumerate_slices(
     Given pairs are listed only when they fit `max_pairs` too; that choice depends on supports
     alone, never on errors, so the given slices' correction needs no adjustment.
     """
-    groups_ = np.zeros(len(outcome), np.int32) if groups is None else groups.astype(np.int32)
-    n_g = max(n_groups, 1)
     rules: list[SliceSet] = []
     given: list[SliceSet] = []
     n_considered = 0
     too_small = 0
-    total = count_table([groups_], [n_g], outcome)  # (G, 4)
+    total = counts.total  # (G, 4)
+    n_g = len(total)
     total_all = total.sum(0)
     n_lab = total_all[LABELED]
 
@@ -387,13 +629,12 @@ def enumerate_slices(
             given.append(s.take(np.flatnonzero(ok)))
 
     n_cols = len(columns)
-    per_group = groups is not None and n_g > 1
     singles: list[NDArray] = []  # per column: (G, L, 4)
     single_rules: list[NDArray] = []  # per rule column (the group column last): (n_rule, 4)
     given_large = []  # per column: given predicates with enough labeled rows, overall and per group
     n_single = 0
     for ia, col in enumerate(columns):
-        t = count_table([groups_, col.codes], [n_g, col.n_levels], outcome)
+        t = counts.singles[ia]
         singles.append(t)
         t_all = t.sum(0)
         r = col.rule_preds @ t_all
@@ -421,10 +662,8 @@ def enumerate_slices(
 
     if exhaustive or given_pairs:
         pairs = [(a, b) for a in range(n_cols) for b in range(a + 1, n_cols)]
-        iterator = progress(pairs, len(pairs), "slice pairs") if progress else pairs
-        for ia, ib in iterator:
+        for ia, ib, t in counts.pairs(pairs):
             ca, cb = columns[ia], columns[ib]
-            t = count_table([groups_, ca.codes, cb.codes], [n_g, ca.n_levels, cb.n_levels], outcome)
             if exhaustive:
                 t_all = t.sum(0)
                 r = _bilinear(ca.rule_preds, t_all, cb.rule_preds)
@@ -457,9 +696,8 @@ def enumerate_slices(
         anchors = screen_anchors(single_rules, min_support, n_lab, x_total, max_pairs)
         n_anchors = len(anchors)
         lead = n_cols if group_column is not None else -1
-        for s in anchor_pairs(
-            rule_cols, anchors, single_rules, outcome, min_support, progress, lead=lead
-        ):
+        levels = counts.anchor_levels(anchors)
+        for s in anchor_pairs(rule_cols, anchors, single_rules, levels, min_support, lead=lead):
             keep_rules(s)
     screening = Screening(
         exhaustive=exhaustive,
@@ -539,16 +777,15 @@ def anchor_pairs(
     columns: Sequence[EncodedColumn],
     anchors: Sequence[tuple[int, int]],
     single_rules: Sequence[NDArray],
-    outcome: NDArray[np.int8],
+    anchor_levels: Iterable[NDArray],
     min_support: int,
-    progress: Callable[[Iterable, int, str], Iterable] | None = None,
     *,
     lead: int = -1,
 ) -> Iterable[SliceSet]:
     """Each anchor (column, predicate) with every large enough predicate of every other column.
 
-    One pass per anchor: the level counts of every column on the anchor's rows, then every
-    predicate's counts at once through the block-diagonal predicate matrix. Redundant pairs
+    From each anchor's level counts of every column on its rows (`anchor_levels`, in anchor
+    order), every predicate's counts at once through the block-diagonal predicate matrix. Redundant pairs
     (labeled support equal to a parent's) are dropped; the caller applies the support gate.
     Column `lead` (the split) reads first in a name, as in the exhaustive search.
     """
@@ -561,10 +798,8 @@ def anchor_pairs(
     lab_single = np.concatenate(single_rules)[:, LABELED]
     done = np.zeros(len(lab_single), bool)
     order_key = np.where(np.arange(len(columns)) == lead, -1, np.arange(len(columns)))
-    iterator = progress(anchors, len(anchors), "slice pairs") if progress else anchors
-    for ca, pa in iterator:
-        rows = np.flatnonzero(columns[ca].rule_mask(pa))
-        counts = preds @ _level_counts(columns, rows, outcome)
+    for (ca, pa), levels in zip(anchors, anchor_levels, strict=True):
+        counts = preds @ levels
         a = offsets[ca] + pa
         done[a] = True
         lab = counts[:, LABELED]
@@ -728,8 +963,7 @@ def sequential_cover(
     n_total: float,
     x_total: float,
     p_cutoff: float,
-    members: Callable[[int], NDArray[np.bool_]],
-    counts_on: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+    removed: Callable[[list[int]], NDArray[np.float64]],
     *,
     max_slices: int,
     min_support: int,
@@ -739,17 +973,18 @@ def sequential_cover(
 ) -> list[Pick]:
     """Greedy covering: take the slice with the highest score, remove its rows, re-test the rest.
 
-    A re-tested slice must still pass the support and lift gates and beat the first-stage BH
-    cutoff on its remaining rows, so a child of a reported slice is not reported again unless it
-    is bad beyond its parent.
+    `removed(picks)` gives every candidate's counts on the rows of the last pick that no earlier
+    pick covers. A re-tested slice must still pass the support and lift gates and beat the
+    first-stage BH cutoff on its remaining rows, so a child of a reported slice is not reported
+    again unless it is bad beyond its parent.
     """
     if p_cutoff < 0 or len(counts) == 0:
         return []
     base = x_total / n_total
     residual = counts.copy()
     alive = np.ones(len(counts), bool)
-    covered = np.zeros(0, bool)
     picks: list[Pick] = []
+    chosen: list[int] = []
     while len(picks) < max_slices:
         n, x = residual[:, LABELED], residual[:, ERRORS]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -763,13 +998,29 @@ def sequential_cover(
         best = int(np.argmax(score))
         picks.append(Pick(best, residual[best].copy(), float(score[best])))
         alive[best] = False
-        mask = members(best)
-        if len(covered) == 0:
+        chosen.append(best)
+        if len(picks) < max_slices:  # the last pick's rows are never needed
+            residual -= removed(chosen)
+    return picks
+
+
+def row_cover(
+    members: Callable[[int], NDArray[np.bool_]],
+    counts_on: Callable[[NDArray[np.intp]], NDArray[np.float64]],
+) -> Callable[[list[int]], NDArray[np.float64]]:
+    """sequential_cover's `removed` on in-memory rows: members(i) is candidate i's row mask."""
+    covered: NDArray[np.bool_] | None = None
+
+    def removed(picks: list[int]) -> NDArray[np.float64]:
+        nonlocal covered
+        mask = members(picks[-1])
+        if covered is None:
             covered = np.zeros(len(mask), bool)
         rows = np.flatnonzero(mask & ~covered)
         covered[rows] = True
-        residual -= counts_on(rows)
-    return picks
+        return counts_on(rows)
+
+    return removed
 
 
 # -- clusters ---------------------------------------------------------------------------------
@@ -801,6 +1052,12 @@ def _threads_for(work: int):
     return threadpool_limits(limits=1 if work < 20_000_000 else None)
 
 
+def kmeans_sample(n: int, sample_size: int, seed: int = 0):
+    """(sorted positions of the rows k-means is fitted on, the generator to fit with)."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, sample_size), replace=False)), rng
+
+
 def fit_kmeans(
     embeddings: NDArray,
     k: int,
@@ -811,14 +1068,27 @@ def fit_kmeans(
     max_iter: int = 10,
 ) -> ClusterModel:
     """k-means on L2-normalised rows of a random sample (PCA to `max_dims` when wider)."""
+    idx, rng = kmeans_sample(len(embeddings), sample_size, seed)
+    return fit_kmeans_rows(
+        embeddings[idx], k, rng=rng, seed=seed, max_dims=max_dims, max_iter=max_iter
+    )
+
+
+def fit_kmeans_rows(
+    rows: NDArray,
+    k: int,
+    *,
+    rng: np.random.Generator,
+    seed: int = 0,
+    max_dims: int = 128,
+    max_iter: int = 10,
+) -> ClusterModel:
+    """fit_kmeans on the sampled rows themselves (kmeans_sample's positions and generator)."""
     from sklearn.decomposition import PCA
 
     from dataaudit.neighbors import _spherical_kmeans
 
-    rng = np.random.default_rng(seed)
-    n = len(embeddings)
-    idx = np.sort(rng.choice(n, size=min(n, sample_size), replace=False))
-    x = _normalized(embeddings[idx])
+    x = _normalized(rows)
     mean = components = None
     if x.shape[1] > max_dims:
         pca = PCA(n_components=max_dims, svd_solver="randomized", random_state=seed).fit(x)
@@ -897,13 +1167,30 @@ def over_represented(
     min_lift: float = 1.5,
 ) -> list[tuple[str, float, float]]:
     """Metadata values much more common inside `mask` than overall: (slice name, share, overall)."""
-    n_in = mask.sum()
-    n = len(mask)
+    inside = [np.bincount(col.codes[mask], minlength=col.n_levels) for col in columns]
+    overall = [np.bincount(col.codes, minlength=col.n_levels) for col in columns]
+    return over_represented_counts(
+        columns, inside, overall, int(mask.sum()), len(mask), top=top, min_share=min_share,
+        min_lift=min_lift,
+    )  # fmt: skip
+
+
+def over_represented_counts(
+    columns: Sequence[EncodedColumn | ColumnSpec],
+    inside: Sequence[NDArray],
+    overall: Sequence[NDArray],
+    n_in: int,
+    n: int,
+    *,
+    top: int = 3,
+    min_share: float = 0.3,
+    min_lift: float = 1.5,
+) -> list[tuple[str, float, float]]:
+    """over_represented from the rows per level inside the slice and overall, per column."""
     found = []
-    for col in columns:
-        inside = col.given_preds @ np.bincount(col.codes[mask], minlength=col.n_levels)
-        overall = col.given_preds @ np.bincount(col.codes, minlength=col.n_levels)
-        share, base = inside / max(n_in, 1), overall / max(n, 1)
+    for col, c_in, c_all in zip(columns, inside, overall, strict=True):
+        share = (col.given_preds @ c_in) / max(n_in, 1)
+        base = (col.given_preds @ c_all) / max(n, 1)
         with np.errstate(divide="ignore", invalid="ignore"):
             lift = np.where(base > 0, share / base, 0)
         for j in np.flatnonzero((share >= min_share) & (lift >= min_lift)):
@@ -918,8 +1205,12 @@ def top_confusions(
     """Most frequent (given, predicted) pairs among the rows passed: (given, predicted, count)."""
     if len(given) == 0:
         return []
-    counts = np.bincount(given * k + predicted, minlength=k * k)
-    order = np.argsort(-counts, kind="stable")[:top]
+    return top_confusion_counts(np.bincount(given * k + predicted, minlength=k * k), k, top)
+
+
+def top_confusion_counts(counts: NDArray, k: int, top: int = 2) -> list[tuple[int, int, int]]:
+    """top_confusions from the counts of given * k + predicted."""
+    order = np.argsort(-np.asarray(counts), kind="stable")[:top]
     return [(int(i // k), int(i % k), int(counts[i])) for i in order if counts[i] > 0]
 
 
@@ -952,8 +1243,7 @@ class Discovery:
 
 def _discover(
     counts: NDArray,
-    members: Callable[[int], NDArray[np.bool_]],
-    counts_on_for: Callable[[NDArray[np.intp]], Callable[[NDArray[np.intp]], NDArray[np.float64]]],
+    removed_for: Callable[[NDArray[np.intp]], Callable[[list[int]], NDArray[np.float64]]],
     n_total: float,
     x_total: float,
     gates: Gates,
@@ -963,7 +1253,8 @@ def _discover(
 
     Covering re-tests only slices that passed on all their rows: removing rows cannot make a
     slice that was not worse than the rest a discovery about the rule it names. That keeps
-    covering cheap when a wide table tests millions of candidates.
+    covering cheap when a wide table tests millions of candidates. `removed_for(eligible)` is
+    sequential_cover's `removed` over those candidates (indices into `eligible`).
     """
     tests = test_rates(
         counts[:, LABELED], counts[:, ERRORS], n_total, x_total, gates.confidence, family
@@ -981,8 +1272,7 @@ def _discover(
         n_total,
         x_total,
         cutoff,
-        lambda i: members(int(eligible[i])),
-        counts_on_for(eligible),
+        removed_for(eligible),
         max_slices=gates.max_slices,
         min_support=gates.min_support,
         min_lift=gates.min_lift,
@@ -1002,19 +1292,25 @@ def discover_rules(
     untested, as p = 1), then cover. `columns` includes any group column the enumeration used
     (at index len(metadata columns))."""
     rules = enumeration.rules
+
+    def removed_for(idx: NDArray[np.intp]):
+        return row_cover(
+            lambda i: slice_mask(columns, rules, int(idx[i]), given=False),
+            rule_counts_on(columns, rules.take(idx), outcome),
+        )
+
     n_total = float((outcome > 0).sum())
     x_total = float(np.isin(outcome, (2, 4)).sum())
+    return discover_counted_rules(enumeration, n_total, x_total, gates, removed_for)
 
-    def members(i: int) -> NDArray[np.bool_]:
-        return slice_mask(columns, rules, i, given=False)
 
-    def counts_on_for(idx: NDArray[np.intp]):
-        return rule_counts_on(columns, rules.take(idx), outcome)
-
+def discover_counted_rules(
+    enumeration: Enumeration, n_total: float, x_total: float, gates: Gates, removed_for
+) -> Discovery:
+    """discover_rules with covering by `removed_for` (see _discover)."""
+    rules = enumeration.rules
     family = enumeration.screening.rule_family
-    tests, picks = _discover(
-        rules.counts, members, counts_on_for, n_total, x_total, gates, family=family
-    )
+    tests, picks = _discover(rules.counts, removed_for, n_total, x_total, gates, family=family)
     return Discovery(rules, tests, picks, len(rules))
 
 
@@ -1024,42 +1320,66 @@ def discover_clusters(
     outcome: NDArray[np.int8],
     gates: Gates,
 ) -> Discovery:
-    """Test every cluster of every granularity (`levels` map fine cluster → cluster), then cover.
+    """discover_fine_clusters on the rows' fine cluster assignments."""
+    fine = count_table([assign], [len(levels[0])], outcome)
+    return discover_fine_clusters(fine, levels, gates)
+
+
+def discover_fine_clusters(
+    fine: NDArray[np.float64], levels: Sequence[NDArray[np.int32]], gates: Gates
+) -> Discovery:
+    """Test every cluster of every granularity (`levels` map fine cluster → cluster), then cover,
+    from the counts per fine cluster alone (every cluster is a union of fine ones).
 
     Clusters are fitted without looking at errors, so the same rows can test them.
     """
-    counts_on = cluster_counts_on(levels, assign, outcome)
-    counts = counts_on(np.arange(len(assign)))
     level_of = np.concatenate([np.full(int(m.max()) + 1, i) for i, m in enumerate(levels)])
     cluster_of = np.concatenate([np.arange(int(m.max()) + 1) for m in levels])
+    # Candidate x fine-cluster membership.
+    member = np.concatenate(
+        [(m[None, :] == np.arange(int(m.max()) + 1)[:, None]) for m in levels]
+    ).astype(np.float64)
+    counts = member @ fine
     z = np.full(len(counts), -1, np.int32)
     cands = SliceSet(level_of.astype(np.int32), cluster_of.astype(np.int32), z, z, z, counts)
-    n_total = float((outcome > 0).sum())
-    x_total = float(np.isin(outcome, (2, 4)).sum())
+    n_total = float(fine[:, LABELED].sum())
+    x_total = float(fine[:, ERRORS].sum())
     lab = counts[:, LABELED]
     tested = (lab >= gates.min_support) & (n_total - lab >= gates.min_support)
     counts_t = np.where(tested[:, None], counts, np.nan)
 
-    def members(i: int) -> NDArray[np.bool_]:
-        return levels[cands.col_a[i]][assign] == cands.pred_a[i]
+    def removed_for(idx: NDArray[np.intp]):
+        covered = np.zeros(len(fine), bool)
 
-    def counts_on_for(idx: NDArray[np.intp]):
-        return lambda rows: counts_on(rows)[idx]
+        def removed(picks: list[int]) -> NDArray[np.float64]:
+            new = (member[idx[picks[-1]]] > 0) & ~covered
+            covered[new] = True
+            return member[idx][:, new] @ fine[new]
 
-    tests, picks = _discover(counts_t, members, counts_on_for, n_total, x_total, gates)
+        return removed
+
+    tests, picks = _discover(counts_t, removed_for, n_total, x_total, gates)
     return Discovery(cands, tests, picks, int(tested.sum()))
 
 
 def cluster_levels(
     model: ClusterModel, assign: NDArray[np.int32], factor: int = 2, min_k: int = 4, seed: int = 0
 ) -> list[NDArray[np.int32]]:
+    """cluster_levels_for with the sizes of `assign`."""
+    sizes = np.bincount(assign, minlength=len(model.centers)).astype(np.float64)
+    return cluster_levels_for(model, sizes, factor, min_k, seed)
+
+
+def cluster_levels_for(
+    model: ClusterModel, sizes: NDArray, factor: int = 2, min_k: int = 4, seed: int = 0
+) -> list[NDArray[np.int32]]:
     """Fine clusters plus coarser groupings (k/2, k/4, ... ≥ min_k): maps fine → cluster id.
 
     Halving lets two halves of one blob that the fine level split merge back before it merges
-    with a different blob.
+    with a different blob. `sizes` are the fine clusters' numbers of rows.
     """
     k = len(model.centers)
-    sizes = np.bincount(assign, minlength=k).astype(np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64)
     levels = [np.arange(k, dtype=np.int32)]
     coarse_k = k // factor
     while coarse_k >= min_k:

@@ -180,3 +180,129 @@ def test_calibration_above_the_exact_size_agrees_across_engines_and_with_the_exa
     assert local.summary["ece"] == pytest.approx(exact.summary["ece"], abs=0.02)
     assert local.summary["temperature"] == pytest.approx(exact.summary["temperature"], rel=0.05)
     assert any("uniform sample" in note for note in local.notes)
+
+
+# -- slices ---------------------------------------------------------------------------------------
+SLICE_CLASSES = ("cat", "dog", "eel")
+
+
+def _planted_slice_table(n: int = 3000, seed: int = 1):
+    """Errors at 8%, and at 60% where camera = B and brightness >= 0.5 (the planted slice).
+    Site codes look like numbers ("007"); the first two part files hold only split "train";
+    split "holdout" has one class; the last 200 rows are unlabeled."""
+    rng = np.random.default_rng(seed)
+    camera = rng.choice(list("ABCDE"), n)
+    brightness = rng.random(n)
+    bad = (camera == "B") & (brightness >= 0.5)
+    errors = rng.random(n) < np.where(bad, 0.6, 0.08)
+    labels = rng.integers(0, 3, n)
+    split = np.where(np.arange(n) < 1000, "train", rng.choice(["train", "test", "holdout"], n))
+    labels[split == "holdout"] = 0
+    predicted = np.where(errors, (labels + 1) % 3, labels)
+    probs = np.full((n, 3), 0.15, dtype=np.float32)
+    probs[np.arange(n), predicted] = 0.7
+    names = np.asarray(SLICE_CLASSES, dtype=object)[labels]
+    names[n - 200 :] = ""
+    centers = rng.normal(scale=4.0, size=(8, 6))
+    embeddings = (centers[rng.integers(0, 8, n)] + rng.normal(size=(n, 6))).astype(np.float32)
+    table = pd.DataFrame(
+        {
+            "id": [f"{i:05d}" for i in range(n)],
+            "label": names,
+            "split": split,
+            "camera": camera,
+            "brightness": brightness,
+            "site": [f"{s:03d}" for s in rng.integers(0, 15, n)],
+            "weather": np.where(rng.random(n) < 0.2, None, rng.choice(["sun", "rain"], n)),
+        }
+    )
+    return table, probs, embeddings
+
+
+def _audit_both(client, folder, table, probs, embeddings, analyses, rows_per_part, **options):
+    import dataaudit
+
+    _write_parts(table, folder / "table", rows_per_part)
+    np.save(folder / "probs.npy", probs)
+    if embeddings is not None:
+        np.save(folder / "emb.npy", embeddings)
+    reference = dataaudit.audit(table, probs, embeddings, analyses=analyses, **options)
+    ours = dataaudit.audit(
+        str(folder / "table"),
+        str(folder / "probs.npy"),
+        None if embeddings is None else str(folder / "emb.npy"),
+        engine="dask",
+        client=client,
+        analyses=analyses,
+        parts_dir=str(folder / "parts"),
+        **options,
+    )
+    return reference, ours
+
+
+def test_slices_on_dask_find_the_planted_slice_as_in_process(client, tmp_path):
+    table, probs, embeddings = _planted_slice_table()
+    reference, ours = _audit_both(
+        client,
+        tmp_path,
+        table,
+        probs,
+        embeddings,
+        ("label_errors", "slices"),
+        500,
+        classes=SLICE_CLASSES,
+        label_error_neighbor_weight=0.0,
+    )
+    ref, got = reference["slices"], ours["slices"]
+    assert got.summary == ref.summary
+    assert got.notes == ref.notes
+    for name in ("given", "discovered", "splits", "items"):
+        pd.testing.assert_frame_equal(got.table(name), ref.table(name))
+    # Similarities of unlabeled items to a slice's failures: float32 dot products.
+    pd.testing.assert_frame_equal(got.table("examples"), ref.table("examples"), rtol=1e-5)
+    top = got.table("discovered").iloc[0]
+    assert top["slice"].startswith("camera = B and brightness >= 0.4")  # a quantile near 0.5
+    assert top["error_rate"] > 0.4
+    assert got.summary["n_failure_clusters"] >= 0 and got.params["clusters"]
+    assert set(got.table("examples")["role"]) == {"failure", "to_label"}
+    parts = sorted((tmp_path / "parts" / "slices.all_items.parquet").glob("part-*.parquet"))
+    written = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    pd.testing.assert_frame_equal(written, ref.table("items"), check_dtype=False)
+
+
+def test_slices_on_dask_screen_a_wide_clean_table_as_in_process(client, tmp_path):
+    """Nothing to find; wide enough that 2-condition rules are screened (slice_max_pairs)."""
+    rng = np.random.default_rng(5)
+    n = 2000
+    labels = rng.integers(0, 3, n)
+    errors = rng.random(n) < 0.1
+    predicted = np.where(errors, (labels + 1) % 3, labels)
+    probs = np.full((n, 3), 0.15, dtype=np.float32)
+    probs[np.arange(n), predicted] = 0.7
+    table = pd.DataFrame(
+        {
+            "id": np.arange(n).astype(str),
+            "label": np.asarray(SLICE_CLASSES, dtype=object)[labels],
+            **{f"num{i}": rng.random(n) for i in range(40)},
+            **{f"cat{i}": rng.choice(list("abcdef"), n) for i in range(8)},
+            "code": rng.integers(0, 6, n),  # few distinct numbers: categorical
+        }
+    )
+    reference, ours = _audit_both(
+        client,
+        tmp_path,
+        table,
+        probs,
+        None,
+        ("label_errors", "slices"),
+        450,
+        classes=SLICE_CLASSES,
+        slice_max_pairs=5_000,
+    )
+    ref, got = reference["slices"], ours["slices"]
+    assert got.summary == ref.summary
+    assert got.notes == ref.notes
+    for name in ref.tables:
+        pd.testing.assert_frame_equal(got.table(name), ref.table(name))
+    assert got.summary["n_failure_slices"] == 0
+    assert got.summary["n_slice_pairs_screened_out"] > 0

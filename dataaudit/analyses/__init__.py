@@ -144,6 +144,7 @@ _ENGINE_FORMS = {
     "duplicates": "duplicates",
     "label_errors": "label_errors_chunks",
     "per_class": "per_class",
+    "slices": "slices",
     "swapped_pairs": "swapped_pairs",
 }
 

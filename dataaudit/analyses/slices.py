@@ -53,11 +53,33 @@ Wide tables (every column without a role is metadata, so tabular users meet them
   supports, not errors); beyond `slice_max_given` tested given slices, the table keeps every
   significant one and the `slice_given_per_column` most severe per column.
 The notes say what was screened out and which columns were skipped, and why.
+
+Engine form (`run_on`, any dataaudit.engine; `run` is it with InProcessEngine). Every pass is a
+kernel over chunks reduced on the driver (slicing.py's counting on each chunk's codes):
+1. profile: per metadata column, rows, missing values, numeric dtype, distinct values with counts
+   and first positions (numbers up to 11 distinct, text up to slicing.DISTINCT_CAP; a text
+   column with more is skipped, as id-like when that is past half its rows), the smallest
+   number; outcome counts per split. Categorical levels follow (count, first appearance).
+2. numeric thresholds: quantiles of a hash sample of rows (engine/sample.py), exact (every row)
+   up to `quantile_rows` rows (100,000, fewer per column on wide tables), a uniform sample above.
+3. contingency counts per split and level of every column; then, when they are searched, per
+   split and pair of levels of every column pair (exhaustive) or, when screened, the level
+   counts of every column on each anchor's rows (one pass for all anchors).
+4. sequential covering: one pass per pick (the candidates' counts on the rows it newly covers).
+   Clusters: k-means on the same sampled rows as in process, then outcome counts per fine
+   cluster (one pass); coarser levels and covering follow from those counts on the driver.
+5. description: per discovered slice, its confusions, metadata levels, classes and most
+   confident failures (exact top-k); the unlabeled rows nearest its failures (top-k of the
+   highest cosine similarity); the items table (every row up to engine.MAX_DRIVER_ROWS, else the
+   rows of failure slices) and, with a parts folder, every row's as Parquet parts
+   (audit/slices.all_items.parquet/).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -67,6 +89,9 @@ from dataaudit import slicing as sl
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import MAX_DRIVER_ROWS, Chunk, Engine, add, label_names, select_top, top_k
+from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.engine.sample import sample_rows
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
@@ -74,15 +99,24 @@ ALL_SPLITS = "all"
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
     notes: list[str] = []
-    labeled = data.labeled
-    predicted = data.predicted
-    errors = labeled & (predicted != data.labels)
-    flags = _label_error_flags(ctx, data.ids)
+    classes = engine.classes
+    flags = _flag_source(ctx, classes)
     if flags is None:
         notes.append("Label-error rates are missing: the label_errors analysis did not run.")
-    outcome = sl.outcome_codes(labeled, errors, flags)
-    n_labeled = int(labeled.sum())
+
+    with ctx.progress.step("encode slice metadata"):
+        profiles, split_totals = engine.map_reduce(_profile, _merge_profile, flags)
+        specs, skipped_columns = column_specs(engine, profiles, config)
+    notes += skipped_notes(skipped_columns)
+    split_names = sorted(split_totals)
+    totals = np.array([split_totals[name] for name in split_names])  # (G, 4)
+    multi = len(split_names) > 1
+    n_labeled = int(totals[:, sl.LABELED].sum())
     min_support = sl.min_support_for(
         n_labeled, config.slice_min_support, config.slice_min_support_fraction
     )
@@ -94,42 +128,29 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         max_slices=config.slice_max_discovered,
         confidence=config.confidence_level,
     )
-
-    with ctx.progress.step("encode slice metadata"):
-        columns, skipped_columns = sl.encode_metadata(
-            data.metadata,
-            top=config.slice_top_values,
-            bins=config.slice_numeric_bins,
-            given_bins=config.slice_given_bins,
-        )
-    notes += skipped_notes(skipped_columns)
-    split_names, groups = np.unique(np.asarray(data.splits).astype(str), return_inverse=True)
-    groups = groups.astype(np.int32)
-    multi = len(split_names) > 1
-    group_col = sl.encode_groups(groups, list(split_names)) if multi else None
-    totals = sl.count_table([groups], [len(split_names)], outcome)  # (G, 4)
-    for name, t in zip(split_names.tolist(), totals, strict=True):
+    for name, t in zip(split_names, totals, strict=True):
         if multi and t[sl.LABELED] == 0:
             notes.append(f"Split {name!r} has no labeled items: its slices have no error rates.")
 
-    enum = sl.enumerate_slices(
-        columns,
-        outcome,
-        groups if multi else None,
-        len(split_names),
+    layout = _Layout(tuple(specs), tuple(split_names), flags)
+    counts = EngineCounts(engine, layout)
+    group_col = sl.encode_groups(np.zeros(0, np.int32), split_names) if multi else None
+    enum = sl.enumerate_counted(
+        specs,
+        counts,
+        per_group=multi,
         min_support=min_support,
         group_column=group_col,
         max_pairs=config.slice_max_pairs,
-        progress=ctx.progress.bar,
     )
     screening = enum.screening
-    notes += screening_notes(screening, len(columns), multi, config.slice_max_pairs)
+    notes += screening_notes(screening, len(specs), multi, config.slice_max_pairs)
     n_given_tested = len(enum.given)
     given = given_table(
-        columns,
+        specs,
         enum.given,
         totals,
-        list(split_names),
+        split_names,
         gates,
         config.slice_max_given,
         config.slice_given_per_column,
@@ -138,55 +159,52 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         notes.append(
             f"The metadata-slice table keeps {len(given):,} of the {n_given_tested:,} given slices tested: every significant one, then the {config.slice_given_per_column} most severe per column ({config.slice_max_given:,} rows at most; slice_max_given, slice_given_per_column)."
         )
-    rule_columns = [*columns, group_col] if multi else columns
+    rule_columns = [*specs, group_col] if multi else list(specs)
     # Rules and clusters share the false-discovery budget, so discovery as a whole controls it.
-    searches_clusters = data.embeddings is not None and n_labeled >= 4 * min_support
+    with_embeddings = bool(getattr(engine, "has_embeddings", False))
+    searches_clusters = with_embeddings and n_labeled >= 4 * min_support
     family = dataclasses.replace(gates, fdr=gates.fdr / (2 if searches_clusters else 1))
-    discovered_rules = sl.discover_rules(rule_columns, enum, outcome, family)
+    n_total = float(totals[:, sl.LABELED].sum())
+    x_total = float(totals[:, sl.ERRORS].sum())
+    discovered_rules = sl.discover_counted_rules(
+        enum, n_total, x_total, family, lambda idx: _engine_cover(engine, layout, enum.rules, idx)
+    )
 
-    assign = None
+    clusters: Clusters | None = None
     discovered_clusters = None
-    levels: list[NDArray[np.int32]] = []
     if searches_clusters:
         with ctx.progress.step("cluster embeddings"):
-            k = int(min(config.slice_clusters, max(4, n_labeled // (2 * min_support))))
-            model = sl.fit_kmeans(
-                data.embeddings, k, sample_size=config.slice_cluster_sample, seed=config.seed
-            )
-            assign = sl.assign_clusters(data.embeddings, model, progress=ctx.progress.bar)
-            levels = sl.cluster_levels(model, assign, seed=config.seed)
-            discovered_clusters = sl.discover_clusters(assign, levels, outcome, family)
+            clusters = fit_clusters(engine, layout, int(totals[:, sl.ALL].sum()), n_labeled,
+                                    min_support, config)  # fmt: skip
+            discovered_clusters = sl.discover_fine_clusters(clusters.fine, clusters.levels, family)
+    layout = dataclasses.replace(layout, clusters=clusters)
 
-    base = float(errors.sum() / max(n_labeled, 1))
-    rows, masks = [], []
+    base = float(x_total / max(n_labeled, 1))
+    rows, defs = [], []
     for pick in discovered_rules.picks:
-        mask = sl.slice_mask(rule_columns, discovered_rules.candidates, pick.index, given=False)
-        name = sl.slice_name(rule_columns, discovered_rules.candidates, pick.index, given=False)
+        c = discovered_rules.candidates
+        i = pick.index
+        name = sl.slice_name(rule_columns, c, i, given=False)
         rows.append(_discovered_row("rule", name, name, discovered_rules, pick))
-        masks.append(mask)
+        defs.append(("rule", int(c.col_a[i]), int(c.pred_a[i]), int(c.col_b[i]), int(c.pred_b[i])))
     if discovered_clusters is not None:
-        sizes = [int(m.max()) + 1 for m in levels]
+        sizes = [int(m.max()) + 1 for m in clusters.levels]
         for pick in discovered_clusters.picks:
             lvl = int(discovered_clusters.candidates.col_a[pick.index])
             cid = int(discovered_clusters.candidates.pred_a[pick.index])
-            mask = levels[lvl][assign] == cid
             name = f"cluster {cid} of {sizes[lvl]}"
             rows.append(_discovered_row("cluster", name, "", discovered_clusters, pick))
-            masks.append(mask)
+            defs.append(("cluster", lvl, cid, -1, -1))
 
+    overall = [t.sum(0)[:, sl.ALL] for t in counts.singles]
+    n_rows = int(totals[:, sl.ALL].sum())
     discovered, examples = describe_discovered(
-        data, rows, masks, columns, errors, config, base, assign is not None
+        engine, layout, rows, defs, overall, n_rows, config, base, with_embeddings
     )
     order = discovered.index.to_numpy()
-    masks = [masks[i] for i in order]
+    defs = [defs[i] for i in order]
     discovered = discovered.reset_index(drop=True)
-
-    failure_slice = np.full(data.n, "", dtype=object)
-    for sid, mask in zip(discovered["slice_id"][::-1], masks[::-1], strict=True):
-        failure_slice[mask] = sid
-    items = pd.DataFrame({"id": data.ids, "failure_slice": failure_slice})
-    if assign is not None:
-        items["cluster"] = assign
+    items, items_parts = _items(engine, layout, defs, list(discovered["slice_id"]), n_rows)
 
     worst_name, worst_rate = "", base
     candidates = pd.concat(
@@ -212,16 +230,39 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     notes.append(
         f"Discovered slices must also err at least {config.slice_min_lift:g}x the overall rate or {config.slice_min_gap:.0%} above it."
     )
-    if data.embeddings is None:
+    if not with_embeddings:
         notes.append("No embeddings: failure clusters were not searched.")
+    if n_rows > MAX_DRIVER_ROWS:
+        notes.append(
+            f"The items table here holds the items of failure slices ({MAX_DRIVER_ROWS:,} at most); every item is in the Parquet parts of audit/slices.all_items.parquet/."
+        )
+    notes += layout_notes(profiles, specs, n_rows)
     n_rules = sum(discovered["kind"] == "rule")
+    params = {
+        "min_support": min_support,
+        "fdr": config.slice_fdr,
+        "min_lift": config.slice_min_lift,
+        "min_gap": config.slice_min_gap,
+        "numeric_bins": config.slice_numeric_bins,
+        "given_bins": config.slice_given_bins,
+        "clusters": [] if clusters is None else [int(m.max()) + 1 for m in clusters.levels],
+        "max_pairs": config.slice_max_pairs,
+        "pairs_exhaustive": screening.exhaustive,
+        "pair_anchors": screening.n_anchors,
+        "rule_family": screening.rule_family,
+        "skipped_columns": dict(skipped_columns),
+        "confidence_level": config.confidence_level,
+        "overall_error_rate": base,
+    }
+    if items_parts is not None:
+        params["items_parts"] = items_parts
     return AnalysisResult(
         name="slices",
         tables={
             "given": given,
             "discovered": discovered,
             "examples": examples,
-            "splits": split_table(totals, list(split_names), config.confidence_level),
+            "splits": split_table(totals, split_names, config.confidence_level),
             "items": items,
         },
         summary={
@@ -240,22 +281,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "n_slice_columns_skipped": len(skipped_columns),
             "n_given_slices_not_listed": int(n_given_tested - len(given)),
         },
-        params={
-            "min_support": min_support,
-            "fdr": config.slice_fdr,
-            "min_lift": config.slice_min_lift,
-            "min_gap": config.slice_min_gap,
-            "numeric_bins": config.slice_numeric_bins,
-            "given_bins": config.slice_given_bins,
-            "clusters": [int(m.max()) + 1 for m in levels],
-            "max_pairs": config.slice_max_pairs,
-            "pairs_exhaustive": screening.exhaustive,
-            "pair_anchors": screening.n_anchors,
-            "rule_family": screening.rule_family,
-            "skipped_columns": dict(skipped_columns),
-            "confidence_level": config.confidence_level,
-            "overall_error_rate": base,
-        },
+        params=params,
         notes=tuple(notes),
     )
 
@@ -272,17 +298,400 @@ ANALYSIS = Analysis(
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _label_error_flags(ctx: AuditContext, ids: NDArray) -> NDArray[np.bool_] | None:
-    """is_label_error per row, joined by id; None when the label_errors analysis did not run."""
+# -- the engine form's passes -------------------------------------------------------------------
+# Rows of numeric values the quantile sample holds (per column, within a budget of cells): the
+# thresholds are exact quantiles up to that many rows, quantiles of a uniform sample above.
+QUANTILE_ROWS = 100_000
+QUANTILE_CELLS = 10_000_000
+
+
+@dataclass(frozen=True)
+class Clusters:
+    model: sl.ClusterModel
+    levels: list[NDArray[np.int32]]  # fine cluster -> cluster id, per granularity
+    fine: NDArray[np.float64]  # counts per fine cluster (k, 4)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What every pass needs to rebuild a chunk's codes and outcomes (small, picklable)."""
+
+    specs: tuple[sl.ColumnSpec, ...]
+    split_names: tuple[str, ...]
+    flags: object  # chunk -> is_label_error per row, or None
+    clusters: Clusters | None = None
+
+
+class _FlagsById:
+    """is_label_error per row from an in-memory label_errors items table, joined by id (rows
+    the table lacks are not flagged)."""
+
+    def __init__(self, items: pd.DataFrame):
+        self.index = pd.Index(items["id"])
+        self.values = items["is_label_error"].fillna(False).to_numpy(dtype=bool)
+
+    def __call__(self, chunk: Chunk) -> NDArray[np.bool_]:
+        position = self.index.get_indexer(chunk.ids)
+        return np.where(position >= 0, self.values[np.maximum(position, 0)], False)
+
+
+class _FlagsByScores:
+    """is_label_error per row from an engine-form label_errors result (LabelErrorScores)."""
+
+    def __init__(self, scores):
+        self.scores = scores
+
+    def __call__(self, chunk: Chunk) -> NDArray[np.bool_]:
+        s = self.scores(chunk)
+        out = np.zeros(len(chunk), dtype=bool)
+        out[s["rows"]] = s["is_label_error"]
+        return out
+
+
+def _flag_source(ctx: AuditContext, classes: tuple[str, ...]):
+    """chunk -> is_label_error per row; None when the label_errors analysis did not run."""
+    from dataaudit.analyses.label_errors_chunks import scores_of
+
     result = ctx.results.get("label_errors")
-    if result is None or "items" not in result.tables:
+    if result is None:
         return None
-    items = result.tables["items"]
-    if "id" not in items.columns or "is_label_error" not in items.columns:
+    if "flag_cut" in result.params:
+        return _FlagsByScores(scores_of(result, classes))
+    items = result.tables.get("items")
+    if items is None or "id" not in items.columns or "is_label_error" not in items.columns:
         return None
-    position = pd.Index(items["id"]).get_indexer(ids)
-    values = items["is_label_error"].fillna(False).to_numpy(dtype=bool)
-    return np.where(position >= 0, values[np.maximum(position, 0)], False)
+    return _FlagsById(items)
+
+
+def _outcome(chunk: Chunk, flags) -> tuple[NDArray[np.int8], NDArray[np.int64]]:
+    """Per row: the outcome code (slicing.outcome_codes) and the predicted class."""
+    labeled = chunk.labeled
+    predicted = (
+        np.asarray(chunk.probs).argmax(axis=1).astype(np.int64)
+        if len(chunk)
+        else np.zeros(0, np.int64)
+    )
+    errors = labeled & (predicted != chunk.labels)
+    return sl.outcome_codes(labeled, errors, None if flags is None else flags(chunk)), predicted
+
+
+def _profile(chunk: Chunk, flags) -> tuple[dict, dict]:
+    """Kernel: each metadata column's profile, and outcome counts (4,) per split."""
+    outcome, _ = _outcome(chunk, flags)
+    splits = np.asarray(chunk.splits).astype(str)
+    totals = {
+        str(name): np.bincount(outcome[splits == name], minlength=sl.N_OUTCOMES) @ sl.REDUCE
+        for name in np.unique(splits)
+    }
+    return sl.profile_metadata(chunk.metadata, chunk.pos), totals
+
+
+def _merge_profile(a: tuple, b: tuple) -> tuple:
+    return sl.merge_metadata_profiles(a[0], b[0]), add(a[1], b[1])
+
+
+def _numeric_rows(chunk: Chunk, names: tuple[str, ...]) -> pd.DataFrame:
+    meta = chunk.metadata
+    frame = pd.DataFrame(
+        {name: meta[name].to_numpy(dtype=np.float64, na_value=np.nan) for name in names}
+    )
+    frame.insert(0, "pos", chunk.pos)
+    return frame
+
+
+def column_specs(
+    engine: Engine, profiles: dict[str, sl.ColumnProfile], config: AuditConfig
+) -> tuple[list[sl.ColumnSpec], dict[str, str]]:
+    """The slice columns' encodings from the profiles, numeric thresholds at the quantiles of a
+    hash sample of rows (every row up to quantile_rows(...))."""
+    kinds, skipped = sl.column_kinds(profiles)
+    numeric = tuple(name for name, kind in kinds.items() if kind == "numeric")
+    sample = None
+    if numeric:
+        rows = quantile_rows(len(numeric))
+        sample = sample_rows(engine, _numeric_rows, rows, numeric, seed=config.seed)
+    bins = config.slice_numeric_bins
+    specs = []
+    for name, kind in kinds.items():
+        p = profiles[name]
+        if kind == "categorical":
+            specs.append(sl.categorical_spec(name, p, config.slice_top_values))
+            continue
+        x = sample[name].to_numpy(np.float64)
+        present = x[np.isfinite(x)]
+        raw = np.quantile(present, np.arange(1, bins) / bins) if len(present) else np.zeros(0)
+        has_missing = p.n_missing + p.n_infinite > 0
+        specs.append(
+            sl.numeric_spec(name, raw, p.minimum, has_missing, bins, config.slice_given_bins)
+        )
+    return specs, skipped
+
+
+def quantile_rows(n_numeric: int) -> int:
+    return int(max(10_000, min(QUANTILE_ROWS, QUANTILE_CELLS // max(n_numeric, 1))))
+
+
+def layout_notes(profiles: dict, specs, n_rows: int) -> list[str]:
+    numeric = [s for s in specs if s.kind == "numeric"]
+    if numeric and n_rows > quantile_rows(len(numeric)):
+        return [
+            f"Numeric thresholds are quantiles of a uniform sample of {quantile_rows(len(numeric)):,} of the {n_rows:,} rows; every row is counted in its bin."
+        ]
+    return []
+
+
+def _chunk_columns(chunk: Chunk, layout: _Layout, outcome_too: bool = True):
+    """(outcome, predicted, groups, encoded metadata columns, rule columns) of a chunk."""
+    outcome, predicted = _outcome(chunk, layout.flags)
+    splits = np.asarray(chunk.splits).astype(str)
+    groups = np.searchsorted(np.asarray(layout.split_names), splits).astype(np.int32)
+    meta = chunk.metadata
+    columns = [spec.encode(meta[spec.name]) for spec in layout.specs]
+    rule_columns = list(columns)
+    if len(layout.split_names) > 1:
+        rule_columns.append(sl.encode_groups(groups, layout.split_names))
+    return outcome, predicted, groups, columns, rule_columns
+
+
+def _singles(chunk: Chunk, layout: _Layout) -> tuple:
+    """Kernel: outcome counts per split (G, 4) and per split and level of each column."""
+    outcome, _, groups, columns, _ = _chunk_columns(chunk, layout)
+    g = len(layout.split_names)
+    total = sl.count_table([groups], [g], outcome)
+    singles = tuple(sl.count_table([groups, c.codes], [g, c.n_levels], outcome) for c in columns)
+    return total, singles
+
+
+def _pair_tables(chunk: Chunk, layout: _Layout, pairs: list[tuple[int, int]]) -> tuple:
+    """Kernel: outcome counts per split and pair of levels, for each column pair."""
+    outcome, _, groups, columns, _ = _chunk_columns(chunk, layout)
+    g = len(layout.split_names)
+    return tuple(
+        sl.count_table(
+            [groups, columns[a].codes, columns[b].codes],
+            [g, columns[a].n_levels, columns[b].n_levels],
+            outcome,
+        )
+        for a, b in pairs
+    )
+
+
+def _anchor_levels(chunk: Chunk, layout: _Layout, anchors: list[tuple[int, int]]) -> tuple:
+    """Kernel: per anchor, the counts of every level of every rule column on its rows."""
+    outcome, _, _, _, rule_columns = _chunk_columns(chunk, layout)
+    return tuple(
+        sl._level_counts(rule_columns, np.flatnonzero(rule_columns[c].rule_mask(p)), outcome)
+        for c, p in anchors
+    )
+
+
+class EngineCounts:
+    """slicing.enumerate_counted's contingency tables, each set counted in one engine pass."""
+
+    def __init__(self, engine: Engine, layout: _Layout):
+        self.engine, self.layout = engine, layout
+        self.total, singles = engine.map_reduce(_singles, add, layout)
+        self.singles = list(singles)
+
+    def pairs(self, pairs: list[tuple[int, int]]):
+        if not pairs:
+            return []
+        tables = self.engine.map_reduce(_pair_tables, add, self.layout, pairs)
+        return [(a, b, t) for (a, b), t in zip(pairs, tables, strict=True)]
+
+    def anchor_levels(self, anchors):
+        if not anchors:
+            return []
+        return list(self.engine.map_reduce(_anchor_levels, add, self.layout, list(anchors)))
+
+
+def _covered_counts(
+    chunk: Chunk, layout: _Layout, candidates: sl.SliceSet, picks: list[int]
+) -> NDArray[np.float64]:
+    """Kernel: every candidate's counts on the rows of the last pick no earlier pick covers."""
+    outcome, _, _, _, rule_columns = _chunk_columns(chunk, layout)
+    mask = sl.slice_mask(rule_columns, candidates, picks[-1], given=False)
+    for earlier in picks[:-1]:
+        mask &= ~sl.slice_mask(rule_columns, candidates, earlier, given=False)
+    return sl.rule_counts_on(rule_columns, candidates, outcome)(np.flatnonzero(mask))
+
+
+def _engine_cover(engine: Engine, layout: _Layout, rules: sl.SliceSet, idx: NDArray[np.intp]):
+    """sequential_cover's `removed` for rule candidates `idx`: one engine pass per pick."""
+    candidates = rules.take(idx)
+
+    def removed(picks: list[int]) -> NDArray[np.float64]:
+        return engine.map_reduce(_covered_counts, add, layout, candidates, list(picks))
+
+    return removed
+
+
+def _rows_at(chunk: Chunk, positions: NDArray[np.int64]) -> pd.DataFrame:
+    rows = np.flatnonzero(np.isin(chunk.pos, positions))
+    emb = np.asarray(chunk.embeddings[rows], dtype=np.float32)
+    return pd.DataFrame({"pos": chunk.pos[rows], "emb": list(emb)})
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True)
+
+
+def _fine_counts(chunk: Chunk, layout: _Layout, model: sl.ClusterModel) -> NDArray:
+    outcome, _ = _outcome(chunk, layout.flags)
+    assign = sl.assign_clusters(chunk.embeddings, model)
+    return sl.count_table([assign], [len(model.centers)], outcome)
+
+
+def fit_clusters(
+    engine: Engine,
+    layout: _Layout,
+    n_rows: int,
+    n_labeled: int,
+    min_support: int,
+    config: AuditConfig,
+) -> Clusters:
+    """k-means on the same sample of rows as in process (positions drawn on the driver), then
+    the outcome counts per fine cluster in one pass; coarser levels from the clusters' sizes."""
+    k = int(min(config.slice_clusters, max(4, n_labeled // (2 * min_support))))
+    positions, rng = sl.kmeans_sample(n_rows, config.slice_cluster_sample, config.seed)
+    found = engine.map_reduce(_rows_at, _concat, positions).sort_values("pos", kind="stable")
+    rows = np.stack(found["emb"].to_numpy()).astype(np.float32)
+    model = sl.fit_kmeans_rows(rows, k, rng=rng, seed=config.seed)
+    fine = engine.map_reduce(_fine_counts, add, layout, model)
+    levels = sl.cluster_levels_for(model, fine[:, sl.ALL], seed=config.seed)
+    return Clusters(model, levels, fine)
+
+
+def _slice_masks(chunk: Chunk, layout: _Layout, defs: list[tuple]) -> list[NDArray[np.bool_]]:
+    """Row masks of discovered slices: ("rule", col_a, pred_a, col_b, pred_b) or
+    ("cluster", level, cluster id, -1, -1)."""
+    _, _, _, _, rule_columns = _chunk_columns(chunk, layout)
+    assign = None
+    masks = []
+    for kind, a, pa, b, pb in defs:
+        if kind == "rule":
+            mask = rule_columns[a].rule_mask(pa)
+            if b >= 0:
+                mask = mask & rule_columns[b].rule_mask(pb)
+        else:
+            if assign is None:
+                assign = sl.assign_clusters(chunk.embeddings, layout.clusters.model)
+            mask = layout.clusters.levels[a][assign] == pa
+        masks.append(mask)
+    return masks
+
+
+# How many of a slice's most confident failures the unlabeled items are compared with.
+TO_LABEL_FAILURES = 20
+
+
+def _slice_stats(chunk: Chunk, layout: _Layout, defs: list[tuple], k: int, n_failures: int):
+    """Kernel: per discovered slice, (given, predicted) counts of its errors, rows per level of
+    every metadata column inside it, labeled rows per class, rows; and its most confident
+    failures (a top-k frame per slice)."""
+    outcome, predicted, _, columns, _ = _chunk_columns(chunk, layout)
+    labels = chunk.labels
+    errors = np.isin(outcome, (2, 4))
+    conf = (
+        np.asarray(chunk.probs).max(axis=1).astype(np.float32)
+        if len(chunk)
+        else np.zeros(0, np.float32)
+    )
+    stats, frames = [], []
+    emb = chunk.embeddings
+    for i, mask in enumerate(_slice_masks(chunk, layout, defs)):
+        err = np.flatnonzero(mask & errors)
+        lab = mask & chunk.labeled
+        stats.append(
+            (
+                np.bincount(labels[err] * k + predicted[err], minlength=k * k),
+                tuple(np.bincount(c.codes[mask], minlength=c.n_levels) for c in columns),
+                np.bincount(labels[lab], minlength=k),
+                int(mask.sum()),
+            )
+        )
+        frame = pd.DataFrame(
+            {
+                "pos": chunk.pos[err],
+                "slice": i,
+                "conf": conf[err],
+                "id": chunk.ids[err],
+                "label": labels[err],
+                "predicted": predicted[err],
+            }
+        )
+        if emb is not None:
+            frame["emb"] = list(np.asarray(emb[err], dtype=np.float32))
+        frames.append(select_top(frame, n_failures, "conf"))
+    failures = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return tuple(stats), failures
+
+
+def _merge_stats(a: tuple, b: tuple, k: int) -> tuple:
+    return add(a[0], b[0]), _merge_top(a[1], b[1], k, "conf")
+
+
+def _to_label_rows(chunk: Chunk, layout: _Layout, defs: list[tuple], failures: dict, k: int):
+    """Kernel: per slice, its unlabeled rows' highest cosine similarity to its failures (the
+    TO_LABEL_FAILURES most confident), top k."""
+    emb = chunk.embeddings
+    unlabeled = ~chunk.labeled
+    _, predicted = _outcome(chunk, None)
+    frames = []
+    for i, mask in enumerate(_slice_masks(chunk, layout, defs)):
+        if i not in failures:
+            continue
+        rows = np.flatnonzero(mask & unlabeled)
+        x = sl._normalized(emb[rows])
+        sims = (x @ failures[i].T).max(axis=1) if len(rows) else np.zeros(0, np.float32)
+        probs = np.asarray(chunk.probs[rows])
+        frame = pd.DataFrame(
+            {
+                "pos": chunk.pos[rows],
+                "slice": i,
+                "similarity": sims.astype(np.float32),
+                "id": chunk.ids[rows],
+                "predicted": predicted[rows],
+                "conf": probs.max(axis=1).astype(np.float32)
+                if len(rows)
+                else np.zeros(0, np.float32),
+            }
+        )
+        frames.append(select_top(frame, k, "similarity"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _items_rows(chunk: Chunk, layout: _Layout, defs: list[tuple], slice_ids: list[str]):
+    """Kernel: id, failure_slice (the highest-ranked discovered slice holding the row), rank
+    (of that slice; 0 = none) and the finest cluster."""
+    failure = np.full(len(chunk), "", dtype=object)
+    rank = np.zeros(len(chunk), dtype=np.int64)
+    masks = _slice_masks(chunk, layout, defs)
+    for r, (sid, mask) in enumerate(zip(slice_ids[::-1], masks[::-1], strict=True)):
+        failure[mask] = sid
+        rank[mask] = len(slice_ids) - r
+    frame = pd.DataFrame({"pos": chunk.pos, "id": chunk.ids, "failure_slice": failure})
+    if layout.clusters is not None:
+        frame["cluster"] = sl.assign_clusters(chunk.embeddings, layout.clusters.model)
+    frame["_order"] = np.where(rank > 0, -rank, -(len(slice_ids) + 1)).astype(np.float64)
+    return frame
+
+
+def _items_table(chunk: Chunk, layout, defs, slice_ids) -> pd.DataFrame:
+    return _items_rows(chunk, layout, defs, slice_ids).drop(columns=["pos", "_order"])
+
+
+def _items(engine: Engine, layout: _Layout, defs, slice_ids, n_rows: int):
+    """The items table (every row up to MAX_DRIVER_ROWS, else the rows of failure slices by
+    slice rank, that many at most) and the Parquet parts of every row."""
+    parts = engine.write_parts(_items_table, "slices.all_items.parquet", layout, defs, slice_ids)
+    if n_rows <= MAX_DRIVER_ROWS:
+        frame = engine.map_reduce(_items_rows, _concat, layout, defs, slice_ids)
+        frame = frame.sort_values("pos", kind="stable")
+    else:
+        frame = top_k(engine, _items_rows, MAX_DRIVER_ROWS, "_order", layout, defs, slice_ids)
+        frame = frame[frame["failure_slice"] != ""]
+    return frame.drop(columns=["pos", "_order"]).reset_index(drop=True), parts
 
 
 def skipped_notes(skipped: dict[str, str], show: int = 5) -> list[str]:
@@ -444,11 +853,12 @@ def _discovered_row(
 
 
 def describe_discovered(
-    data: AuditDataset,
+    engine: Engine,
+    layout: _Layout,
     rows: list[dict],
-    masks: list[NDArray[np.bool_]],
-    columns: list[sl.EncodedColumn],
-    errors: NDArray[np.bool_],
+    defs: list[tuple],
+    overall: list[NDArray],
+    n_rows: int,
     config: AuditConfig,
     base: float,
     with_embeddings: bool,
@@ -487,27 +897,27 @@ def describe_discovered(
         ids.append(f"{kind[0].upper()}{counter[kind]}")
     frame["slice_id"] = ids
 
-    labeled = data.labeled
-    predicted = data.predicted
-    conf = data.probs.max(axis=1)
-    names = np.array(data.classes, dtype=object)
+    k = len(engine.classes)
+    n_failures = max(config.slice_examples, TO_LABEL_FAILURES if with_embeddings else 0)
+    stats, failures = engine.map_reduce(
+        _slice_stats, functools.partial(_merge_stats, k=n_failures), layout, defs, k, n_failures
+    )
+    names = np.array(engine.classes, dtype=object)
+    specs = layout.specs
     confusions, over, descriptions, examples = [], [], [], []
-    for row_pos, (idx, row) in enumerate(frame.iterrows()):
-        del row_pos
-        mask = masks[idx]
-        err_rows = np.flatnonzero(mask & errors)
-        pairs = sl.top_confusions(data.labels[err_rows], predicted[err_rows], data.k)
+    nearest: dict[int, NDArray] = {}
+    for idx, row in frame.iterrows():
+        confusion, inside, majority, n_in = stats[idx]
+        pairs = sl.top_confusion_counts(confusion, k)
         confusions.append(
             "; ".join(f"{names[g]} -> {names[p]} ({n})" for g, p, n in pairs) if pairs else ""
         )
-        reps = sl.over_represented(columns, mask)
+        reps = sl.over_represented_counts(specs, inside, overall, n_in, n_rows)
         over.append("; ".join(f"{n} ({s:.0%} vs {b:.0%} overall)" for n, s, b in reps))
         if row["kind"] == "cluster":
-            lab_rows = np.flatnonzero(mask & labeled)
-            majority = np.bincount(data.labels[lab_rows], minlength=data.k)
             top_class = int(majority.argmax())
             parts = [
-                f"top class {names[top_class]} ({majority[top_class] / max(len(lab_rows), 1):.0%})"
+                f"top class {names[top_class]} ({majority[top_class] / max(majority.sum(), 1):.0%})"
             ]
             if reps:
                 parts.append(over[-1])
@@ -517,61 +927,78 @@ def describe_discovered(
         else:
             descriptions.append(row["slice"])
         # Failures the model was most sure about first: the clearest examples of the slice's problem.
-        failures = err_rows[np.argsort(-conf[err_rows], kind="stable")]
-        shown = failures[: config.slice_examples]
+        mine = failures[failures["slice"] == idx] if len(failures) else failures
+        shown = mine.iloc[: config.slice_examples]
         examples.append(
             pd.DataFrame(
                 {
                     "slice_id": row["slice_id"],
                     "role": "failure",
                     "rank": np.arange(1, len(shown) + 1),
-                    "id": data.ids[shown],
-                    "given_label": data.label_names(data.labels[shown]),
-                    "predicted_label": data.label_names(predicted[shown]),
-                    "predicted_prob": conf[shown],
+                    "id": shown["id"].to_numpy() if len(shown) else [],
+                    "given_label": label_names(engine.classes, shown["label"].to_numpy())
+                    if len(shown)
+                    else [],
+                    "predicted_label": label_names(engine.classes, shown["predicted"].to_numpy())
+                    if len(shown)
+                    else [],
+                    "predicted_prob": shown["conf"].to_numpy(np.float32) if len(shown) else [],
                     "similarity": np.nan,
                 }
             )
         )
-        unlabeled_rows = np.flatnonzero(mask & ~labeled)
-        if with_embeddings and len(unlabeled_rows) and len(failures):
-            examples.append(_to_label(data, row["slice_id"], failures[:20], unlabeled_rows, config))
+        if with_embeddings and row["n_unlabeled"] > 0 and len(mine):
+            fail = np.stack(mine["emb"].iloc[:TO_LABEL_FAILURES].to_numpy())
+            nearest[idx] = sl._normalized(fail)
     frame["top_confusion"] = confusions
     frame["over_represented"] = over
     frame["description"] = descriptions
+    if nearest:
+        found = engine.map_reduce(
+            _to_label_rows, _merge_to_label(config.slice_examples), layout, defs, nearest,
+            config.slice_examples,
+        )  # fmt: skip
+        by_slice = dict(zip(frame.index, frame["slice_id"], strict=True))
+        labelled = []
+        for idx in frame.index:
+            if idx not in nearest:
+                continue
+            mine = found[found["slice"] == idx]
+            labelled.append(
+                pd.DataFrame(
+                    {
+                        "slice_id": by_slice[idx],
+                        "role": "to_label",
+                        "rank": np.arange(1, len(mine) + 1),
+                        "id": mine["id"].to_numpy(),
+                        "given_label": "",
+                        "predicted_label": label_names(
+                            engine.classes, mine["predicted"].to_numpy()
+                        ),
+                        "predicted_prob": mine["conf"].to_numpy(np.float32),
+                        "similarity": mine["similarity"].to_numpy(np.float32),
+                    }
+                )
+            )
+        # Each slice's to-label rows follow its failures, as before.
+        merged = []
+        by_id = {f["slice_id"].iloc[0] if len(f) else None: f for f in labelled}
+        for ex, sid in zip(examples, frame["slice_id"], strict=True):
+            merged.append(ex)
+            if sid in by_id:
+                merged.append(by_id[sid])
+        examples = merged
     examples_frame = pd.concat(examples, ignore_index=True) if examples else pd.DataFrame()
     return frame[cols], examples_frame.reindex(columns=example_cols)
 
 
-def _to_label(
-    data: AuditDataset,
-    slice_id: str,
-    failures: NDArray[np.intp],
-    unlabeled_rows: NDArray[np.intp],
-    config: AuditConfig,
-) -> pd.DataFrame:
-    """Unlabeled items of the slice nearest to its failures: labeling them teaches the model most."""
-    from dataaudit.neighbors import knn
+def _merge_to_label(k: int):
+    return functools.partial(_merge_top, k=k, score="similarity")
 
-    k = min(config.slice_examples, len(unlabeled_rows))
-    sims, idx = knn(
-        data.embeddings[failures], data.embeddings[unlabeled_rows], k=k, exclude_self=False
-    )
-    best = pd.Series(sims.ravel()).groupby(idx.ravel()).max().sort_values(ascending=False)
-    best = best.iloc[: config.slice_examples]
-    rows = unlabeled_rows[best.index.to_numpy()]
-    return pd.DataFrame(
-        {
-            "slice_id": slice_id,
-            "role": "to_label",
-            "rank": np.arange(1, len(rows) + 1),
-            "id": data.ids[rows],
-            "given_label": "",
-            "predicted_label": data.label_names(data.predicted[rows]),
-            "predicted_prob": data.probs[rows].max(axis=1),
-            "similarity": best.to_numpy(dtype=np.float32),
-        }
-    )
+
+def _merge_top(a: pd.DataFrame, b: pd.DataFrame, k: int, score: str) -> pd.DataFrame:
+    both = pd.concat([a, b], ignore_index=True)
+    return select_top(both, k, score, group="slice") if len(both) else both
 
 
 def split_table(totals: NDArray, split_names: list[str], confidence: float) -> pd.DataFrame:
