@@ -170,6 +170,25 @@ def random_scores(n: int, seed: int = 0) -> F32:
     return np.random.default_rng(seed).random(n, dtype=np.float32)
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def position_hash(pos: ArrayLike, seed: int = 0) -> NDArray[np.float64]:
+    """A uniform score in [0, 1) per table position (splitmix64 of pos and seed).
+
+    It depends on the row's position only, never on how rows are chunked, so the top n rows by
+    it are a seeded uniform sample that every engine draws alike (an exact top-k).
+    """
+    with np.errstate(over="ignore"):
+        z = np.asarray(pos, dtype=np.uint64) * _GOLDEN + np.uint64(seed % 2**64) * np.uint64(
+            0xBF58476D1CE4E5B9
+        )
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
 # -- difficulty and auto-labelling ----------------------------------------------------------------
 
 DIFFICULTY_EASY = (0.9, 0.8)  # confidence ≥ 0.9 and agreement ≥ 0.8

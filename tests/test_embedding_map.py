@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from dataaudit.analyses.embedding_map import normalise_rows, pca_2d, sample_rows, tsne_2d
 
@@ -62,3 +63,32 @@ def test_tsne_keeps_planted_clusters_apart():
     np.fill_diagonal(distance, np.inf)
     cluster = np.repeat(np.arange(3), 60)
     assert (cluster[distance.argmin(axis=1)] == cluster).mean() > 0.97
+
+
+def test_engine_form_sample_keeps_flagged_items_and_does_not_depend_on_the_chunking():
+    from _planted_queue import planted_queue
+
+    from dataaudit.analyses import embedding_map, outliers
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.validate import load_dataset
+
+    planted = planted_queue(d=2)
+    config = AuditConfig(classes=planted.classes, embedding_map_points=300, outlier_z=1.0)
+    data = load_dataset(planted.table, planted.probs, planted.embeddings, config)
+    maps = []
+    for chunk_rows in (10_000, 97):
+        ctx = AuditContext(config)
+        engine = InProcessEngine(data, chunk_rows=chunk_rows)
+        ctx.record(outliers.run_on(engine, ctx, config))
+        maps.append(embedding_map.run_on(engine, ctx, config).table("items"))
+    pd.testing.assert_frame_equal(maps[0], maps[1])
+    items = ctx.results["outliers"].table("items")
+    flagged = set(items.loc[items["is_outlier"], "id"])
+    assert len(flagged) > 150  # more than half the map: a seeded half of them is kept
+    kept = set(maps[0].loc[maps[0]["sampled"] == "flagged", "id"])
+    assert len(kept) == 150 and kept <= flagged
+    assert len(maps[0]) == 300
+    rows, _ = sample_rows(len(data.ids), np.flatnonzero(np.isin(data.ids, list(flagged))), 300)
+    assert list(maps[0]["id"]) == list(data.ids[rows])

@@ -352,3 +352,65 @@ def test_analysis_fills_the_ood_quota_from_the_outliers_result():
     assert {"item-257", "item-320"} <= set(picked["id"])
     assert picked.set_index("id").loc["item-257", "reason"] == "OOD vs train (score 0.99)"
     assert len(queue) == 40
+
+
+# -- the engine form -----------------------------------------------------------------------------
+
+
+def _engine_results(planted, chunk_rows: int, **options) -> dict:
+    """label_errors in process, then outliers, label_next and the embedding map in engine form
+    over chunks of `chunk_rows` rows."""
+    from dataaudit.analyses import embedding_map, label_errors, label_next, outliers
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.validate import load_dataset
+
+    config = AuditConfig(classes=planted.classes, **options)
+    data = load_dataset(planted.table, planted.probs, planted.embeddings, config)
+    ctx = AuditContext(config)
+    ctx.record(label_errors.run(data, ctx, config))
+    for module in (outliers, label_next, embedding_map):
+        ctx.record(module.run_on(InProcessEngine(data, chunk_rows=chunk_rows), ctx, config))
+    return ctx.results
+
+
+def test_engine_form_queue_finds_the_planted_items_whatever_the_chunking():
+    from _planted_queue import planted_queue
+
+    planted = planted_queue()
+    options = dict(budget=60, label_next_mix="uncertainty:0.8,ood:0.1,lookalike:0.1")
+    reference = _engine_results(planted, 100_000, **options)
+    queue = reference["label_next"].table("queue")
+    assert len(queue) == 60
+    ids = set(queue["id"])
+    for group in planted.duplicate_groups:
+        assert len(group & ids) == 1  # each near-duplicate group is worth one label
+    ood = queue[queue["strategy"] == "ood"]
+    assert len(ood) >= 6 and set(ood["id"]) <= planted.ood_ids
+    look = queue[queue["strategy"] == "lookalike"]
+    assert planted.lookalike_id in set(look["id"])
+    assert (
+        look.set_index("id").loc[planted.lookalike_id, "reason"].startswith("near label error #q-3")
+    )
+    for chunk_rows in (97, 1000):
+        ours = _engine_results(planted, chunk_rows, **options)
+        for name, table in (("label_next", "queue"), ("label_next", "auto_label")):
+            pd.testing.assert_frame_equal(ours[name].table(table), reference[name].table(table))
+        assert ours["label_next"].summary == reference["label_next"].summary
+
+
+def test_a_pool_exhausted_by_near_duplicates_is_fetched_again(monkeypatch):
+    from dataaudit.analyses import label_next_select
+
+    probs, labels, emb = _pool()
+    # 40 copies of row 300, all more uncertain than anything else: more than the first pool.
+    emb[301:340] = emb[300]
+    for row in range(300, 340):
+        _plant_tie(probs, row)
+    queue = select_queue(probs, labels, budget=5, strategy="margin", embeddings=emb)
+    assert label_next_select.POOL_FACTOR * 5 + 8 < 40
+    assert len(queue.rows) == 5 and len(set(queue.rows.tolist()) & set(range(300, 340))) == 1
+    monkeypatch.setattr(label_next_select, "POOL_FACTOR", 1000)
+    whole = select_queue(probs, labels, budget=5, strategy="margin", embeddings=emb)
+    assert whole.rows.tolist() == queue.rows.tolist()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from dataaudit.analyses.outliers import knn_distance_score, ood_scores, robust_flags
@@ -73,3 +74,31 @@ def test_approximate_ood_search_agrees_with_exact_search_on_a_large_reference():
     assert (approx >= exact - 1e-3).all()
     assert np.median(approx - exact) < 1e-3
     assert np.corrcoef(exact, approx)[0, 1] > 0.99
+
+
+def test_engine_form_flags_the_planted_ood_cluster_whatever_the_chunking():
+    from _planted_queue import planted_queue
+
+    from dataaudit.analyses import outliers
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.validate import load_dataset
+
+    planted = planted_queue(offset=5.0)
+    config = AuditConfig(classes=planted.classes)
+    data = load_dataset(planted.table, planted.probs, planted.embeddings, config)
+    results = []
+    for chunk_rows in (10_000, 97):
+        ctx = AuditContext(config)
+        results.append(outliers.run_on(InProcessEngine(data, chunk_rows=chunk_rows), ctx, config))
+        # The flag's cut is the in-memory robust flag over every item's score.
+        graph = ctx.cached("knn_graph", lambda: None)
+        expected = robust_flags(knn_distance_score(graph.similarities), config.outlier_z)
+        assert results[-1].summary["n_outliers"] == int(expected.sum())
+    pd.testing.assert_frame_equal(results[0].table("items"), results[1].table("items"))
+    assert results[0].summary == results[1].summary
+    items = results[0].table("items")
+    top = set(items["id"].iloc[: len(planted.ood_ids)])
+    assert top == planted.ood_ids
+    assert items.loc[items["id"].isin(planted.ood_ids), "is_ood"].all()

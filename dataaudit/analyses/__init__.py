@@ -146,6 +146,9 @@ _ENGINE_FORMS = {
     "per_class": "per_class",
     "slices": "slices",
     "swapped_pairs": "swapped_pairs",
+    "outliers": "outliers",
+    "label_next": "label_next",
+    "embedding_map": "embedding_map",
 }
 
 

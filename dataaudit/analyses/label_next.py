@@ -39,131 +39,156 @@ confidently (and unanimously, with a committee) predicted that a reviewer could 
 the confidence cut is the lowest at which labeled items reach `config.auto_label_precision`.
 Table "allocation": strategy, weight, quota, selected.
 Summary: label_next_budget, label_next_count, auto_label_count, auto_label_estimated_precision.
+
+Engine form (`run_on`, any dataaudit.engine); `run` is it on an InProcessEngine:
+1. counts per chunk: eligible rows and labels per class (summed);
+2. per chunk the scores each strategy needs, from the chunk's (temperature-scaled)
+   probabilities, the outliers result's OOD scores, the kNN graph's neighbours (look-alikes of
+   known failures, themselves an exact top-k of label-error candidates and misclassified items);
+   per strategy an exact top-k of candidates (label_next_select.py: a pool a stated multiple of
+   the quota, grown when de-duplication exhausts it, so the queue equals a walk over all rows),
+   carrying the candidates' embeddings and near-duplicate facts; samples (diversity, typicality)
+   are the first rows by position hash;
+3. the driver's selection over the small pools (label_next_select.select);
+4. the auto-label cut from a histogram of labeled confidences (float32 bit patterns: 65,536
+   bins of the high 16 bits, then exact values inside the lowest bins that could hold the cut),
+   and the auto-label list as an exact top-k (at most MAX_DRIVER_ROWS rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from dataaudit import strategies as st
-from dataaudit.analyses.calibration import decision_probs
-from dataaudit.analyses.reviews import pending_rows
+from dataaudit.analyses.label_next_select import (
+    CANDIDATES_PER_PICK,
+    COLD_START_PER_CLASS,
+    MIX_PARTS,
+    POOL_FACTOR,
+    SAMPLE_ROWS,
+    STRATEGIES,
+    Queue,
+    allocate,
+    select,
+    select_queue,
+)
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import (
+    MAX_DRIVER_ROWS,
+    Chunk,
+    Engine,
+    add,
+    label_names,
+    select_top,
+)
+from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.result import Analysis, AnalysisResult
-from dataaudit.similarity import NearDuplicateRule, fit_rule, near_duplicate_rule
+from dataaudit.similarity import neighbour_scales
 from dataaudit.stats import wilson_interval
 
-STRATEGIES = (
-    "mix",
-    "margin",
-    "entropy",
-    "least_confidence",
-    "bald",
-    "vote_entropy",
-    "kl",
-    "rare",
-    "ood",
-    "lookalike",
-    "diversity",
-    "random",
-)
-MIX_PARTS = ("uncertainty", "rare", "ood", "lookalike")
-# Cluster-margin (Citovsky et al. 2021): the most uncertain 20× the quota are clustered. 20 beat
-# 3, 5 and 10 by 1-2 pp of LMR on digits and mnist_5k (benchmarks/active_learning.py).
-CANDIDATES_PER_PICK = 20
-# Cold start: below this many labels per class, uncertainty means little; pick typical items.
-COLD_START_PER_CLASS = 3
-TYPICALITY_K = 20
-# Diversity and typicality work on a sample of the pool, so their cost does not grow with N.
-SAMPLE_ROWS = 20_000
+__all__ = [
+    "MIX_PARTS",
+    "STRATEGIES",
+    "Queue",
+    "allocate",
+    "parse_mix",
+    "run",
+    "run_on",
+    "select_queue",
+]
+
 # Known failures whose look-alikes count: label-error candidates first, then misclassified.
 MAX_FAILURES = 100_000
-# De-duplication checks picks against each other in blocks of this many.
-DEDUP_BLOCK = 1024
-
-KnnFn = Callable[..., tuple[NDArray[np.float32], NDArray[np.int64]]]
+# The auto-label cut: labeled items it must keep at least (st.auto_label_threshold's).
+AUTO_LABEL_MIN_SUPPORT = 30
+# Histogram bins whose exact values are fetched per pass while looking for the auto-label cut.
+CUT_BINS_PER_PASS = 64
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    # Temperature-scaled probabilities when the calibration analysis found them miscalibrated.
-    data, calibrated = decision_probs(data, ctx)
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    classes = engine.classes
+    temperature, calibrated = _temperature(ctx)
     notes: list[str] = [calibrated] if calibrated else []
     strategy = config.strategy
     mix = parse_mix(config.label_next_mix)
-    # Items out for labeling with no verdict yet (the verdict ledger) are not sent twice.
-    eligible = ~data.labeled & ~pending_rows(data, ctx)
-    ood_score = _ood_scores(data, ctx.results.get("outliers"))
-    failure_rows, failure_kind = _failures(data, ctx.results.get("label_errors"))
-    lookalike_score, nearest = _lookalike_scores(data, ctx, failure_rows, eligible)
+    with_embeddings = bool(getattr(engine, "has_embeddings", False))
+    facts = RowFacts(
+        temperature=temperature,
+        # Items out for labeling with no verdict yet (the verdict ledger) are not sent twice.
+        pending=_pending_ids(ctx),
+        members=getattr(engine, "n_models", 1) > 1,
+        seed=config.seed,
+    )
+    facts.ood, facts.ood_flags = _ood_source(ctx, engine, with_embeddings)
+    failures = None
+    if with_embeddings:
+        failures = _failures(engine, ctx, facts)
+        if failures is not None:
+            engine.graph(ctx)
+            facts.failures = np.sort(failures["pos"].to_numpy(np.int64))
+            facts.failure_order = np.argsort(failures["pos"].to_numpy(np.int64), kind="stable")
+    rule = None
+    if with_embeddings:
+        from dataaudit.similarity import rule_on
 
-    rule = near_duplicate_rule(data, ctx) if data.embeddings is not None else None
-    near_labeled = _near_labeled(rule, data.labeled) if rule is not None else None
-    ood_flag = _ood_flags(data, ctx.results.get("outliers"))
+        rule = facts.rule = rule_on(engine, ctx)
+
     with ctx.progress.step("label-next queue"):
-        queue = select_queue(
-            data.probs,
-            data.labels,
-            budget=config.budget,
-            strategy=strategy,
-            mix=mix,
-            eligible=eligible,
-            member_probs=data.member_probs,
-            embeddings=data.embeddings,
-            ood_score=ood_score,
-            ood_flag=ood_flag,
-            lookalike_score=lookalike_score,
-            rule=rule,
-            near_labeled=near_labeled,
-            seed=config.seed,
-        )
+        pools = EnginePools(engine, facts, rule, config.budget, strategy, with_embeddings)
+        queue = select(pools, budget=config.budget, strategy=strategy, mix=mix, seed=config.seed)
     notes.extend(queue.notes)
     rows = queue.rows
-    first, second, p1, p2 = st.top2(data.probs[rows]) if len(rows) else (rows, rows, rows, rows)
-    labeled_counts = np.bincount(data.labels[data.labeled], minlength=data.k)
+    details = _gather(engine, facts, rows)
     context = _ReasonContext(
-        classes=data.classes,
-        labeled_counts=labeled_counts,
-        member_votes=None
-        if data.member_probs is None
-        else np.asarray(data.member_probs[:, rows]).argmax(axis=2),
-        nearest_failure=None if nearest is None else nearest[rows],
-        failure_ids=None if failure_rows is None else data.ids[failure_rows],
-        failure_kind=failure_kind,
+        classes=classes,
+        labeled_counts=pools.label_counts,
+        member_votes=details["votes"],
+        nearest_failure=np.array([queue.nearest.get(int(r), -1) for r in rows], dtype=np.int64),
+        failure_ids=None if failures is None else failures["id"].to_numpy(),
+        failure_kind=None if failures is None else failures["kind"].to_numpy(),
         ood_share=queue.ood_share,
     )
     reasons = [
         _reason(name, float(score), i, int(a), int(b), float(pa), float(pb), context)
         for i, (name, score, a, b, pa, pb) in enumerate(
-            zip(queue.strategy, queue.score, first, second, p1, p2)
+            zip(
+                queue.strategy,
+                queue.score,
+                details["first"],
+                details["second"],
+                details["p1"],
+                details["p2"],
+            )
         )
     ]
     n_q = len(rows)
     queue_frame = pd.DataFrame(
         {
             "rank": np.arange(1, n_q + 1, dtype=np.int64),
-            "id": data.ids[rows],
+            "id": details["id"],
             "priority": np.round(1.0 - np.arange(n_q) / max(n_q, 1), 4),
             "reason": np.asarray(reasons, dtype=object),
-            "predicted_label": data.label_names(data.predicted[rows]),
-            "predicted_prob": data.probs[rows].max(axis=1).astype(np.float32),
+            "predicted_label": label_names(classes, details["first"]),
+            "predicted_prob": details["p1"].astype(np.float32),
             "strategy": queue.strategy,
-            "difficulty": st.difficulty(
-                data.probs[rows], None if data.member_probs is None else data.member_probs[:, rows]
-            ),
+            "difficulty": details["difficulty"],
             "score": queue.score,
         }
     )
 
-    not_queued = eligible.copy()
-    not_queued[rows] = False
-    auto_frame, auto = auto_label(data, not_queued, config)
+    auto_frame, auto = auto_label(engine, facts, rows, config)
     notes.append(auto["note"])
     allocation = pd.DataFrame(
         queue.allocation
@@ -181,7 +206,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
     if n_q < config.budget:
         notes.append(
             f"only {n_q} items could be queued for a budget of {config.budget} "
-            f"({int(eligible.sum())} unlabeled items, near-duplicates passed over)"
+            f"({pools.n_eligible} unlabeled items, near-duplicates passed over)"
         )
     return AnalysisResult(
         name="label_next",
@@ -189,7 +214,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         summary={
             "label_next_budget": int(config.budget),
             "label_next_count": n_q,
-            "auto_label_count": int(len(auto_frame)),
+            "auto_label_count": int(auto["count"]),
             "auto_label_estimated_precision": auto["precision"],
         },
         params={
@@ -203,6 +228,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
             "auto_label_precision": config.auto_label_precision,
             "auto_label_threshold": auto["threshold"],
             "candidates_per_pick": CANDIDATES_PER_PICK,
+            "candidate_pool_per_pick": POOL_FACTOR,
             "cold_start_labels_per_class": COLD_START_PER_CLASS,
         },
         notes=tuple(notes),
@@ -220,144 +246,589 @@ ANALYSIS = Analysis(
 )
 
 
-# -- helpers on arrays ---------------------------------------------------------------------------
+# -- what every chunk kernel needs: small, picklable ------------------------------------------------
+@dataclass
+class RowFacts:
+    """The run's facts a kernel applies to any chunk (set on the driver before the passes)."""
+
+    temperature: float = 1.0
+    pending: tuple[str, ...] = ()
+    members: bool = False
+    seed: int = 0
+    ood: object | None = None  # outliers' per-chunk scorer (ood_scores, ood_flags)
+    ood_flags: bool = False
+    failures: NDArray[np.int64] | None = None  # sorted table positions of known failures
+    failure_order: NDArray[np.int64] | None = None  # failure index of each sorted position
+    rule: object | None = None  # the near-duplicate rule (similarity.rule_on; no per-row arrays)
+
+    def probs(self, chunk: Chunk) -> NDArray[np.float32]:
+        from dataaudit.analyses.calibration import temper
+
+        return temper(chunk.probs, self.temperature)
+
+    def eligible(self, chunk: Chunk) -> NDArray[np.int64]:
+        """Rows of the chunk that may be queued: unlabeled and not pending a verdict."""
+        mask = ~chunk.labeled
+        if self.pending:
+            ids = pd.Index(pd.Series(chunk.ids).astype(str))
+            mask &= ~ids.isin(self.pending)
+        return np.flatnonzero(mask)
+
+    def scores(self, chunk: Chunk, name: str, rows, rarity=None) -> dict[str, NDArray]:
+        """{'score': ...} of strategy `name` for the chunk's `rows` (+ 'flag' for ood, 'nearest'
+        for lookalike)."""
+        if name in st.UNCERTAINTY:
+            return {"score": st.UNCERTAINTY[name](self.probs(chunk)[rows])}
+        if name in st.COMMITTEE:
+            return {"score": st.COMMITTEE[name](np.asarray(chunk.member_probs)[:, rows])}
+        if name == "rare":
+            return {"score": st.rare_prediction(self.probs(chunk)[rows], rarity)}
+        if name == "random":
+            return {"score": st.position_hash(chunk.pos[rows], self.seed)}
+        if name == "ood":
+            raw = self.ood.ood_scores(chunk, rows)
+            out = {"score": st.ood(raw)}
+            if self.ood_flags:
+                out["flag"] = self.ood.ood_flags(chunk, rows, raw)
+            return out
+        if name == "lookalike":
+            return self.lookalike(chunk, rows)
+        raise AssertionError(name)
+
+    def lookalike(self, chunk: Chunk, rows) -> dict[str, NDArray]:
+        """Similarity to the nearest known failure among each row's graph neighbours (O(n·k),
+        no extra search; -inf where none is near) and that failure's index."""
+        n = len(rows)
+        if self.failures is None or not n:
+            return {"score": np.full(n, -np.inf, np.float32), "nearest": np.full(n, -1)}
+        nb = np.asarray(chunk.neighbors[rows])
+        sims = np.asarray(chunk.similarities[rows], dtype=np.float32)
+        at = np.clip(np.searchsorted(self.failures, nb), 0, len(self.failures) - 1)
+        hit = (nb >= 0) & (self.failures[at] == nb)
+        masked = np.where(hit, sims, -np.inf)
+        best = masked.argmax(axis=1) if masked.shape[1] else np.zeros(n, dtype=np.int64)
+        score = masked[np.arange(n), best] if masked.shape[1] else np.full(n, -np.inf)
+        nearest = np.where(np.isfinite(score), self.failure_order[at[np.arange(n), best]], -1)
+        return {"score": st.lookalike(score), "nearest": nearest.astype(np.int64)}
+
+    def payload(self, chunk: Chunk, rows) -> dict[str, object]:
+        """The columns a candidate carries to the driver: its embedding and, with a rule, its
+        scale (k-th neighbour distance) and neighbours (positions, distances) in the rule's
+        metric, from which the driver tells whether a labeled item is a near-duplicate."""
+        out: dict[str, object] = {
+            "vector": list(np.asarray(chunk.embeddings[rows], dtype=np.float32))
+        }
+        if self.rule is not None:
+            dist, idx = self.rule.chunk_graph(chunk)
+            out["scale"] = neighbour_scales(dist)[0][rows]
+            out["nb"] = list(np.asarray(idx)[rows])
+            out["nd"] = list(np.asarray(dist)[rows])
+        return out
+
+
+def _temperature(ctx: AuditContext) -> tuple[float, str | None]:
+    """The calibration analysis' temperature when it says to use it, with a note."""
+    result = ctx.results.get("calibration")
+    if result is None or not result.summary.get("calibration_applied"):
+        return 1.0, None
+    t = float(result.summary["temperature"])
+    note = (
+        f"probabilities temperature-scaled (T = {t:.2f}) before the margin, difficulty and "
+        f"auto-label cut: calibration found them miscalibrated (ECE {result.summary['ece']:.3f})"
+    )
+    return t, note
+
+
+def _pending_ids(ctx: AuditContext) -> tuple[str, ...]:
+    """Ids sent out for labeling or review that have no verdict yet (the queue skips them)."""
+    result = ctx.results.get("reviews")
+    if result is None:
+        return ()
+    items = result.tables["items"]
+    return tuple(sorted(set(items.loc[items["status"] == "pending", "id"].astype(str))))
+
+
+def _ood_source(ctx: AuditContext, engine: Engine, with_embeddings: bool):
+    """(the outliers result's per-chunk scorer or None, whether it flags OOD items)."""
+    from dataaudit.analyses.outliers import outlier_scores_of
+
+    outliers = ctx.results.get("outliers")
+    if outliers is None:
+        return None, False
+    items = outliers.tables.get("items")
+    if "outlier_cut" not in outliers.params and (items is None or "ood_score" not in items.columns):
+        return None, False
+    scorer = outlier_scores_of(outliers, engine, ctx)
+    flags = bool(outliers.summary.get("n_ood_scored")) and (
+        "outlier_cut" in outliers.params or "is_ood" in items.columns
+    )
+    return scorer, flags
+
+
+# -- known failures ---------------------------------------------------------------------------------
+def _failure_candidates(chunk: Chunk, scores, facts: RowFacts, m: int):
+    labeled = np.flatnonzero(chunk.labeled)
+    flagged = np.zeros(len(chunk), dtype=bool)
+    error = np.zeros(len(chunk), dtype=np.float32)
+    if scores is not None:
+        s = scores(chunk)
+        flagged[s["rows"]] = s["is_label_error"]
+        error[s["rows"]] = s["error_score"]
+    probs = facts.probs(chunk)
+    wrong = labeled[(probs[labeled].argmax(axis=1) != chunk.labels[labeled]) & ~flagged[labeled]]
+    flag_rows = np.flatnonzero(flagged)
+    return (
+        select_top(
+            pd.DataFrame(
+                {"pos": chunk.pos[flag_rows], "id": chunk.ids[flag_rows], "score": error[flag_rows]}
+            ),
+            m,
+            "score",
+        ),
+        select_top(
+            pd.DataFrame(
+                {
+                    "pos": chunk.pos[wrong],
+                    "id": chunk.ids[wrong],
+                    "score": probs[wrong].max(axis=1) if len(wrong) else np.zeros(0, np.float32),
+                }
+            ),
+            m,
+            "score",
+        ),
+    )
+
+
+def _merge_failures(m: int, a, b):
+    return tuple(select_top(pd.concat([x, y], ignore_index=True), m, "score") for x, y in zip(a, b))
+
+
+def _failures(engine: Engine, ctx: AuditContext, facts: RowFacts) -> pd.DataFrame | None:
+    """Known failures (pos, id, kind): label-error candidates by error score, then confidently
+    misclassified labeled items, at most MAX_FAILURES; None when there are none."""
+    from dataaudit.analyses.label_errors_chunks import scores_of
+
+    label_errors = ctx.results.get("label_errors")
+    scores = None
+    if label_errors is not None and "items" in label_errors.tables:
+        scores = scores_of(label_errors, engine.classes)
+    flagged, wrong = engine.map_reduce(
+        _failure_candidates,
+        functools.partial(_merge_failures, MAX_FAILURES),
+        scores,
+        facts,
+        MAX_FAILURES,
+    )
+    wrong = wrong.iloc[: MAX_FAILURES - len(flagged)]
+    failures = pd.concat(
+        [flagged.assign(kind="label error"), wrong.assign(kind="misclassified")],
+        ignore_index=True,
+    )
+    if not len(failures):
+        return None
+    failures["kind"] = failures["kind"].astype(object)
+    return failures
+
+
+# -- pools on an engine -----------------------------------------------------------------------------
+def _counts(chunk: Chunk, facts: RowFacts, k: int) -> dict:
+    return {
+        "eligible": len(facts.eligible(chunk)),
+        "labels": np.bincount(chunk.labels[chunk.labeled], minlength=k),
+    }
+
+
+def _light_lists(chunk: Chunk, facts: RowFacts, sizes: dict, rarity) -> dict:
+    """Kernel: per requested strategy, the chunk's top rows by its score (pos, score, and
+    flag / nearest), and the number of eligible rows flagged OOD."""
+    rows = facts.eligible(chunk)
+    out: dict = {}
+    for name, n in sizes.items():
+        s = facts.scores(chunk, name, rows, rarity)
+        frame = pd.DataFrame({"pos": chunk.pos[rows], **s})
+        if name == "ood" and "flag" in s:
+            out["n_flag"] = int(np.asarray(s["flag"]).sum())
+        out[name] = select_top(frame, n, "score")
+    return out
+
+
+def _merge_lists(sizes: dict, a: dict, b: dict) -> dict:
+    out = {}
+    for name in a:
+        if name == "n_flag":
+            out[name] = a[name] + b[name]
+        else:
+            both = pd.concat([a[name], b[name]], ignore_index=True)
+            out[name] = select_top(both, sizes[name], "score")
+    return out
+
+
+def _payload_rows(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]):
+    """Kernel: the payload of the chunk's rows in `wanted`, and (with a rule) the edges from
+    the chunk's labeled rows to wanted rows: (pos of the wanted row, distance, the labeled
+    row's scale), the other direction of the graph."""
+    rows = np.flatnonzero(np.isin(chunk.pos, wanted))
+    frame = pd.DataFrame({"pos": chunk.pos[rows], **facts.payload(chunk, rows)})
+    reverse = pd.DataFrame({"pos": np.zeros(0, np.int64), "d": np.zeros(0, np.float32)})
+    if facts.rule is not None:
+        labeled = np.flatnonzero(chunk.labeled)
+        dist, idx = facts.rule.chunk_graph(chunk)
+        dist, idx = np.asarray(dist)[labeled], np.asarray(idx)[labeled]
+        hit = np.isin(idx, wanted) & (idx >= 0)
+        scale = np.repeat(neighbour_scales(dist)[0], idx.shape[1]).reshape(idx.shape)
+        reverse = pd.DataFrame({"pos": idx[hit], "d": dist[hit], "scale_b": scale[hit]})
+    return frame, reverse
+
+
+def _merge_payload(a, b):
+    return _concat(a[0], b[0]), _concat(a[1], b[1])
+
+
+def _neighbour_facts(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]) -> pd.DataFrame:
+    """Kernel: (pos, labeled, scale) of the chunk's rows in `wanted`."""
+    rows = np.flatnonzero(np.isin(chunk.pos, wanted))
+    dist, _ = facts.rule.chunk_graph(chunk)
+    return pd.DataFrame(
+        {
+            "pos": chunk.pos[rows],
+            "labeled": chunk.labeled[rows],
+            "scale_b": neighbour_scales(np.asarray(dist))[0][rows],
+        }
+    )
+
+
+def near_labeled(rule, found: pd.DataFrame, reverse: pd.DataFrame, engine, facts) -> NDArray:
+    """Per row of `found` (payload rows), whether a labeled item is its near-duplicate: an edge
+    of the rule's graph in either direction within the near radius (label_next_select.
+    near_labeled_rows on whole arrays)."""
+    pos = found["pos"].to_numpy(np.int64)
+    scale = pd.Series(found["scale"].to_numpy(np.float32), index=pos)
+    counts = found["nb"].map(len).to_numpy()
+    edges = pd.DataFrame(
+        {
+            "pos": np.repeat(pos, counts),
+            "b": np.concatenate(found["nb"].to_numpy()) if len(found) else np.zeros(0, np.int64),
+            "d": np.concatenate(found["nd"].to_numpy()) if len(found) else np.zeros(0),
+        }
+    )
+    edges = edges[edges["b"] >= 0]
+    near = set()
+    if len(edges):
+        b_facts = engine.map_reduce(
+            _neighbour_facts, _concat, facts, np.unique(edges["b"].to_numpy())
+        ).drop_duplicates("pos")
+        edges = edges.merge(b_facts.rename(columns={"pos": "b"}), on="b", how="inner")
+        edges = edges[edges["labeled"].to_numpy(bool)]
+        radius = rule.radii_for(scale.loc[edges["pos"]].to_numpy(), edges["scale_b"].to_numpy())
+        near |= set(edges.loc[edges["d"].to_numpy() <= radius[0], "pos"].tolist())
+    if len(reverse):
+        radius = rule.radii_for(scale.loc[reverse["pos"]].to_numpy(), reverse["scale_b"].to_numpy())
+        near |= set(reverse.loc[reverse["d"].to_numpy() <= radius[0], "pos"].tolist())
+    return np.isin(pos, list(near))
+
+
+def _sample_rows(chunk: Chunk, facts: RowFacts, which: str, n: int) -> pd.DataFrame:
+    rows = facts.eligible(chunk) if which == "eligible" else np.flatnonzero(chunk.labeled)
+    pos = chunk.pos[rows]
+    return select_top(
+        pd.DataFrame({"pos": pos, "key": st.position_hash(pos, facts.seed)}), n, "key"
+    )
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True)
+
+
+class EnginePools:
+    """label_next_select.Pools on an engine: exact per-chunk top-k lists of (pos, score) per
+    strategy, and the embeddings and rule facts of the rows the selection walks, gathered by
+    position in one pass per batch."""
+
+    def __init__(self, engine, facts: RowFacts, rule, budget: int, strategy: str, embeddings: bool):
+        self.engine, self.facts, self.rule = engine, facts, rule
+        k = len(engine.classes)
+        counts = engine.map_reduce(_counts, add, facts, k)
+        self.n_eligible = int(counts["eligible"])
+        self.label_counts = np.asarray(counts["labels"], dtype=np.int64)
+        self.has_embeddings = embeddings
+        self.has_committee = facts.members
+        self.rarity = st.class_rarity(self.label_counts)
+        self.lists: dict[str, tuple[pd.DataFrame, bool]] = {}
+        self.payloads = pd.DataFrame({"pos": np.zeros(0, np.int64)})
+        self.n_ood_flagged = None
+        budget = max(int(budget), 0)
+        # The OOD and look-alike lists first: whether they exist decides the quotas.
+        first = {}
+        if facts.ood is not None and strategy in ("mix", "ood"):
+            spread = facts.ood_flags and strategy == "mix" and embeddings and rule is not None
+            first["ood"] = (SAMPLE_ROWS if spread else 0) + POOL_FACTOR * budget + 8
+        if facts.failures is not None and strategy in ("mix", "lookalike"):
+            first["lookalike"] = POOL_FACTOR * budget + 8
+        if first:
+            self._fetch(first)
+        self.ood_available = "ood" in self.lists and _finite_head(self.lists["ood"][0])
+        self.lookalike_available = "lookalike" in self.lists and _finite_head(
+            self.lists["lookalike"][0]
+        )
+
+    def _fetch(self, sizes: dict[str, int]) -> None:
+        lists = self.engine.map_reduce(
+            _light_lists, functools.partial(_merge_lists, sizes), self.facts, sizes, self.rarity
+        )
+        for name, n in sizes.items():
+            self.lists[name] = (lists[name], len(lists[name]) < n)
+        if "n_flag" in lists:
+            self.n_ood_flagged = int(lists["n_flag"])
+
+    def prefetch(self, sizes: dict[str, int]) -> None:
+        """The lists of `sizes` in one pass, then the payload of all their rows in another."""
+        wanted = {n: s for n, s in sizes.items() if not self._holds(n, s)}
+        if wanted:
+            self._fetch(wanted)
+        self._gather(np.concatenate([self.lists[n][0]["pos"].to_numpy() for n in sizes]))
+
+    def _holds(self, name: str, n: int) -> bool:
+        if name not in self.lists:
+            return False
+        frame, complete = self.lists[name]
+        return complete or len(frame) >= n
+
+    def _gather(self, pos: NDArray[np.int64]) -> None:
+        if not self.has_embeddings:
+            return
+        have = self.payloads["pos"].to_numpy()
+        missing = np.setdiff1d(pos, have)
+        if len(missing):
+            found, reverse = self.engine.map_reduce(
+                _payload_rows, _merge_payload, self.facts, missing
+            )
+            if self.rule is not None:
+                found["near_labeled"] = near_labeled(
+                    self.rule, found, reverse, self.engine, self.facts
+                )
+                found = found.drop(columns=["nb", "nd"])
+            self.payloads = pd.concat([self.payloads, found], ignore_index=True)
+
+    def top(self, name: str, n: int, rarity=None) -> tuple[pd.DataFrame, bool]:
+        if not self._holds(name, n):
+            self._fetch({name: n})
+        frame, complete = self.lists[name]
+        frame = frame.iloc[:n]
+        complete = complete and len(frame) == len(self.lists[name][0])
+        self._gather(frame["pos"].to_numpy())
+        if self.has_embeddings:
+            frame = frame.merge(self.payloads, on="pos", how="left", sort=False)
+        return frame.reset_index(drop=True), complete
+
+    def sample(self, which: str, n: int) -> pd.DataFrame:
+        def merge(a, b):
+            return select_top(pd.concat([a, b], ignore_index=True), n, "key")
+
+        top = self.engine.map_reduce(_sample_rows, merge, self.facts, which, n)
+        top = top.sort_values("pos", kind="stable").reset_index(drop=True)
+        self._gather(top["pos"].to_numpy())
+        if self.has_embeddings:
+            top = top.merge(self.payloads, on="pos", how="left", sort=False)
+        return top
+
+
+def _finite_head(frame: pd.DataFrame) -> bool:
+    return bool(len(frame)) and bool(np.isfinite(frame["score"].iloc[0]))
+
+
+# -- the queued rows' details -----------------------------------------------------------------------
+def _details(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]) -> pd.DataFrame:
+    rows = np.flatnonzero(np.isin(chunk.pos, wanted))
+    probs = facts.probs(chunk)[rows]
+    members = None if not facts.members else np.asarray(chunk.member_probs)[:, rows]
+    if len(rows):
+        first, second, p1, p2 = st.top2(probs)
+    else:
+        first = second = np.zeros(0, np.int64)
+        p1 = p2 = np.zeros(0, np.float32)
+    frame = pd.DataFrame(
+        {
+            "pos": chunk.pos[rows],
+            "id": chunk.ids[rows],
+            "first": first,
+            "second": second,
+            "p1": p1,
+            "p2": p2,
+            "difficulty": st.difficulty(probs, members),
+        }
+    )
+    if members is not None:
+        frame["votes"] = list(members.argmax(axis=2).T)
+    return frame
+
+
+def _gather(engine: Engine, facts: RowFacts, rows: NDArray[np.int64]) -> dict:
+    """Per queued row (in queue order): id, top-2 classes and probabilities, difficulty and the
+    models' votes."""
+    found = engine.map_reduce(_details, _concat, facts, np.sort(rows))
+    found = found.set_index("pos").loc[rows] if len(rows) else found
+    return {
+        "id": found["id"].to_numpy(),
+        "first": found["first"].to_numpy(np.int64),
+        "second": found["second"].to_numpy(np.int64),
+        "p1": found["p1"].to_numpy(np.float32),
+        "p2": found["p2"].to_numpy(np.float32),
+        "difficulty": found["difficulty"].to_numpy(object),
+        "votes": np.stack(found["votes"].to_numpy()).T
+        if "votes" in found.columns and len(found)
+        else None,
+    }
+
+
+# -- auto-label -------------------------------------------------------------------------------------
+def _confidence(chunk: Chunk, facts: RowFacts):
+    probs = facts.probs(chunk)
+    members = np.asarray(chunk.member_probs) if facts.members else None
+    conf = probs.max(axis=1).astype(np.float32)
+    unanimous = st.agreement(probs, members) >= 1.0
+    return probs, conf, unanimous
+
+
+def _confidence_bins(chunk: Chunk, facts: RowFacts) -> tuple[NDArray, NDArray]:
+    """Kernel: labeled unanimous items per high-16-bit bin of their confidence, and correct."""
+    probs, conf, unanimous = _confidence(chunk, facts)
+    rows = np.flatnonzero(chunk.labeled & unanimous)
+    high = conf[rows].view(np.uint32) >> 16
+    correct = probs[rows].argmax(axis=1) == chunk.labels[rows]
+    return (
+        np.bincount(high, minlength=1 << 16).astype(np.int64),
+        np.bincount(high, weights=correct, minlength=1 << 16).astype(np.int64),
+    )
+
+
+def _confidence_values(chunk: Chunk, facts: RowFacts, bins: NDArray) -> pd.DataFrame:
+    """Kernel: (confidence bits, items, correct) of labeled unanimous items inside `bins`."""
+    probs, conf, unanimous = _confidence(chunk, facts)
+    rows = np.flatnonzero(chunk.labeled & unanimous)
+    bits = conf[rows].view(np.uint32)
+    inside = np.isin(bits >> 16, bins)
+    rows, bits = rows[inside], bits[inside]
+    correct = (probs[rows].argmax(axis=1) == chunk.labels[rows]).astype(np.int64)
+    frame = pd.DataFrame({"bits": bits.astype(np.int64), "n": 1, "correct": correct})
+    return frame.groupby("bits", as_index=False).sum()
+
+
+def _sum_values(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True).groupby("bits", as_index=False).sum()
+
+
+def auto_label_cut(engine: Engine, facts: RowFacts, target: float) -> tuple[float, float, int]:
+    """st.auto_label_threshold over every labeled unanimous item, from histograms: (threshold,
+    precision, support), threshold inf when no cut reaches the target.
+
+    The cut is the lowest distinct confidence whose items at or above it are at least `target`
+    precise, with at least AUTO_LABEL_MIN_SUPPORT of them. Counts per bin of the high 16 bits
+    bound the precision any value inside a bin can reach; the lowest bins that could hold the
+    cut are resolved to exact values, CUT_BINS_PER_PASS bins per pass, until one holds it.
+    """
+    n_bin, c_bin = engine.map_reduce(_confidence_bins, add, facts)
+    # Items and correct ones strictly above each bin (bins ascend with the value).
+    above_n = np.r_[np.cumsum(n_bin[::-1])[::-1][1:], 0]
+    above_c = np.r_[np.cumsum(c_bin[::-1])[::-1][1:], 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        best = np.where(c_bin > 0, (above_c + c_bin) / (above_n + c_bin), above_c / (above_n + 1))
+    candidates = np.flatnonzero(
+        (n_bin > 0) & (best >= target) & (above_n + n_bin >= AUTO_LABEL_MIN_SUPPORT)
+    )
+    for start in range(0, len(candidates), CUT_BINS_PER_PASS):
+        bins = candidates[start : start + CUT_BINS_PER_PASS]
+        values = engine.map_reduce(_confidence_values, _sum_values, facts, bins)
+        values = values.sort_values("bits", ascending=False, kind="stable")
+        high = (values["bits"].to_numpy() >> 16).astype(np.int64)
+        support = above_n[high] + values.groupby(high, sort=False)["n"].cumsum().to_numpy()
+        hits = above_c[high] + values.groupby(high, sort=False)["correct"].cumsum().to_numpy()
+        precision = hits / support
+        good = (precision >= target) & (support >= AUTO_LABEL_MIN_SUPPORT)
+        if good.any():
+            i = int(np.flatnonzero(good)[-1])
+            value = np.array([values["bits"].iloc[i]], dtype=np.uint32).view(np.float32)[0]
+            return float(value), float(precision[i]), int(support[i])
+    return float("inf"), float("nan"), 0
+
+
+def _auto_rows(chunk, facts: RowFacts, threshold: float, queued: NDArray, m: int, classes):
+    """Kernel: the chunk's auto-label candidates (eligible, not queued, unanimous, confident):
+    their number and the m most confident."""
+    probs, conf, unanimous = _confidence(chunk, facts)
+    rows = facts.eligible(chunk)
+    rows = rows[~np.isin(chunk.pos[rows], queued) & unanimous[rows] & (conf[rows] >= threshold)]
+    members = np.asarray(chunk.member_probs)[:, rows] if facts.members else None
+    frame = pd.DataFrame(
+        {
+            "pos": chunk.pos[rows],
+            "id": chunk.ids[rows],
+            "predicted_label": label_names(classes, probs[rows].argmax(axis=1)),
+            "predicted_prob": conf[rows],
+            "agreement": st.agreement(probs[rows], members),
+        }
+    )
+    return len(frame), select_top(frame, m, "predicted_prob")
+
+
+def _merge_auto(m: int, a, b):
+    return a[0] + b[0], select_top(pd.concat([a[1], b[1]], ignore_index=True), m, "predicted_prob")
 
 
 def auto_label(
-    data: AuditDataset, candidates: NDArray[np.bool_], config: AuditConfig
+    engine: Engine, facts: RowFacts, queued: NDArray[np.int64], config: AuditConfig
 ) -> tuple[pd.DataFrame, dict]:
-    """Confident, unanimous predictions among `candidates`, with precision estimated on labeled items."""
-    conf = data.probs.max(axis=1).astype(np.float32)
-    agree = st.agreement(data.probs, data.member_probs)
-    unanimous = agree >= 1.0
-    labeled = data.labeled & unanimous
-    correct = data.predicted[labeled] == data.labels[labeled]
-    threshold, precision, support = st.auto_label_threshold(
-        conf[labeled], correct, config.auto_label_precision
-    )
-    pick = np.flatnonzero(candidates & unanimous & (conf >= threshold))
-    pick = pick[np.argsort(-conf[pick], kind="stable")]
+    """Confident, unanimous predictions among eligible items not queued, with precision
+    estimated on labeled items."""
+    threshold, precision, support = auto_label_cut(engine, facts, config.auto_label_precision)
+    count, top = 0, pd.DataFrame()
+    if np.isfinite(threshold):
+        count, top = engine.map_reduce(
+            _auto_rows,
+            functools.partial(_merge_auto, MAX_DRIVER_ROWS),
+            facts,
+            threshold,
+            np.sort(queued),
+            MAX_DRIVER_ROWS,
+            engine.classes,
+        )
     frame = pd.DataFrame(
         {
-            "rank": np.arange(1, len(pick) + 1, dtype=np.int64),
-            "id": data.ids[pick],
-            "predicted_label": data.label_names(data.predicted[pick]),
-            "predicted_prob": conf[pick],
-            "agreement": agree[pick],
+            "rank": np.arange(1, len(top) + 1, dtype=np.int64),
+            "id": top["id"].to_numpy() if len(top) else np.zeros(0, object),
+            "predicted_label": top["predicted_label"].to_numpy(object)
+            if len(top)
+            else np.zeros(0, object),
+            "predicted_prob": top["predicted_prob"].to_numpy(np.float32)
+            if len(top)
+            else np.zeros(0, np.float32),
+            "agreement": top["agreement"].to_numpy(np.float32)
+            if len(top)
+            else np.zeros(0, np.float32),
         }
     )
     if np.isfinite(threshold):
         low, high = wilson_interval(round(precision * support), support, config.confidence_level)
         note = (
-            f"auto-label: {len(pick)} unlabeled items predicted with confidence ≥ {threshold:.3f}"
-            + (" by every model" if data.n_models > 1 else "")
+            f"auto-label: {count} unlabeled items predicted with confidence ≥ {threshold:.3f}"
+            + (" by every model" if facts.members else "")
             + f"; at that cut {support} labeled items are {precision:.1%} correct "
             f"({config.confidence_level:.0%} CI {float(low):.1%}–{float(high):.1%}), the estimated "
             "precision if the unlabeled items resemble the labeled ones"
         )
+        if count > len(frame):
+            note += f"; the table lists the {len(frame):,} most confident"
     else:
         note = (
             f"auto-label: no confidence cut reaches {config.auto_label_precision:.0%} precision "
-            "on at least 30 labeled items, so no item is proposed"
+            f"on at least {AUTO_LABEL_MIN_SUPPORT} labeled items, so no item is proposed"
         )
         precision = float("nan")
     return frame, {
+        "count": count,
         "precision": None if not np.isfinite(precision) else float(precision),
         "threshold": None if not np.isfinite(threshold) else float(threshold),
         "note": note,
     }
-
-
-def _near_labeled(rule: NearDuplicateRule, labeled: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """Rows with a labeled near-duplicate among their neighbours in the rule's kNN graph.
-
-    The graph is built once per run (duplicates and outliers use it too). It holds k
-    neighbours per item, so a labeled copy hidden behind more than k unlabeled copies is missed.
-    """
-    a, b, dist = rule.edges()
-    near = rule.is_near(a, b, dist)
-    a, b = a[near], b[near]
-    out = np.zeros(len(labeled), dtype=bool)
-    out[a[labeled[b]]] = True
-    out[b[labeled[a]]] = True
-    return out
-
-
-def _rows_of(data: AuditDataset, ids) -> NDArray[np.int64]:
-    pos = pd.Index(data.ids).get_indexer(pd.Index(ids))
-    return pos[pos >= 0].astype(np.int64)
-
-
-def _ood_scores(data: AuditDataset, outliers) -> NDArray[np.float32] | None:
-    """Per-row OOD score from the outliers analysis (NaN where it gave none), or None."""
-    if outliers is None or "items" not in outliers.tables:
-        return None
-    items = outliers.tables["items"]
-    if "ood_score" not in items.columns or "id" not in items.columns:
-        return None
-    out = np.full(data.n, np.nan, dtype=np.float32)
-    pos = pd.Index(data.ids).get_indexer(pd.Index(items["id"]))
-    ok = pos >= 0
-    out[pos[ok]] = items["ood_score"].to_numpy(dtype=np.float32)[ok]
-    return out if np.isfinite(out).any() else None
-
-
-def _ood_flags(data: AuditDataset, outliers) -> NDArray[np.bool_] | None:
-    """Per-row is_ood flag from the outliers analysis, or None when it did not score OOD."""
-    if outliers is None or "items" not in outliers.tables:
-        return None
-    items = outliers.tables["items"]
-    if "is_ood" not in items.columns or not outliers.summary.get("n_ood_scored"):
-        return None
-    out = np.zeros(data.n, dtype=bool)
-    pos = pd.Index(data.ids).get_indexer(pd.Index(items["id"]))
-    ok = pos >= 0
-    out[pos[ok]] = items["is_ood"].to_numpy(dtype=bool)[ok]
-    return out
-
-
-def _failures(data: AuditDataset, label_errors) -> tuple[NDArray[np.int64] | None, NDArray]:
-    """Rows of known failures: label-error candidates, then confidently misclassified items."""
-    flagged = np.empty(0, dtype=np.int64)
-    if label_errors is not None and "items" in label_errors.tables:
-        items = label_errors.tables["items"]
-        if "is_label_error" in items.columns:
-            flagged = _rows_of(data, items.loc[items["is_label_error"].astype(bool), "id"])
-    wrong = np.flatnonzero(data.labeled & (data.predicted != data.labels))
-    wrong = np.setdiff1d(wrong, flagged)
-    wrong = wrong[np.argsort(-data.probs[wrong].max(axis=1), kind="stable")]
-    rows = np.concatenate([flagged, wrong])[:MAX_FAILURES]
-    kind = np.where(np.arange(len(rows)) < len(flagged), "label error", "misclassified")
-    return (rows if len(rows) else None), kind.astype(object)
-
-
-def _lookalike_scores(data, ctx, failure_rows, eligible):
-    """(similarity to the nearest failure per row, index into failure_rows) or (None, None).
-
-    Read off the run's shared kNN graph: an unlabeled item is a look-alike when a known failure
-    is among its k nearest neighbours. O(N·k), no extra search; NaN where no failure is near.
-    """
-    if failure_rows is None or data.embeddings is None or not eligible.any():
-        return None, None
-    from dataaudit.neighbors import shared_graph
-
-    graph = shared_graph(data, ctx)
-    # One extra slot so that a missing neighbour (index -1) reads as "not a failure".
-    failure_pos = np.full(data.n + 1, -1, dtype=np.int64)
-    failure_pos[failure_rows] = np.arange(len(failure_rows))
-    score = np.full(data.n, np.nan, dtype=np.float32)
-    nearest = np.full(data.n, -1, dtype=np.int64)
-    pool = np.flatnonzero(eligible)
-    for start in range(0, len(pool), 200_000):
-        rows = pool[start : start + 200_000]
-        sims, idx = graph.similarities[rows], graph.indices[rows]
-        pos = failure_pos[idx]
-        masked = np.where(pos >= 0, sims, -np.inf)
-        best = masked.argmax(axis=1)
-        found = np.isfinite(masked[np.arange(len(rows)), best])
-        score[rows[found]] = masked[np.arange(len(rows)), best][found]
-        nearest[rows[found]] = pos[np.arange(len(rows)), best][found]
-    return (score, nearest) if np.isfinite(score).any() else (None, None)
 
 
 @dataclass
@@ -433,424 +904,3 @@ def parse_mix(spec: str) -> dict[str, float]:
     if total <= 0:
         raise ValueError("label_next_mix needs at least one positive weight")
     return {name: w / total for name, w in weights.items()}
-
-
-def allocate(budget: int, weights: dict[str, float]) -> dict[str, int]:
-    """Integer quotas summing exactly to `budget` (largest remainder)."""
-    names = list(weights)
-    raw = np.array([weights[n] * budget for n in names])
-    quotas = np.floor(raw).astype(int)
-    short = budget - int(quotas.sum())
-    if short > 0:
-        quotas[np.argsort(-(raw - quotas), kind="stable")[:short]] += 1
-    return dict(zip(names, quotas.tolist()))
-
-
-@dataclass
-class Queue:
-    """A selection: row positions in rank order, the strategy and score that chose each."""
-
-    rows: NDArray[np.int64]
-    strategy: NDArray[np.object_]
-    score: NDArray[np.float32]
-    allocation: list[dict] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    ood_share: float | None = None  # share of the pool flagged OOD, when flags were given
-
-
-class _Deduper:
-    """Accepts candidates in order unless near-duplicate of a labeled item or an earlier pick."""
-
-    def __init__(
-        self,
-        embeddings: NDArray | None,
-        labeled_rows: NDArray[np.int64],
-        rule: NearDuplicateRule | None,
-        near_labeled: NDArray[np.bool_] | None = None,
-    ):
-        self.emb = embeddings
-        self.labeled = labeled_rows
-        self.near_labeled = near_labeled
-        self.rule = rule
-        self.selected: list[int] = []
-        self.rejected = 0
-
-    def _near(self, rows: NDArray[np.int64], index_rows: NDArray[np.int64]) -> NDArray[np.bool_]:
-        if len(index_rows) == 0 or len(rows) == 0:
-            return np.zeros(len(rows), dtype=bool)
-        dist, nearest = self.rule.nearest(self.emb, rows, index_rows)
-        return self.rule.is_near(rows, nearest, dist)
-
-    def take(self, order: NDArray[np.int64], need: int) -> NDArray[np.int64]:
-        """The first `need` rows of `order` that are not near-duplicates; updates the picks."""
-        taken: list[int] = []
-        seen = set(self.selected)
-        if self.emb is None or self.rule is None:
-            fresh = [int(r) for r in order[: need + len(seen)] if int(r) not in seen][:need]
-            self.selected.extend(fresh)
-            return np.asarray(fresh, dtype=np.int64)
-        pos = 0
-        while len(taken) < need and pos < len(order):
-            block = np.asarray(
-                order[pos : pos + min(DEDUP_BLOCK, 2 * (need - len(taken)) + 8)], dtype=np.int64
-            )
-            pos += len(block)
-            block = block[[int(r) not in seen for r in block]]
-            if len(block) == 0:
-                continue
-            if self.near_labeled is not None:
-                ok = ~self.near_labeled[block]
-            else:
-                ok = ~self._near(block, self.labeled)
-            ok &= ~self._near(block, np.asarray(self.selected, dtype=np.int64))
-            block_ok = block[ok]
-            keep = _greedy_unique(self.rule, self.emb, block_ok)
-            self.rejected += len(block) - int(keep.sum())
-            for r in block_ok[keep]:
-                if len(taken) == need:
-                    break
-                taken.append(int(r))
-                self.selected.append(int(r))
-                seen.add(int(r))
-        return np.asarray(taken, dtype=np.int64)
-
-
-def _greedy_unique(
-    rule: NearDuplicateRule, embeddings: NDArray, rows: NDArray[np.int64]
-) -> NDArray[np.bool_]:
-    """Walk rows in order; keep a row unless it is near an earlier kept row (all pairs checked).
-
-    Rows come in blocks of at most DEDUP_BLOCK, so the pair matrix stays small.
-    """
-    n = len(rows)
-    keep = np.ones(n, dtype=bool)
-    if n < 2:
-        return keep
-    v = rule.vectors(embeddings[rows])
-    sq = np.einsum("ij,ij->i", v, v)
-    dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * (v @ v.T), 0))
-    a, b = np.meshgrid(rows, rows, indexing="ij")
-    near = rule.is_near(a.ravel(), b.ravel(), dist.ravel()).reshape(n, n)
-    near &= np.tri(n, k=-1, dtype=bool)  # only earlier rows count
-    for i in np.flatnonzero(near.any(axis=1)):
-        if keep[near[i]].any():
-            keep[i] = False
-    return keep
-
-
-def _scatter(n: int, rows: NDArray[np.int64], values: NDArray) -> NDArray[np.float32]:
-    """A length-n array holding `values` at `rows` (NaN elsewhere), for lookups by row."""
-    out = np.full(n, np.nan, dtype=np.float32)
-    out[rows] = values
-    return out
-
-
-def _top_order(scores: NDArray, rows: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Rows sorted by score, highest first (stable, so ties keep row order)."""
-    return rows[np.argsort(-scores, kind="stable")]
-
-
-def _sample(rows: NDArray[np.int64], n: int, seed: int) -> NDArray[np.int64]:
-    if len(rows) <= n:
-        return rows
-    return np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-
-
-def select_queue(
-    probs: NDArray,
-    labels: NDArray[np.int64],
-    *,
-    budget: int,
-    strategy: str = "mix",
-    mix: dict[str, float] | None = None,
-    eligible: NDArray[np.bool_] | None = None,
-    member_probs: NDArray | None = None,
-    embeddings: NDArray | None = None,
-    ood_score: NDArray | None = None,
-    ood_flag: NDArray[np.bool_] | None = None,
-    lookalike_score: NDArray | None = None,
-    rule: NearDuplicateRule | None = None,
-    near_labeled: NDArray[np.bool_] | None = None,
-    seed: int = 0,
-    knn: KnnFn | None = None,
-) -> Queue:
-    """Choose up to `budget` rows to label next; the array-level core of the analysis.
-
-    Parameters
-    ----------
-    probs : N×K probabilities (mean over models).
-    labels : N class indices, -1 = unlabeled.
-    eligible : rows that may be queued (default: unlabeled rows).
-    ood_score, lookalike_score : per-row scores from the similarity engine (NaN = none).
-    ood_flag : rows flagged out-of-distribution; in `mix` their share s of the pool sets the
-        OOD quota's floor, ceil(s x budget), and the quota's picks are spread over them.
-    rule : the near-duplicate rule (`dataaudit.similarity`); default fitted on `embeddings`.
-    near_labeled : rows already known to be near-duplicates of a labeled row (from the rule's
-        kNN graph); without it each candidate block is searched against every labeled row.
-    knn : `dataaudit.neighbors.knn` (default) or a compatible function.
-
-    Returns
-    -------
-    Queue with exactly min(budget, eligible rows left after de-duplication) rows.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if knn is None and embeddings is not None:
-        from dataaudit.neighbors import knn
-    probs = np.asarray(probs, dtype=np.float32)
-    labels = np.asarray(labels, dtype=np.int64)
-    n, k = probs.shape
-    if eligible is None:
-        eligible = labels < 0
-    pool = np.flatnonzero(eligible & (labels < 0))
-    labeled_rows = np.flatnonzero(labels >= 0)
-    budget = int(min(max(budget, 0), len(pool)))
-    notes: list[str] = []
-    if rule is None and embeddings is not None and n > 1:
-        from dataaudit.config import AuditConfig
-
-        rule = fit_rule(embeddings, AuditConfig())
-    dedup = _Deduper(embeddings, labeled_rows, rule, near_labeled)
-    if embeddings is None:
-        notes.append("no embeddings: the queue is not de-duplicated or diversified")
-
-    def need(inputs_ok: bool, what: str) -> None:
-        if not inputs_ok:
-            raise ValueError(f"strategy {strategy!r} needs {what}")
-
-    def score_of(name: str) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """(scores over pool rows, pool rows ordered best first) for a score-based strategy."""
-        if name in st.UNCERTAINTY:
-            s = st.UNCERTAINTY[name](probs[pool])
-        elif name in st.COMMITTEE:
-            need(member_probs is not None, "probabilities from several models (M×N×K)")
-            s = st.COMMITTEE[name](np.asarray(member_probs)[:, pool])
-        elif name == "rare":
-            counts = np.bincount(labels[labeled_rows], minlength=k)
-            s = st.rare_prediction(probs[pool], st.class_rarity(counts))
-        elif name == "ood":
-            need(
-                ood_score is not None, "OOD scores (the outliers analysis, which needs embeddings)"
-            )
-            s = st.ood(np.asarray(ood_score)[pool])
-        elif name == "lookalike":
-            need(lookalike_score is not None, "known failures and embeddings")
-            s = st.lookalike(np.asarray(lookalike_score)[pool])
-        elif name == "random":
-            s = st.random_scores(len(pool), seed)
-        else:
-            raise AssertionError(name)
-        return s, _top_order(s, pool)
-
-    if strategy == "diversity":
-        need(embeddings is not None, "embeddings")
-        cand = _sample(pool, SAMPLE_ROWS, seed)
-        centers = np.asarray(embeddings[_sample(labeled_rows, SAMPLE_ROWS, seed)])
-        order = cand[
-            st.k_center_greedy(
-                np.asarray(embeddings[cand]), min(len(cand), 3 * budget + 10), centers
-            )
-        ]
-        rows = dedup.take(order, budget)
-        # k-center order: earlier picks are farther from everything labeled.
-        score = np.linspace(1, 0, len(rows), endpoint=False, dtype=np.float32)
-        return Queue(rows, np.full(len(rows), "diversity", object), score, notes=notes)
-
-    if strategy != "mix":
-        s, order = score_of(strategy)
-        rows = dedup.take(order, budget)
-        score = _scatter(n, pool, s)[rows]
-        return Queue(rows, np.full(len(rows), strategy, object), score, notes=notes)
-
-    # -- mix ----------------------------------------------------------------------------------
-    weights = dict(mix or {"uncertainty": 1.0})
-    unavailable = {
-        "ood": None
-        if ood_score is not None and np.isfinite(ood_score[pool]).any()
-        else "no OOD scores (the outliers analysis did not run)",
-        "lookalike": None
-        if lookalike_score is not None and np.isfinite(lookalike_score[pool]).any()
-        else "no known failures with embeddings",
-        "rare": None,
-    }
-    counts = np.bincount(labels[labeled_rows], minlength=k)
-    rarity = st.class_rarity(counts)
-    if not (rarity > 0).any():
-        unavailable["rare"] = "no class is rare among the labels"
-    quotas = allocate(budget, weights)
-    ood_share = None
-    if ood_flag is not None and unavailable["ood"] is None and len(pool):
-        ood_share = float(np.asarray(ood_flag)[pool].mean())
-        floor = min(int(np.ceil(ood_share * budget - 1e-9)), budget)
-        if floor > quotas.get("ood", 0):
-            # At least random sampling's share of the region the model never saw.
-            quotas = _raise_quota(quotas, "ood", floor)
-            notes.append(
-                f"ood quota raised to {floor}: {ood_share:.1%} of the pool is flagged OOD, and "
-                "the queue gives that region at least its random share"
-            )
-    picks: dict[str, tuple[NDArray[np.int64], NDArray[np.float32]]] = {}
-    allocation = []
-    for part in ("ood", "lookalike", "rare"):
-        quota = quotas.get(part, 0)
-        reason = unavailable[part]
-        if quota and reason:
-            notes.append(f"{part} quota ({quota}) went to uncertainty: {reason}")
-            allocation.append(
-                dict(strategy=part, weight=weights.get(part, 0.0), quota=quota, selected=0)
-            )
-            continue
-        if not quota:
-            continue
-        s, order = score_of(part)
-        # Only items the quota's score flags: a zero rarity is not a rare prediction.
-        ranked = s[np.argsort(-s, kind="stable")]
-        order = order[np.isfinite(ranked) & ((ranked > 0) | (part != "rare"))]
-        if part == "ood" and ood_flag is not None and embeddings is not None and rule is not None:
-            order = _spread_flagged(order, np.asarray(ood_flag), embeddings, rule, quota, seed)
-        rows = dedup.take(order, quota)
-        picks[part] = (rows, _scatter(n, pool, s)[rows])
-        allocation.append(
-            dict(strategy=part, weight=weights.get(part, 0.0), quota=quota, selected=len(rows))
-        )
-
-    remaining = budget - sum(len(r) for r, _ in picks.values())
-    backbone, rows, score = _backbone(
-        probs, labels, pool, labeled_rows, embeddings, remaining, dedup, seed, knn
-    )
-    picks[backbone] = (rows, score)
-    allocation.insert(
-        0,
-        dict(
-            strategy=backbone,
-            weight=weights.get("uncertainty", 0.0),
-            quota=quotas.get("uncertainty", 0),
-            selected=len(rows),
-        ),
-    )
-    if backbone == "typicality":
-        notes.append(
-            f"cold start: fewer than {COLD_START_PER_CLASS} labels per class, so the backbone picks "
-            "typical items of uncovered clusters (TypiClust) instead of uncertain ones"
-        )
-    if dedup.rejected:
-        notes.append(f"{dedup.rejected} near-duplicate candidates were passed over")
-
-    # Interleave in proportion: the j-th of n picks of a strategy sits at (j + 0.5) / n.
-    all_rows, all_strategy, all_score, position = [], [], [], []
-    for name, (rows, score) in picks.items():
-        m = len(rows)
-        all_rows.append(rows)
-        all_strategy.append(np.full(m, name, dtype=object))
-        all_score.append(score)
-        position.append((np.arange(m) + 0.5) / max(m, 1))
-    if not all_rows:
-        return Queue(
-            np.empty(0, np.int64),
-            np.empty(0, object),
-            np.empty(0, np.float32),
-            allocation,
-            notes,
-            ood_share,
-        )
-    rows = np.concatenate(all_rows)
-    order = np.argsort(np.concatenate(position), kind="stable")
-    return Queue(
-        rows[order],
-        np.concatenate(all_strategy)[order],
-        np.concatenate(all_score)[order].astype(np.float32),
-        allocation,
-        notes,
-        ood_share,
-    )
-
-
-def _raise_quota(quotas: dict[str, int], part: str, value: int) -> dict[str, int]:
-    """`part` raised to `value`, the difference taken from uncertainty, then from the others."""
-    out = dict(quotas)
-    extra = value - out.get(part, 0)
-    out[part] = value
-    for name in ["uncertainty", *[p for p in out if p not in ("uncertainty", part)]]:
-        take = min(extra, out.get(name, 0))
-        if take:
-            out[name] -= take
-            extra -= take
-    return out
-
-
-def _spread_flagged(
-    order: NDArray[np.int64],
-    flagged: NDArray[np.bool_],
-    embeddings: NDArray,
-    rule: NearDuplicateRule,
-    quota: int,
-    seed: int,
-) -> NDArray[np.int64]:
-    """Flagged rows of `order` spread over their region, then the rest in order.
-
-    A region the model never saw is often one tight cluster whose most OOD items are each
-    other's neighbours, so plain top-k spends the quota on one corner. The flagged rows are
-    clustered (k-means, `quota` clusters) and the quota is shared among the clusters in
-    proportion to their size (largest remainder), each taking its best-scored items, in turns;
-    the rest follow in the same proportional turns, for picks that de-duplication rejects.
-    """
-    mask = flagged[order]
-    inside, rest = order[mask], order[~mask]
-    if len(inside) > quota > 1:
-        sample = inside[:SAMPLE_ROWS]
-        clusters = st.cluster_labels(rule.vectors(embeddings[sample]), quota, seed=seed)
-        size = np.bincount(clusters)
-        share = allocate(quota, {c: float(n) for c, n in enumerate(size)})
-        alloc = np.array([share[c] for c in range(len(size))], dtype=np.float64)
-        # Rank within the cluster, by the order `sample` already has (score order).
-        by_cluster = np.argsort(clusters, kind="stable")
-        starts = np.r_[0, np.cumsum(size)[:-1]]
-        within = np.empty(len(sample), dtype=np.int64)
-        within[by_cluster] = np.arange(len(sample)) - np.repeat(starts, size)
-        first = within < alloc[clusters]
-        position = np.where(
-            first,
-            (within + 0.5) / np.maximum(alloc[clusters], 1),
-            1 + (within + 0.5) / size[clusters],
-        )
-        inside = np.r_[sample[np.argsort(position, kind="stable")], inside[SAMPLE_ROWS:]]
-    return np.r_[inside, rest].astype(np.int64)
-
-
-def _backbone(probs, labels, pool, labeled_rows, embeddings, quota, dedup, seed, knn):
-    """(name, rows, scores) of the mix's main share: cluster-margin, typicality or margin."""
-    k = probs.shape[1]
-    if quota <= 0:
-        return "cluster_margin", np.empty(0, np.int64), np.empty(0, np.float32)
-    if embeddings is not None and len(labeled_rows) < COLD_START_PER_CLASS * k:
-        cand = _sample(pool, SAMPLE_ROWS, seed)
-        vecs = np.asarray(embeddings[cand], dtype=np.float32)
-        kk = min(TYPICALITY_K, len(cand) - 1)
-        typical = (
-            st.typicality(knn(vecs, None, k=kk, exclude_self=True)[0])
-            if kk > 0
-            else np.ones(len(cand), np.float32)
-        )
-        both = np.concatenate([vecs, np.asarray(embeddings[labeled_rows], dtype=np.float32)])
-        clusters = st.cluster_labels(both, len(labeled_rows) + quota, seed=seed)
-        size = np.bincount(clusters, minlength=clusters.max() + 1).astype(np.float64)
-        covered = np.bincount(clusters[len(cand) :], minlength=len(size)) > 0
-        # Uncovered clusters first, largest first (TypiClust).
-        priority = size - covered * (size.max() + 1)
-        order = cand[st.stratified_order(clusters[: len(cand)], typical, priority)]
-        rows = dedup.take(order, quota)
-        return "typicality", rows, _scatter(len(probs), cand, typical)[rows]
-
-    # `probs` is the committee's mean when several models were given.
-    name, s = "margin", st.margin(probs[pool])
-    order = _top_order(s, pool)
-    full = _scatter(len(probs), pool, s)
-    if embeddings is not None:
-        cand_n = min(len(pool), CANDIDATES_PER_PICK * quota)
-        cand = order[:cand_n]
-        cand_scores = full[cand]
-        strat = st.cluster_margin_order(cand_scores, np.asarray(embeddings[cand]), quota, seed=seed)
-        order = np.concatenate([cand[strat], order[cand_n:]])
-        name = "cluster_" + name
-    rows = dedup.take(order, quota)
-    return name, rows, full[rows]

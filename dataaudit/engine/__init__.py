@@ -100,7 +100,8 @@ class Chunk:
     GRAPH_COLUMNS for these rows, read on first use of any of them.
 
     `columns(role)` reads a table column by role ("text", "image": absolute paths) on first use
-    of `column(role)`; None when the run has no such column.
+    of `column(role)`; None when the run has no such column. `member_probs` (M x n x K, several
+    models' probabilities; None for one model) is read on first use too.
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class Chunk:
         graph: Callable[[], tuple[NDArray, NDArray, NDArray, NDArray]] | None = None,
         metadata: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
         columns: Callable[[str], NDArray | None] | None = None,
+        member_probs: NDArray | Callable[[], NDArray] | None = None,
     ):
         self.pos = pos
         self.ids = ids
@@ -125,6 +127,7 @@ class Chunk:
         self._metadata = metadata
         self._columns = columns
         self._read: dict[str, NDArray | None] = {}
+        self._member_probs = member_probs
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -155,6 +158,12 @@ class Chunk:
         if self._metadata is None:
             self._metadata = pd.DataFrame(index=pd.RangeIndex(len(self.pos)))
         return self._metadata
+
+    @property
+    def member_probs(self) -> NDArray | None:
+        if callable(self._member_probs):
+            self._member_probs = self._member_probs()
+        return self._member_probs
 
     @property
     def labeled(self) -> NDArray[np.bool_]:

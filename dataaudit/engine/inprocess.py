@@ -39,6 +39,7 @@ class InProcessEngine:
         self.classes = data.classes
         self.has_embeddings = data.embeddings is not None
         self.embedding_dim = 0 if data.embeddings is None else int(data.embeddings.shape[1])
+        self.n_models = data.n_models  # chunks carry member_probs when several
         self._graph = None  # (KnnGraph, GraphInfo, split codes of every row) once built
 
     @property
@@ -61,6 +62,9 @@ class InProcessEngine:
                 graph=graph,
                 metadata=functools.partial(_metadata_rows, data.metadata, rows),
                 columns=functools.partial(_column, data, rows),
+                member_probs=None
+                if data.member_probs is None
+                else functools.partial(_members, data.member_probs, rows),
             )
 
     def graph(self, ctx) -> GraphInfo:
@@ -119,6 +123,10 @@ class InProcessEngine:
 def _column(data: AuditDataset, rows: slice, role: str) -> np.ndarray | None:
     values = {"text": data.text, "image": data.image_paths}.get(role)
     return None if values is None else np.asarray(values[rows], dtype=object)
+
+
+def _members(array, rows: slice) -> np.ndarray:
+    return np.asarray(array[:, rows], dtype=np.float32)
 
 
 def _rows(array, rows: slice) -> np.ndarray:
