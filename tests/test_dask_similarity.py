@@ -119,3 +119,38 @@ def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind)
     assert ours["duplicates"].summary == expected.summary
     for name, frame in expected.tables.items():
         pd.testing.assert_frame_equal(ours["duplicates"].table(name), frame, obj=name)
+
+
+def test_lookalikes_on_the_cluster_equal_in_process(dask_client, tmp_path):
+    """Failures (label errors, then misclassified) and their nearest unlabeled rows; a partition
+    holds no unlabeled rows at all (the last 40 rows are the unlabeled ones)."""
+    table, probs, emb = _planted("offset")
+    rng = np.random.default_rng(2)
+    wrong = rng.choice(len(table) - 40, 60, replace=False)
+    probs[wrong] = np.roll(probs[wrong], 1, axis=1)  # the model disagrees with these labels
+    unlabeled = np.arange(len(table) - 40, len(table))
+    emb[unlabeled[:20]] = emb[wrong[:20]] + 0.01  # look-alikes of some failures
+    _write(table, probs, emb, tmp_path)
+    # Without the neighbour term label_errors needs no kNN graph (not on Dask yet).
+    options = {
+        "classes": CLASSES,
+        "analyses": ("label_errors", "lookalikes"),
+        "label_error_neighbor_weight": 0.0,
+    }
+    reference = dataaudit.audit(table, probs, emb, **options)
+    ours = dataaudit.audit(
+        str(tmp_path / "table"),
+        str(tmp_path / "probs.npy"),
+        str(tmp_path / "emb.npy"),
+        engine="dask",
+        client=dask_client,
+        **options,
+    )
+    expected = reference["lookalikes"]
+    assert expected.summary["n_lookalike_queries"] >= 60
+    pairs = expected.table("pairs")
+    first = pairs[pairs["rank"] == 1].set_index("id_a")["id_b"]
+    planted = {table["id"][w]: table["id"][u] for w, u in zip(wrong[:20], unlabeled[:20])}
+    assert all(first.get(a) == b for a, b in planted.items())
+    assert ours["lookalikes"].summary == expected.summary
+    pd.testing.assert_frame_equal(ours["lookalikes"].table("pairs"), pairs)

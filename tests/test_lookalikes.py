@@ -67,3 +67,21 @@ def test_demo_lookalikes_are_unlabeled_and_start_from_failures(demo_report, demo
     flagged_ids = set(flagged.loc[flagged["is_label_error"], "id"])
     assert flagged_ids <= set(pairs["id_a"])
     assert np.all(np.diff(pairs.groupby("id_a", sort=False)["similarity"].apply(list).iloc[0]) <= 0)
+
+
+def test_lookalikes_do_not_depend_on_how_rows_are_chunked(demo_report, demo_inputs):
+    from dataaudit.analyses import lookalikes
+    from dataaudit.config import AuditConfig
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.inprocess import InProcessEngine
+    from dataaudit.validate import load_dataset
+
+    config = AuditConfig(classes=tuple(demo_inputs.classes))
+    data = load_dataset(demo_inputs.table, demo_inputs.probs, demo_inputs.embeddings, config)
+    ctx = AuditContext(config)
+    ctx.record(demo_report.results["label_errors"])
+    reference = demo_report.results["lookalikes"]
+    for chunk_rows in (61, 500):
+        ours = lookalikes.run_on(InProcessEngine(data, chunk_rows), ctx, config)
+        assert ours.summary == reference.summary
+        pd.testing.assert_frame_equal(ours.table("pairs"), reference.table("pairs"))

@@ -143,6 +143,7 @@ _ENGINE_FORMS = {
     "calibration": "calibration",
     "duplicates": "duplicates",
     "label_errors": "label_errors_chunks",
+    "lookalikes": "lookalikes",
     "per_class": "per_class",
     "slices": "slices",
     "swapped_pairs": "swapped_pairs",
