@@ -120,18 +120,6 @@ def audit(
     if engine == "dask":
         from dataaudit.engine.dask_engine import audit_on_dask
 
-        if verdicts is not None:
-            raise InputError(
-                [
-                    Problem(
-                        "option_not_on_dask",
-                        "the Dask engine does not read verdicts yet",
-                        source="--verdicts",
-                        fix="Run in process to apply them.",
-                    )
-                ]
-            )
-
         report = audit_on_dask(
             table,
             probs,
@@ -141,6 +129,7 @@ def audit(
             client=client,
             analyses=selected,
             parts_dir=parts_dir,
+            verdicts=None if verdicts is None else _read_verdicts(verdicts),
         )
     elif engine == "inprocess":
         caught: list[AuditWarning] = []

@@ -372,3 +372,37 @@ def test_the_report_shows_the_reviews(loop):
     page = (loop["root"] / "run2" / "report.html").read_text()
     assert "Precision of the flags per class" in page and "Reviewed, kept" in page
     assert '<button type="button" class="sort">review</button>' in page
+
+
+def test_reviews_on_the_dask_engine_equal_the_in_process_run(loop, dask_client):
+    """The second run on a cluster (table as Parquet parts): the same statuses, precision and
+    relabel list after the reviews, and the queue still skips the pending items."""
+    import dataaudit
+    from dataaudit.report import AuditReport
+
+    root = loop["root"]
+    table = pd.read_csv(root / "in2" / "table.csv", dtype=str, keep_default_na=False)
+    table["label"] = table["label"].replace("", None)
+    parts = root / "in2-parts"
+    parts.mkdir(exist_ok=True)
+    for i, start in enumerate(range(0, len(table), 250)):
+        table.iloc[start : start + 250].to_parquet(parts / f"part-{i}.parquet", index=False)
+    ours = dataaudit.audit(
+        str(parts),
+        str(root / "in2" / "probs.npy"),
+        engine="dask",
+        client=dask_client,
+        verdicts=str(loop["ledger"]),
+        budget=20,
+        analyses=("label_errors", "reviews", "label_next"),
+    )
+    reference = AuditReport.load(root / "run2")
+    assert ours["reviews"].summary == reference["reviews"].summary
+    assert ours["reviews"].summary["n_reviewed_kept"] > 0
+    for name in ("items", "precision", "relabel"):
+        pd.testing.assert_frame_equal(
+            ours["reviews"].table(name), reference["reviews"].table(name), check_dtype=False
+        )
+    queued = set(ours["label_next"].table("queue")["id"].astype(str))
+    pending = ours["reviews"].table("items").query("status == 'pending'")["id"]
+    assert len(pending) and not queued & set(pending)

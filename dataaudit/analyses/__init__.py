@@ -150,6 +150,7 @@ _ENGINE_FORMS = {
     "outliers": "outliers",
     "label_next": "label_next",
     "embedding_map": "embedding_map",
+    "reviews": "reviews",
 }
 
 

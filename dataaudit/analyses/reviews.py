@@ -1,6 +1,8 @@
 """Reviews: what reviewers already said about the ranked lists (the verdict ledger, --verdicts).
 
 Requires: a verdict ledger (dataaudit/verdicts.py). Reads label_errors' candidates when present.
+Engine form (`run_on`, any dataaudit.engine): the ledger is read on the driver; one pass looks up
+the current labels of its ids.
 
 Each reviewed item gets a status against this run's labels:
 - relabel list: `confirmed` (verdict error, still the old label), `fixed` (its label now equals
@@ -25,23 +27,26 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from dataaudit.analyses.label_errors import relabel_candidates
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk, Engine, label_names
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
 
-def item_status(data: AuditDataset) -> pd.DataFrame:
-    """The latest verdict per (id, list) with its status against this run's labels."""
-    verdicts = data.verdicts.copy()
-    row = pd.Index(pd.Series(data.ids).astype(str)).get_indexer(verdicts["id"])
-    present = row >= 0
-    names = data.label_names(data.labels)
-    label_now = np.where(present, names[np.maximum(row, 0)], None)
+def item_status(engine: Engine, verdicts: pd.DataFrame) -> pd.DataFrame:
+    """The latest verdict per (id, list) with its status against this run's labels (looked up
+    in one pass over the rows, for the ledger's ids only)."""
+    verdicts = verdicts.copy()
+    wanted = frozenset(verdicts["id"].astype(str))
+    found = engine.map_reduce(_labels_now, _concat, wanted, engine.classes)
+    now = found.drop_duplicates("id").set_index("id")["label"]
+    label_now = verdicts["id"].astype(str).map(now).to_numpy(dtype=object)
+    present = pd.notna(label_now)
+    label_now = np.where(present, label_now, None)
     verdict = verdicts["verdict"].to_numpy()
     corrected = verdicts["corrected_label"].to_numpy()
     at_review = verdicts["given_label"].to_numpy()
@@ -65,20 +70,28 @@ def item_status(data: AuditDataset) -> pd.DataFrame:
     return verdicts
 
 
-def pending_rows(data: AuditDataset, ctx: AuditContext) -> NDArray[np.bool_]:
-    """Rows sent out for labeling or review that have no verdict yet (the queue skips them)."""
-    pending = np.zeros(data.n, dtype=bool)
-    result = ctx.results.get("reviews")
-    if result is not None:
-        items = result.tables["items"]
-        ids = items.loc[items["status"] == "pending", "id"]
-        rows = pd.Index(pd.Series(data.ids).astype(str)).get_indexer(ids)
-        pending[rows[rows >= 0]] = True
-    return pending
+def _labels_now(chunk: Chunk, wanted: frozenset, classes: tuple[str, ...]) -> pd.DataFrame:
+    ids = pd.Series(chunk.ids).astype(str)
+    rows = np.flatnonzero(ids.isin(wanted).to_numpy())
+    return pd.DataFrame(
+        {"id": ids.to_numpy()[rows], "label": label_names(classes, chunk.labels[rows])}
+    )
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True)
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    items = item_status(data)
+    from dataaudit.engine.inprocess import InProcessEngine
+
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
+    """Engine form: the ledger (small: reviewed items only) is on the driver; this run's labels
+    of its ids come from one pass over the rows."""
+    items = item_status(engine, engine.verdicts)
     relabel_items = items[items["list"] == "relabel"].set_index("id")
     notes = []
     tables = {"items": items}

@@ -198,6 +198,7 @@ class Engine(Protocol):
 
     name: str
     classes: tuple[str, ...]  # class names in probability-column order
+    verdicts: pd.DataFrame | None  # the reviewers' latest verdicts (--verdicts; small), or None
 
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T: ...
 

@@ -130,8 +130,15 @@ def _tree(values: list, combine: Callable):
 class DaskEngine:
     name = "dask"
 
-    def __init__(self, inputs: PartitionedInputs, client, parts_dir: str | None = None):
+    def __init__(
+        self,
+        inputs: PartitionedInputs,
+        client,
+        parts_dir: str | None = None,
+        verdicts: pd.DataFrame | None = None,
+    ):
         self.inputs = inputs
+        self.verdicts = verdicts
         self.client = client
         self.parts_dir = parts_dir
         self.classes = inputs.classes
@@ -263,7 +270,6 @@ def has_input(inputs: PartitionedInputs, config: AuditConfig, name: str, with_em
         "metadata": bool(inputs.metadata_columns),
         "text": config.columns.text is not None,
         "images": config.columns.image is not None,
-        "verdicts": False,  # not read by the Dask engine yet
     }.get(name, False)  # inputs the Dask engine does not read yet
 
 
@@ -277,8 +283,10 @@ def audit_on_dask(
     client=None,
     analyses: tuple[str, ...] | None = None,
     parts_dir: str | None = None,
+    verdicts: pd.DataFrame | None = None,
 ):
-    """audit() on a Dask cluster; see the module docstring."""
+    """audit() on a Dask cluster; see the module docstring. `verdicts`: the ledger's latest
+    verdicts, read on the driver (pipeline._read_verdicts)."""
     import time
 
     from dataaudit import __version__
@@ -307,13 +315,15 @@ def audit_on_dask(
     clock = time.perf_counter()
     with progress.step("read and validate inputs on the cluster"):
         inputs = read_partitioned(table, probs, embeddings, config, client)
-    engine = DaskEngine(inputs, client, parts_dir)
+    engine = DaskEngine(inputs, client, parts_dir, verdicts)
     with progress.step("check that labels and probabilities describe the same classes"):
         doubts = check_labels_on(engine, inputs, config, str(probs))
     ctx = AuditContext(config, progress)
     ctx.timings["load_and_validate"] = time.perf_counter() - clock
 
     def has(name: str) -> bool:
+        if name == "verdicts":
+            return verdicts is not None and len(verdicts) > 0
         return has_input(inputs, config, name, embeddings is not None)
 
     results, skipped, failed, titles = run_registry(

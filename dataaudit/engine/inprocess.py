@@ -38,6 +38,7 @@ class InProcessEngine:
         self.parts_dir = parts_dir
         self.classes = data.classes
         self.has_embeddings = data.embeddings is not None
+        self.verdicts = data.verdicts  # the ledger's latest verdicts (small), or None
         self.embedding_dim = 0 if data.embeddings is None else int(data.embeddings.shape[1])
         self.n_models = data.n_models  # chunks carry member_probs when several
         self._graph = None  # (KnnGraph, GraphInfo, split codes of every row) once built
