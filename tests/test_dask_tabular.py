@@ -306,3 +306,110 @@ def test_slices_on_dask_screen_a_wide_clean_table_as_in_process(client, tmp_path
         pd.testing.assert_frame_equal(got.table(name), ref.table(name))
     assert got.summary["n_failure_slices"] == 0
     assert got.summary["n_slice_pairs_screened_out"] > 0
+
+
+# -- shift ----------------------------------------------------------------------------------------
+SHIFT_CLASSES = ("k0", "k1", "k2")
+
+
+def _shift_table(n: int = 3000, seed: int = 2, shifted: bool = True):
+    """Splits train / production (the first 1,000 rows only train, so part files hold no
+    production rows); production moves 'moved' by 0.4, gains category 'zz', offsets one
+    embedding axis, and has other class priors; 'zip' codes look like numbers."""
+    rng = np.random.default_rng(seed)
+    split = np.where((np.arange(n) >= 1000) & (rng.random(n) < 0.6), "production", "train")
+    cur = split == "production"
+    y = rng.integers(0, 3, n)
+    if shifted:
+        y[cur] = rng.choice(3, int(cur.sum()), p=[0.6, 0.3, 0.1])
+    signal = np.eye(3)[y] * 2.0 + rng.normal(0, 1, (n, 3))
+    probs = np.exp(signal) / np.exp(signal).sum(axis=1, keepdims=True)
+    category = np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, n)]
+    emb = np.c_[signal, rng.normal(0, 1, (n, 5))].astype(np.float32)
+    moved = rng.normal(0, 1, n)
+    if shifted:
+        category[cur & (rng.random(n) < 0.1)] = "zz"
+        emb[cur, -1] += 1.0
+        moved = moved + 0.4 * cur
+    labels = np.asarray(SHIFT_CLASSES, dtype=object)[y]
+    labels[cur & (rng.random(n) < 0.5)] = ""
+    table = pd.DataFrame(
+        {
+            "id": [f"{i:05d}" for i in range(n)],
+            "label": labels,
+            "split": split,
+            "moved": np.where(rng.random(n) < 0.05, np.nan, moved),
+            "unmoved": rng.normal(0, 1, n),
+            "category": category,
+            "zip": [f"{z:03d}" for z in rng.integers(0, 8, n)],
+            "flag": rng.random(n) < 0.3,
+        }
+    )
+    return table, probs.astype(np.float32), emb
+
+
+def test_shift_on_dask_equals_in_process_on_planted_shift(client, tmp_path):
+    table, probs, emb = _shift_table()
+    reference, ours = _audit_both(
+        client, tmp_path, table, probs, emb, ("shift",), 500, classes=SHIFT_CLASSES
+    )
+    ref, got = reference["shift"], ours["shift"]
+    assert got.summary == ref.summary
+    assert got.notes == ref.notes
+    _tables_equal(got, ref)
+    shifted = set(got.table("columns").query("significant")["column"])
+    assert {"moved", "category"} <= shifted and not {"unmoved", "flag"} & shifted
+    assert got.summary["embedding_shift_auroc"] > 0.6
+    assert got.summary["prior_shift_tv"] > 0.15
+
+
+def test_shift_above_the_exact_size_agrees_across_engines_and_with_the_exact_form(client, tmp_path):
+    """Above exact_rows items: categorical counts, numeric columns binned at sample quantiles."""
+    from dataaudit.analyses import shift
+    from dataaudit.context import AuditContext
+    from dataaudit.engine.dask_engine import DaskEngine
+    from dataaudit.engine.inputs import read_partitioned
+
+    table, probs, emb = _shift_table()
+    _write_parts(table, tmp_path / "table", 500)
+    np.save(tmp_path / "probs.npy", probs)
+    config = AuditConfig(classes=SHIFT_CLASSES)
+    data = load_dataset(table, probs, None, config)
+    inputs = read_partitioned(
+        str(tmp_path / "table"), str(tmp_path / "probs.npy"), None, config, client
+    )
+    exact = shift.run(data, AuditContext(config), config)
+    local = shift.run_on(InProcessEngine(data, chunk_rows=700), AuditContext(config), config, 500)
+    on_dask = shift.run_on(DaskEngine(inputs, client), AuditContext(config), config, 500)
+    _tables_equal(on_dask, local, check_exact=False, rtol=1e-9)
+    assert on_dask.summary == pytest.approx(local.summary, rel=1e-9, nan_ok=True)
+    columns = local.table("columns").set_index("column")
+    expected = exact.table("columns").set_index("column")
+    assert columns["significant"].to_dict() == expected["significant"].to_dict()
+    pd.testing.assert_series_equal(columns["test"], expected["test"].loc[columns.index])
+    assert (columns["effect_size"] - expected["effect_size"].loc[columns.index]).abs().max() < 0.02
+    assert any("uniform sample" in note for note in local.notes)
+
+
+def test_shift_on_dask_finds_nothing_on_clean_data_and_skips_one_split(client, tmp_path):
+    import dataaudit
+
+    table, probs, emb = _shift_table(n=2000, seed=4, shifted=False)
+    reference, ours = _audit_both(
+        client, tmp_path, table, probs, emb, ("shift",), 400, classes=SHIFT_CLASSES
+    )
+    assert ours["shift"].summary == reference["shift"].summary
+    assert not ours["shift"].summary["shift_detected"]
+    _tables_equal(ours["shift"], reference["shift"])
+
+    one = table.assign(split="train")
+    _write_parts(one, tmp_path / "one", 400)
+    single = dataaudit.audit(
+        str(tmp_path / "one"),
+        str(tmp_path / "probs.npy"),
+        classes=SHIFT_CLASSES,
+        engine="dask",
+        client=client,
+        analyses=("shift",),
+    )
+    assert "second split" in single.skipped["shift"]

@@ -145,6 +145,7 @@ _ENGINE_FORMS = {
     "label_errors": "label_errors_chunks",
     "lookalikes": "lookalikes",
     "per_class": "per_class",
+    "shift": "shift",
     "slices": "slices",
     "swapped_pairs": "swapped_pairs",
     "outliers": "outliers",

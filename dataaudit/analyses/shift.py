@@ -42,6 +42,20 @@ Table "clusters": cluster, n_reference, n_current, reference_share, current_shar
 mean_domain_score. Table "items" (the classifier's sample): id, split, domain_score, cluster.
 Summary: n_shifted_columns, embedding_shift_auroc (+ _ci_low, _ci_high), prior_shift_tv
 (+ _ci_low, _ci_high), shift_detected (any test of this analysis significant).
+
+Engine form (`run_on`, any dataaudit.engine; `run` is it with InProcessEngine):
+- Split sizes in one pass. The class counts (predicted mix, the reference confusion joint,
+  current labels) are one more: exact at any size.
+- Metadata: while the two splits hold at most `exact_rows_for(columns)` items (EXACT_ROWS, fewer
+  per column on wide tables) their values are collected and tested exactly as above. Above, a
+  stated approximation: categorical columns on exact value counts per split (a column with more
+  than DISTINCT_CAP distinct values is not tested); numeric ones on counts per split in bins
+  at the quantiles of a hash sample of that many items (engine/sample.py): the KS distance over
+  KS_GRID bins of the pooled sample with its asymptotic p-value, the histogram on the reference
+  sample's quantiles, medians of the sample. Categories with equal counts order by value.
+- Embeddings: each split's classifier sample is drawn from a hash sample of half the classifier
+  sample: every item when the split is that small (the same items and figures as in process),
+  a uniform sample, the same on every engine, above; the classifier then runs on it.
 """
 
 from __future__ import annotations
@@ -55,6 +69,9 @@ from threadpoolctl import threadpool_limits
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
+from dataaudit.engine import Chunk, Engine, add
+from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.engine.sample import sample_rows
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import benjamini_hochberg, two_proportion_pvalue
 
@@ -68,6 +85,16 @@ MIN_CLASSIFIER_ITEMS = 10  # per split, for the domain classifier
 CLUSTER_ITEMS = 200  # sample items per cluster; at most MAX_CLUSTERS
 MAX_CLUSTERS = 16
 MISSING, OTHER = "(missing)", "(other)"
+# The two splits' metadata is compared exactly (every value) up to this many items, within a
+# budget of cells on wide tables; above, on counts (see run_on and _columns_binned).
+EXACT_ROWS = 100_000
+EXACT_CELLS = 10_000_000
+KS_GRID = 1_000  # bins of the binned Kolmogorov-Smirnov distance
+DISTINCT_CAP = 50_000  # distinct values of a column counted above EXACT_ROWS
+
+
+def exact_rows_for(n_columns: int) -> int:
+    return int(max(10_000, min(EXACT_ROWS, EXACT_CELLS // max(n_columns, 1))))
 
 
 def resolve_splits(names, config: AuditConfig) -> tuple[str, str] | str:
@@ -101,46 +128,68 @@ def skip_reason(data: AuditDataset, config: AuditConfig) -> str | None:
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:
-    reference, current = resolve_splits(pd.unique(data.splits), config)
-    ref = data.splits == reference
-    cur = data.splits == current
+    return run_on(InProcessEngine(data), ctx, config)
+
+
+def run_on(
+    engine: Engine, ctx: AuditContext, config: AuditConfig, exact_rows: int | None = None
+) -> AnalysisResult:
+    """The analysis on any engine (see the module docstring's engine form)."""
+    sizes, names = engine.map_reduce(_split_sizes, _merge_sizes)
+    resolved = resolve_splits(list(sizes), config)
+    if isinstance(resolved, str):
+        raise ValueError(f"shift cannot run: {resolved}")
+    reference, current = resolved
+    pair = (reference, current)
+    n_ref, n_cur = sizes[reference], sizes[current]
     notes = [
         (
-            f"Reference split {reference!r} ({int(ref.sum()):,} items) against current split "
-            f"{current!r} ({int(cur.sum()):,} items)."
+            f"Reference split {reference!r} ({n_ref:,} items) against current split "
+            f"{current!r} ({n_cur:,} items)."
         )
     ]
     rng = np.random.default_rng(config.seed)
+    if exact_rows is None:
+        exact_rows = exact_rows_for(len(names))
 
     with ctx.progress.step("shift: metadata columns"):
-        rows, values, untested = [], [], []
-        for name in data.metadata.columns:
-            row, hist = column_shift(str(name), data.metadata[name], ref, cur, config)
-            rows.append(row)
-            values.append(hist)
-            if row["test"] == "none":
-                untested.append(f"{name!r} ({row['top_changes']})")
+        if n_ref + n_cur <= exact_rows:
+            rows, values = _columns_exact(engine, pair, names, config)
+        else:
+            rows, values = _columns_binned(engine, pair, names, config, exact_rows)
+            notes.append(
+                f"{n_ref + n_cur:,} items in the two splits: numeric columns are compared on "
+                f"their counts in {KS_GRID:,} bins at the quantiles of a uniform sample of "
+                f"{exact_rows:,} items (the Kolmogorov-Smirnov distance on those bins, its "
+                "asymptotic p-value; bins and medians from the sample), categorical ones on "
+                "exact counts."
+            )
+    untested = [f"{r['column']!r} ({r['top_changes']})" for r in rows if r["test"] == "none"]
     columns = pd.DataFrame(rows, columns=COLUMN_FIELDS)
     if untested:
         notes.append("Not tested: " + "; ".join(untested) + ".")
     if not rows:
         notes.append("No metadata columns to test.")
 
-    predictions, prior, pred_p = prediction_shift(data, ref, cur, rng, config.confidence_level)
+    k = len(engine.classes)
+    ref_pred, cur_pred, joint, cur_labels = engine.map_reduce(_prediction_counts, add, pair, k)
+    predictions, prior, pred_p = prediction_shift_counts(
+        ref_pred, cur_pred, joint, cur_labels, engine.classes, rng, config.confidence_level
+    )
     notes += prior["notes"]
 
     embedding = {"auroc": np.nan, "low": np.nan, "high": np.nan, "p": np.nan}
     clusters = pd.DataFrame(columns=CLUSTER_FIELDS)
     items = pd.DataFrame(columns=["id", "split", "domain_score", "cluster"])
-    if data.embeddings is None:
+    if not getattr(engine, "has_embeddings", False):
         notes.append("No embeddings: the domain classifier did not run.")
-    elif min(ref.sum(), cur.sum()) < MIN_CLASSIFIER_ITEMS:
+    elif min(n_ref, n_cur) < MIN_CLASSIFIER_ITEMS:
         notes.append(
             f"The domain classifier needs {MIN_CLASSIFIER_ITEMS} items in each split; it did not run."
         )
     else:
         with ctx.progress.step("shift: domain classifier"):
-            embedding, clusters, items = embedding_shift(data, ref, cur, config)
+            embedding, clusters, items = embedding_shift_on(engine, pair, config)
         notes.append(
             f"Domain classifier on {len(items):,} sampled items (at most "
             f"{config.shift_classifier_sample:,}, half from each split): ridge regression on "
@@ -246,6 +295,272 @@ CLUSTER_FIELDS = [
 ]
 
 
+# -- the engine form's passes -------------------------------------------------------------------
+
+
+def _split_sizes(chunk: Chunk) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Kernel: rows per split, and the metadata column names."""
+    names, counts = np.unique(np.asarray(chunk.splits).astype(str), return_counts=True)
+    sizes = {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+    return sizes, tuple(str(c) for c in chunk.metadata.columns)
+
+
+def _merge_sizes(a: tuple, b: tuple) -> tuple:
+    return add(a[0], b[0]), a[1]
+
+
+def _pair_mask(chunk: Chunk, pair: tuple[str, str]) -> tuple[NDArray, NDArray]:
+    splits = np.asarray(chunk.splits).astype(str)
+    return splits == pair[0], splits == pair[1]
+
+
+def _prediction_counts(chunk: Chunk, pair: tuple[str, str], k: int) -> tuple:
+    """Kernel: predicted classes per split, the (predicted, label) joint of labeled reference
+    rows, the labels of the current split's labeled rows."""
+    ref, cur = _pair_mask(chunk, pair)
+    predicted = np.asarray(chunk.probs).argmax(axis=1) if len(chunk) else np.zeros(0, np.int64)
+    labeled = chunk.labeled
+    joint = np.zeros((k, k))
+    np.add.at(joint, (predicted[ref & labeled], chunk.labels[ref & labeled]), 1.0)
+    return (
+        np.bincount(predicted[ref], minlength=k).astype(np.float64),
+        np.bincount(predicted[cur], minlength=k).astype(np.float64),
+        joint,
+        np.bincount(chunk.labels[cur & labeled], minlength=k).astype(np.float64),
+    )
+
+
+def _pair_rows(chunk: Chunk, pair: tuple[str, str]) -> pd.DataFrame:
+    """Kernel: the metadata of the two splits' rows, with their position and split."""
+    ref, cur = _pair_mask(chunk, pair)
+    rows = np.flatnonzero(ref | cur)
+    frame = chunk.metadata.iloc[rows].reset_index(drop=True)
+    frame.insert(0, "_current", cur[rows])
+    frame.insert(0, "_pos", chunk.pos[rows])
+    return frame
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat([a, b], ignore_index=True)
+
+
+def _columns_exact(engine: Engine, pair, names, config) -> tuple[list[dict], list[pd.DataFrame]]:
+    """column_shift on every value of the two splits (collected: they are few)."""
+    frame = engine.map_reduce(_pair_rows, _concat, pair)
+    frame = frame.sort_values("_pos", kind="stable").reset_index(drop=True)
+    cur = frame["_current"].to_numpy(bool)
+    rows, values = [], []
+    for name in names:
+        row, hist = column_shift(name, frame[name], ~cur, cur, config)
+        rows.append(row)
+        values.append(hist)
+    return rows, values
+
+
+def _text_counts(values: pd.Series) -> dict:
+    missing = values.isna()
+    counts = values[~missing].astype(str).value_counts(sort=False)
+    out = {str(v): int(c) for v, c in counts.items()}
+    if missing.any():
+        out[MISSING] = int(missing.sum())
+    return out
+
+
+def _merge_counts(a: dict | None, b: dict | None, cap: int) -> dict | None:
+    if a is None or b is None:
+        return None
+    out = dict(a)
+    for v, c in b.items():
+        out[v] = out.get(v, 0) + c
+    return out if len(out) <= cap + 1 else None  # + 1: the MISSING entry
+
+
+def _column_profiles(chunk: Chunk, pair, names) -> dict:
+    """Kernel: per column, its slicing profile on the two splits' rows (numeric dtype, distinct
+    values up to a cap) and each split's counts of its values as text (capped too)."""
+    from dataaudit import slicing as sl
+
+    ref, cur = _pair_mask(chunk, pair)
+    meta = chunk.metadata
+    out = {}
+    for name in names:
+        series = meta[name]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        cap = MAX_CATEGORIES_NUMERIC + 1 if numeric else DISTINCT_CAP
+        both = ref | cur
+        profile = sl.profile_column(series[both], chunk.pos[both], cap)
+        counts = [_text_counts(series[m]) for m in (ref, cur)]
+        counts = [c if len(c) <= cap + 1 else None for c in counts]
+        out[name] = (profile, counts[0], counts[1], cap)
+    return out
+
+
+def _merge_column_profiles(a: dict, b: dict) -> dict:
+    from dataaudit import slicing as sl
+
+    out = {}
+    for name, (pa, ra, ca, cap) in a.items():
+        pb, rb, cb, _ = b[name]
+        out[name] = (
+            sl.merge_profiles(pa, pb),
+            _merge_counts(ra, rb, cap),
+            _merge_counts(ca, cb, cap),
+            cap,
+        )
+    return out
+
+
+def _numeric_rows(chunk: Chunk, pair, names) -> pd.DataFrame:
+    ref, cur = _pair_mask(chunk, pair)
+    rows = np.flatnonzero(ref | cur)
+    meta = chunk.metadata
+    frame = pd.DataFrame(
+        {n: meta[n].iloc[rows].to_numpy(dtype=np.float64, na_value=np.nan) for n in names}
+    )
+    frame.insert(0, "_current", cur[rows])
+    frame.insert(0, "pos", chunk.pos[rows])
+    return frame
+
+
+def _binned_counts(chunk: Chunk, pair, names, edges: dict, grids: dict) -> dict:
+    """Kernel: per numeric column and split, counts in the histogram bins, in the KS grid's bins,
+    and of missing values."""
+    ref, cur = _pair_mask(chunk, pair)
+    meta = chunk.metadata
+    out = {}
+    for name in names:
+        x = meta[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        parts = []
+        for m in (ref, cur):
+            v = x[m]
+            present = v[np.isfinite(v)]
+            parts.append(
+                (
+                    np.bincount(
+                        np.searchsorted(edges[name], present, side="right"),
+                        minlength=len(edges[name]) + 1,
+                    ),
+                    np.bincount(
+                        np.searchsorted(grids[name], present, side="right"),
+                        minlength=len(grids[name]) + 1,
+                    ),
+                    len(v) - len(present),
+                )
+            )
+        out[name] = tuple(parts)
+    return out
+
+
+def _columns_binned(
+    engine: Engine, pair, names, config, sample_size: int
+) -> tuple[list[dict], list[pd.DataFrame]]:
+    """The columns above the exact size: categorical ones on their exact value counts, numeric
+    ones on counts in bins at a sample's quantiles (KS distance over KS_GRID bins, asymptotic
+    p-value; histogram bins at the reference sample's quantiles; medians of the sample)."""
+    profiles = engine.map_reduce(_column_profiles, _merge_column_profiles, pair, names)
+    rows: dict[str, dict] = {}
+    values: dict[str, pd.DataFrame] = {}
+    numeric = []
+    for name in names:
+        profile, ref_counts, cur_counts, _ = profiles[name]
+        row = dict.fromkeys(COLUMN_FIELDS, np.nan) | {"column": name, "significant": False}
+        n_unique, n = profile.n_unique, profile.n
+        if n_unique == 0:
+            rows[name] = row | {"test": "none", "top_changes": "every value is missing"}
+            values[name] = _hist(name, [], [], [])
+        elif profile.numeric and (n_unique is None or n_unique > MAX_CATEGORIES_NUMERIC):
+            numeric.append(name)
+        elif n_unique is None or ref_counts is None or cur_counts is None:
+            rows[name] = row | {
+                "test": "none",
+                "top_changes": f"more than {DISTINCT_CAP:,} distinct values, like an id",
+            }
+            values[name] = _hist(name, [], [], [])
+        elif not profile.numeric and n > 100 and n_unique > n // 2:
+            rows[name] = row | {
+                "test": "none",
+                "top_changes": f"{n_unique:,} distinct values, like an id",
+            }
+            values[name] = _hist(name, [], [], [])
+        else:
+            ca = pd.Series(ref_counts, dtype=np.float64)
+            cb = pd.Series(cur_counts, dtype=np.float64)
+            ca.index, cb.index = ca.index.astype(object), cb.index.astype(object)
+            rows[name], values[name] = categorical_counts_shift(
+                row, ca, cb, config.slice_top_values
+            )
+    if numeric:
+        sample = sample_rows(engine, _numeric_rows, sample_size, pair, tuple(numeric),
+                             seed=config.seed)  # fmt: skip
+        cur = sample["_current"].to_numpy(bool)
+        edges, grids, medians = {}, {}, {}
+        for name in numeric:
+            x = sample[name].to_numpy(np.float64)
+            xs, ys = x[~cur & np.isfinite(x)], x[cur & np.isfinite(x)]
+            basis = xs if len(xs) else ys
+            bins = config.shift_bins
+            edges[name] = (
+                np.unique(np.quantile(basis, np.arange(1, bins) / bins))
+                if len(basis)
+                else np.zeros(0)
+            )
+            pooled = x[np.isfinite(x)]
+            grids[name] = (
+                np.unique(np.quantile(pooled, np.arange(1, KS_GRID) / KS_GRID))
+                if len(pooled)
+                else np.zeros(0)
+            )
+            medians[name] = (
+                (float(np.median(xs)), float(np.median(ys))) if len(xs) and len(ys) else None
+            )
+        counts = engine.map_reduce(_binned_counts, add, pair, tuple(numeric), edges, grids)
+        for name in numeric:
+            row = dict.fromkeys(COLUMN_FIELDS, np.nan) | {"column": name, "significant": False}
+            rows[name], values[name] = numeric_counts_shift(
+                row, counts[name], edges[name], medians[name]
+            )
+    return [rows[n] for n in names], [values[n] for n in names]
+
+
+def numeric_counts_shift(row: dict, counts, edges, medians) -> tuple[dict, pd.DataFrame]:
+    """numeric_shift from binned counts: ((hist, grid, missing) per split)."""
+    from scipy.stats import kstwo
+
+    (hist_a, grid_a, miss_a), (hist_b, grid_b, miss_b) = counts
+    n_a, n_b = int(grid_a.sum()), int(grid_b.sum())
+    tests, pvalues, stat = [], [], np.nan
+    if n_a and n_b:
+        stat = float(np.abs(np.cumsum(grid_a) / n_a - np.cumsum(grid_b) / n_b).max())
+        tests.append("ks")
+        pvalues.append(float(kstwo.sf(stat, max(1, round(n_a * n_b / (n_a + n_b))))))
+    if miss_a or miss_b:
+        tests.append("missing rate")
+        pvalues.append(
+            float(
+                two_proportion_pvalue(
+                    miss_b, n_b + miss_b, miss_a, n_a + miss_a, alternative="two-sided"
+                )
+            )
+        )
+    p = min(1.0, len(pvalues) * min(pvalues)) if pvalues else np.nan
+    labels = _bin_labels(edges)
+    ref_counts, cur_counts = hist_a, hist_b
+    if miss_a or miss_b:
+        labels.append(MISSING)
+        ref_counts, cur_counts = np.r_[ref_counts, miss_a], np.r_[cur_counts, miss_b]
+    hist = _hist(row["column"], labels, ref_counts, cur_counts)
+    changes = describe_changes(hist)
+    if medians is not None:
+        changes = f"median {_num(medians[0])} → {_num(medians[1])}; " + changes
+    return row | {
+        "test": " + ".join(tests),
+        "statistic": stat,
+        "p_value": p,
+        "effect_size": js_distance(ref_counts, cur_counts),
+        "top_changes": changes,
+    }, hist
+
+
 # -- metadata columns ---------------------------------------------------------------------------
 
 
@@ -274,9 +589,16 @@ def column_shift(
 
 
 def categorical_shift(row: dict, a: pd.Series, b: pd.Series, top: int) -> tuple[dict, pd.DataFrame]:
-    ca = _value_counts(a)
-    cb = _value_counts(b)
-    both = ca.add(cb, fill_value=0).sort_values(ascending=False, kind="stable")
+    return categorical_counts_shift(row, _value_counts(a), _value_counts(b), top)
+
+
+def categorical_counts_shift(
+    row: dict, ca: pd.Series, cb: pd.Series, top: int
+) -> tuple[dict, pd.DataFrame]:
+    """categorical_shift from each split's counts of its values as text (MISSING: missing)."""
+    # Most frequent first, ties by value: the same order whichever rows came first.
+    both = ca.add(cb, fill_value=0).sort_index(kind="stable")
+    both = both.sort_values(ascending=False, kind="stable")
     named = [v for v in both.index if v != MISSING][:top]
     keep = named + ([MISSING] if MISSING in both.index else [])
     ref_counts = ca.reindex(keep, fill_value=0).to_numpy(np.float64)
@@ -451,15 +773,26 @@ def prediction_shift(data: AuditDataset, ref, cur, rng, confidence: float):
     """(per-class table, prior summary, p-value of the predicted-mix test)."""
     k = data.k
     predicted = data.predicted
-    ref_pred = np.bincount(predicted[ref], minlength=k).astype(np.float64)
-    cur_pred = np.bincount(predicted[cur], minlength=k).astype(np.float64)
-    _, p_mix, _ = chi_square_two_sample(ref_pred, cur_pred)
-    ref_lab = ref & data.labeled
-    cur_lab = cur & data.labeled
+    ref_lab, cur_lab = ref & data.labeled, cur & data.labeled
     joint = np.zeros((k, k))
     np.add.at(joint, (predicted[ref_lab], data.labels[ref_lab]), 1.0)
+    return prediction_shift_counts(
+        np.bincount(predicted[ref], minlength=k).astype(np.float64),
+        np.bincount(predicted[cur], minlength=k).astype(np.float64),
+        joint,
+        np.bincount(data.labels[cur_lab], minlength=k).astype(np.float64),
+        data.classes,
+        rng,
+        confidence,
+    )
+
+
+def prediction_shift_counts(ref_pred, cur_pred, joint, cur_labels, classes, rng, confidence):
+    """prediction_shift from the counts: predicted classes per split, the (predicted, label)
+    joint of labeled reference items, labels of the current split."""
+    k = len(classes)
+    _, p_mix, _ = chi_square_two_sample(ref_pred, cur_pred)
     ref_labels = joint.sum(axis=0)
-    cur_labels = np.bincount(data.labels[cur_lab], minlength=k).astype(np.float64)
     notes = []
     prior = {"tv": np.nan, "tv_low": np.nan, "tv_high": np.nan, "tv_null": np.nan, "notes": notes}
     estimate = low = high = np.full(k, np.nan)
@@ -502,7 +835,7 @@ def prediction_shift(data: AuditDataset, ref, cur, rng, confidence: float):
     with np.errstate(invalid="ignore", divide="ignore"):
         table = pd.DataFrame(
             {
-                "class": list(data.classes),
+                "class": list(classes),
                 "reference_label_share": ref_labels / ref_labels.sum(),
                 "reference_predicted_share": ref_pred / ref_pred.sum(),
                 "current_predicted_share": cur_pred / cur_pred.sum(),
@@ -567,6 +900,40 @@ def embedding_shift(data: AuditDataset, ref, cur, config: AuditConfig):
     rows = np.concatenate(picks)
     is_current = np.r_[np.zeros(len(picks[0]), bool), np.ones(len(picks[1]), bool)]
     x = np.asarray(data.embeddings[rows], dtype=np.float64)
+    return domain_classifier(x, data.ids[rows], data.splits[rows], is_current, rng, config)
+
+
+def _split_rows(chunk: Chunk, split: str) -> pd.DataFrame:
+    rows = np.flatnonzero(np.asarray(chunk.splits).astype(str) == split)
+    return pd.DataFrame(
+        {
+            "pos": chunk.pos[rows],
+            "id": chunk.ids[rows],
+            "split": chunk.splits[rows],
+            "emb": list(np.asarray(chunk.embeddings[rows], dtype=np.float32)),
+        }
+    )
+
+
+def embedding_shift_on(engine: Engine, pair: tuple[str, str], config: AuditConfig):
+    """embedding_shift on any engine. Each split's sample is drawn from a hash sample of at most
+    half the classifier sample (engine/sample.py): every item of a split that small, so the same
+    items as in process and the same figures; a uniform sample, the same on every engine, above."""
+    rng = np.random.default_rng(config.seed)
+    half = max(1, config.shift_classifier_sample // 2)
+    samples = [sample_rows(engine, _split_rows, half, name, seed=config.seed) for name in pair]
+    picks = [np.sort(rng.choice(len(f), min(len(f), half), replace=False)) for f in samples]
+    frames = [f.iloc[p] for f, p in zip(samples, picks, strict=True)]
+    frame = pd.concat(frames, ignore_index=True)
+    is_current = np.r_[np.zeros(len(frames[0]), bool), np.ones(len(frames[1]), bool)]
+    x = np.stack(frame["emb"].to_numpy()).astype(np.float64)
+    ids = frame["id"].to_numpy(dtype=object)
+    return domain_classifier(x, ids, frame["split"].to_numpy(dtype=object), is_current, rng, config)
+
+
+def domain_classifier(x, ids, splits, is_current, rng, config: AuditConfig):
+    """The domain classifier, clusters and items on the sampled rows' embeddings."""
+    rows = np.arange(len(x))
     x -= x.mean(axis=0)
     std = x.std(axis=0)
     x /= np.where(std > 0, std, 1.0)
@@ -607,8 +974,8 @@ def embedding_shift(data: AuditDataset, ref, cur, config: AuditConfig):
     clusters = clusters.sort_values("change", ascending=False, kind="stable").reset_index(drop=True)
     items = pd.DataFrame(
         {
-            "id": data.ids[rows],
-            "split": data.splits[rows],
+            "id": ids,
+            "split": splits,
             "domain_score": domain.astype(np.float32),
             "cluster": cluster,
         }
