@@ -42,7 +42,7 @@ def planted_queue(
     y = rng.integers(0, k, n)
     emb = centers[y] + rng.normal(size=(n, d))
     logits = -((emb[:, None, :] - centers[None]) ** 2).sum(axis=2) / 8
-    ood = np.arange(n - n_ood, n)
+    ood = np.arange(n - n_ood, n)  # the last production rows
     far = centers.mean(axis=0) + 12.0 * np.eye(d)[0]
     emb[ood] = far + 0.3 * rng.normal(size=(n_ood, d))
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -50,7 +50,7 @@ def planted_queue(
     # Near-duplicate groups of 4 among production rows, each a coin flip between two classes.
     groups = []
     start = n_train + n_test
-    for g in range(5):
+    for g in range(5 if n_production >= 110 else 0):
         rows = np.arange(start + 10 * g, start + 10 * g + 4)
         emb[rows[1:]] = emb[rows[0]] + 1e-4 * rng.normal(size=(3, d))
         probs[rows] = 0.0
@@ -59,7 +59,7 @@ def planted_queue(
     # A label error (row 3 labeled as another class) and an unlabeled look-alike of it.
     labels = y.copy()
     labels[3] = (np.argmax(probs[3]) + 1) % k
-    look = start + 100
+    look = start + 100 if n_production >= 110 else 3
     emb[look] = emb[3] + 0.6 * rng.normal(size=d)  # near, not a near-duplicate
     probs[look] = probs[3]
     emb = (emb + offset).astype(np.float32)

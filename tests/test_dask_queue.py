@@ -1,0 +1,185 @@
+"""The label-next queue, outliers and the embedding map on a Dask LocalCluster of 2 worker
+processes give the in-process results: the same queue ids in order, the same auto-label list,
+the same top outliers and map points. Inputs are Parquet part files (rows in table order, so the
+first parts hold no unlabeled item) and .npy files written to tmp folders.
+
+The queue on 2-d embeddings skips, by name, while the Dask engine raises "graph not available on
+dask" for the near-duplicate rule's own Euclidean graph (at most 8 dimensions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from _planted_queue import planted_queue
+
+import dataaudit
+
+pytest.importorskip("distributed")
+
+QUEUE = ("label_errors", "outliers", "label_next", "embedding_map")
+# label_errors' neighbour votes need the graph on Dask; both engines run without them.
+OPTIONS = {"label_error_neighbor_weight": 0.0}
+
+
+@pytest.fixture(scope="module")
+def client(dask_client):
+    return dask_client
+
+
+def _write(planted, folder, rows_per_part: int = 300, embeddings: bool = True) -> dict:
+    (folder / "table").mkdir(parents=True, exist_ok=True)
+    table = planted.table
+    for i, start in enumerate(range(0, len(table), rows_per_part)):
+        table.iloc[start : start + rows_per_part].to_parquet(
+            folder / "table" / f"part-{i:03d}.parquet", index=False
+        )
+    np.save(folder / "probs.npy", planted.probs)
+    paths = {"table": str(folder / "table"), "probs": str(folder / "probs.npy")}
+    if embeddings:
+        np.save(folder / "embeddings.npy", planted.embeddings)
+        paths["embeddings"] = str(folder / "embeddings.npy")
+    return paths
+
+
+def _both(client, planted, folder, analyses, embeddings=True, **options):
+    """(in-process report, Dask report) of the same inputs and options."""
+    paths = _write(planted, folder, embeddings=embeddings)
+    options = {**OPTIONS, "classes": planted.classes, "analyses": analyses, **options}
+    reference = dataaudit.audit(
+        planted.table, planted.probs, planted.embeddings if embeddings else None, **options
+    )
+    ours = dataaudit.audit(
+        paths["table"],
+        paths["probs"],
+        paths.get("embeddings"),
+        engine="dask",
+        client=client,
+        **options,
+    )
+    return reference, ours
+
+
+def _skip_without_graph(report, name: str) -> None:
+    """Skip when `name` failed only because the Dask engine has no graph it needs yet."""
+    why = report.failed.get(name, "")
+    if "graph not available on dask" in why:
+        pytest.skip(f"{name}: {why.splitlines()[0]}")
+    assert not why, why
+
+
+def _assert_same_queue(ours, reference) -> None:
+    assert set(ours.skipped) == set(reference.skipped)
+    if "label_next" not in reference.results:
+        return
+    for table in ("queue", "auto_label", "allocation"):
+        pd.testing.assert_frame_equal(
+            ours["label_next"].table(table),
+            reference["label_next"].table(table),
+            check_dtype=False,
+        )
+    assert ours["label_next"].summary == reference["label_next"].summary
+    assert ours["label_next"].notes == reference["label_next"].notes
+
+
+def _with_a_rare_class(planted):
+    """Class c3 keeps only 5 labels: the rare quota has something to find."""
+    table = planted.table.copy()
+    c3 = np.flatnonzero(table["label"].to_numpy() == "c3")
+    table.loc[c3[5:], "label"] = "c0"
+    return type(planted)(**{**planted.__dict__, "table": table})
+
+
+def test_queue_without_embeddings_on_dask_equals_in_process(client, tmp_path):
+    planted = _with_a_rare_class(planted_queue())
+    reference, ours = _both(
+        client,
+        planted,
+        tmp_path,
+        ("label_errors", "label_next"),
+        embeddings=False,
+        budget=40,
+        label_next_mix="uncertainty:0.8,rare:0.2",
+    )
+    assert not ours.failed, ours.failed
+    _assert_same_queue(ours, reference)
+    queue = ours["label_next"].table("queue")
+    assert len(queue) == 40 and set(queue["strategy"]) == {"margin", "rare"}
+    # The planted coin flips are the most uncertain items: one of each group leads the queue.
+    assert queue["id"].iloc[0] in set().union(*planted.duplicate_groups)
+    assert (queue.loc[queue["strategy"] == "rare", "predicted_label"] == "c3").all()
+
+
+@pytest.mark.parametrize(
+    ("strategy", "budget"),
+    [("margin", 1000), ("random", 25), ("entropy", 7)],
+)
+def test_two_classes_and_numeric_ids_on_dask_give_the_same_queue(
+    client, tmp_path, strategy, budget
+):
+    """K=2, ids that look like numbers, a budget larger than the pool (every unlabeled item
+    queued once), the seeded random control."""
+    planted = planted_queue(k=2, n_production=120, n_ood=10, numeric_ids=True)
+    reference, ours = _both(
+        client,
+        planted,
+        tmp_path,
+        ("label_errors", "label_next"),
+        embeddings=False,
+        budget=budget,
+        strategy=strategy,
+    )
+    assert not ours.failed, ours.failed
+    _assert_same_queue(ours, reference)
+    queue = ours["label_next"].table("queue")
+    assert len(queue) == min(budget, 120)
+    assert queue["id"].is_unique
+
+
+def test_no_unlabeled_items_skips_the_queue_on_both_engines(client, tmp_path):
+    planted = planted_queue(n_production=0, n_ood=0)
+    reference, ours = _both(client, planted, tmp_path, ("label_errors", "label_next"), False)
+    assert "label_next" in reference.skipped
+    assert ours.skipped["label_next"] == reference.skipped["label_next"]
+
+
+@pytest.mark.parametrize("kind", ["planted", "offset", "2-d"])
+def test_queue_outliers_and_map_on_dask_equal_in_process(client, tmp_path, kind):
+    planted = {
+        "planted": planted_queue(),
+        "offset": planted_queue(offset=5.0),
+        "2-d": planted_queue(d=2),
+    }[kind]
+    reference, ours = _both(
+        client,
+        planted,
+        tmp_path,
+        QUEUE,
+        budget=60,
+        label_next_mix="uncertainty:0.8,ood:0.1,lookalike:0.1",
+        embedding_map_points=300,
+    )
+    assert not reference.failed, reference.failed
+    top = 100
+    # The same items in the same order and flags; scores within float32 rounding of the two
+    # engines' similarity searches (1 - cosine is a difference of numbers near 1 in 2-d).
+    pd.testing.assert_frame_equal(
+        ours["outliers"].table("items").head(top),
+        reference["outliers"].table("items").head(top),
+        check_exact=False,
+        atol=1e-6,
+    )
+    assert ours["outliers"].summary == reference["outliers"].summary
+    assert list(ours["embedding_map"].table("items")["id"]) == list(
+        reference["embedding_map"].table("items")["id"]
+    )
+    # With at most 8 dimensions the near-duplicate rule has an exact Euclidean graph of its
+    # own, built in process only (similarity.rule_on).
+    _skip_without_graph(ours, "label_next")
+    _assert_same_queue(ours, reference)
+    if kind == "planted":
+        queue = ours["label_next"].table("queue")
+        ids = set(queue["id"])
+        assert all(len(group & ids) == 1 for group in planted.duplicate_groups)
+        assert set(queue.loc[queue["strategy"] == "ood", "id"]) <= planted.ood_ids
