@@ -191,7 +191,7 @@ def test_duplicate_ids_across_part_files_are_named(client, tmp_path):
     ("options", "code"),
     [
         ({}, "analysis_not_on_dask"),
-        ({"analyses": ("label_errors", "reviews")}, "analysis_not_on_dask"),
+        ({"analyses": ("label_errors", "embedding_map")}, "analysis_not_on_dask"),
         ({"analyses": PORTED, "label_error_filter": "prune_by_noise_rate"}, "option_not_on_dask"),
         ({"analyses": ("label_errors", "nonsense")}, "unknown_analysis"),
     ],
