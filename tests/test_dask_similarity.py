@@ -1,5 +1,6 @@
 """The similarity family on a LocalCluster of 2 worker processes gives the in-process results:
-exact groups by hash (shuffled on the key), duplicate groups, leakage and conflicting labels.
+exact groups by hash (shuffled on the key), duplicate groups, leakage, conflicting labels and
+look-alikes.
 
 Inputs are Parquet part files (the table, with a text column) and .npy arrays, as a user would
 hand them to the cluster; the session cluster is `dask_client` (conftest.py).
@@ -93,13 +94,25 @@ def test_exact_groups_by_hash_on_the_cluster_equal_in_process(dask_client, tmp_p
     assert (ours["kind"] == 3).sum() > (ours["kind"] == 1).sum() > 100  # folded text groups more
 
 
-@pytest.mark.parametrize("kind", ["offset", "2-d", "clean"])
+def _image_files(folder, n: int) -> np.ndarray:
+    """Absolute paths of n image files; every tenth row shares its content with the row before."""
+    folder.mkdir()
+    paths = []
+    for i in range(n):
+        path = folder / f"{i}.png"
+        path.write_bytes(f"pixels {i - 1 if i % 10 == 1 else i}".encode())
+        paths.append(str(path))
+    return np.array(paths, dtype=object)
+
+
+@pytest.mark.parametrize("kind", ["offset", "clean"])
 def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind):
     table, probs, emb = _planted(kind)
-    _write(table, probs, emb, tmp_path)
     options = {"classes": CLASSES, "analyses": ("duplicates",)}
     if kind != "clean":
-        options["text_col"] = "text"
+        table["image"] = _image_files(tmp_path / "img", len(table))
+        options.update(text_col="text", image_col="image")
+    _write(table, probs, emb, tmp_path)
     reference = dataaudit.audit(table, probs, emb, **options)
     ours = dataaudit.audit(
         str(tmp_path / "table"),
@@ -109,16 +122,34 @@ def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind)
         client=dask_client,
         **options,
     )
-    if "GraphNotAvailable" in ours.failed.get("duplicates", ""):
-        pytest.skip("the kNN graph is not available on the Dask engine yet")
     expected = reference["duplicates"]
     if kind == "clean":
         assert expected.summary["n_duplicate_groups"] == 0
     else:
         assert expected.summary["leakage"] > 10
+        assert expected.summary["n_conflicting_label_groups"] > 5
+        assert (expected.table("items")["match"] == "same file").sum() > 50
     assert ours["duplicates"].summary == expected.summary
     for name, frame in expected.tables.items():
         pd.testing.assert_frame_equal(ours["duplicates"].table(name), frame, obj=name)
+
+
+def test_duplicates_of_2d_embeddings_stop_by_name_on_the_cluster(dask_client, tmp_path):
+    """With at most 8 dimensions the rule needs an exact Euclidean graph of its own, which only
+    the in-process engine builds so far: the analysis fails with a named error, not a wrong
+    answer."""
+    table, probs, emb = _planted("2-d")
+    _write(table, probs, emb, tmp_path)
+    ours = dataaudit.audit(
+        str(tmp_path / "table"),
+        str(tmp_path / "probs.npy"),
+        str(tmp_path / "emb.npy"),
+        engine="dask",
+        client=dask_client,
+        classes=CLASSES,
+        analyses=("duplicates",),
+    )
+    assert "GraphNotAvailable: graph not available on dask" in ours.failed["duplicates"]
 
 
 def test_lookalikes_on_the_cluster_equal_in_process(dask_client, tmp_path):
@@ -131,12 +162,7 @@ def test_lookalikes_on_the_cluster_equal_in_process(dask_client, tmp_path):
     unlabeled = np.arange(len(table) - 40, len(table))
     emb[unlabeled[:20]] = emb[wrong[:20]] + 0.01  # look-alikes of some failures
     _write(table, probs, emb, tmp_path)
-    # Without the neighbour term label_errors needs no kNN graph (not on Dask yet).
-    options = {
-        "classes": CLASSES,
-        "analyses": ("label_errors", "lookalikes"),
-        "label_error_neighbor_weight": 0.0,
-    }
+    options = {"classes": CLASSES, "analyses": ("label_errors", "lookalikes")}
     reference = dataaudit.audit(table, probs, emb, **options)
     ours = dataaudit.audit(
         str(tmp_path / "table"),
