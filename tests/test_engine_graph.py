@@ -158,11 +158,11 @@ def _write_inputs(data, folder, rows_per_part: int = 300):
     return table, {name: str(folder / name) for name in ("table", "probs.npy", "embeddings.npy")}
 
 
-def _dask_graph(data, folder, client, config):
+def _dask_graph(data, folder, client, config, rows_per_part: int = 300):
     from dataaudit.engine.dask_engine import DaskEngine
     from dataaudit.engine.inputs import read_partitioned
 
-    _, paths = _write_inputs(data, folder)
+    _, paths = _write_inputs(data, folder, rows_per_part)
     inputs = read_partitioned(
         paths["table"], paths["probs.npy"], paths["embeddings.npy"], config, client
     )
@@ -206,6 +206,19 @@ def test_dask_graph_equals_the_in_process_graph(dask_client, tmp_path, mode, off
         assert info.center is None
     _assert_same_graph(ours, reference)
     assert ours["neighbors"][ORIGINAL, 0].tolist() == TWIN.tolist()
+
+
+def test_dask_ivf_probes_per_query_on_diffuse_data_as_in_process(dask_client, tmp_path):
+    # Uniform 8-d vectors: list unions grow so large that approx_knn probes per query.
+    data = planted_dataset(planted_data(n_per_class=2400))
+    x = np.random.default_rng(3).normal(size=(data.n, 8)).astype(np.float32)
+    data = dataclasses.replace(data, embeddings=x)
+    config = AuditConfig(knn_mode="approx", classes=data.classes)
+    reference_info, reference = _graph_columns(InProcessEngine(data), AuditContext(config))
+    info, ours = _dask_graph(data, tmp_path, dask_client, config, rows_per_part=3000)
+    assert info.method == reference_info.method == "approx-ivf"
+    assert info.recall == reference_info.recall
+    _assert_same_graph(ours, reference)
 
 
 def _boundary_ties(data) -> np.ndarray:

@@ -15,10 +15,11 @@ of neighbors.py's tile kernels, run by the workers on numpy blocks:
   their nearest centroid and keeps their n_probe nearest. The lists are grouped into buckets of
   about equal rows, neighbouring lists together (their centroids clustered once more), and rows
   are shuffled to their list's bucket, with copies of the rows of lists outside the bucket that
-  its rows probe. Each bucket then runs neighbors._search_unions, the in-process kernel: the
-  rows of each list against the union of the lists they probe. A row meets the same candidates
-  as in process, so the graph is the in-process IVF graph up to exact ties (the in-process
-  fallback to per-query probing for diffuse data, where unions grow large, is not taken here).
+  its rows probe. Each bucket then runs approx_knn's kernel on its rows: neighbors.
+  _search_unions (the rows of each list against the union of the lists they probe), or on
+  diffuse data, where those unions grow large (approx_knn's test, on the same global counts),
+  neighbors._search_per_probe over each row's 8 nearest lists. A row meets the same candidates
+  as in process, so the graph is the in-process IVF graph up to exact ties.
   Recall is measured as neighbors.recall_at_k, on the same sample positions, by exact search of
   the sample against every partition.
 - **neighbour labels and splits**: a join by position. Positions are cut into ranges; each range
@@ -90,6 +91,7 @@ def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
     n_lists = max(1, round(n / nb._LIST_ROWS))
     n_probe = min(nb._N_PROBE, n_lists)
     ivf = twice and n_probe < n_lists and k > 0
+    wide = min(n_lists, max(n_probe, nb._N_PROBE_DIFFUSE))  # probes of the per-probe plan
 
     centroids = None
     if ivf:
@@ -101,12 +103,14 @@ def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
         centroids = nb.kmeans_on_sample(sample, n_lists, rng=rng, device=device)
     prepared = client.persist(
         [
-            dask.delayed(_prepare)(p, emb_cols, center, split_names, twice, centroids, n_probe)
+            dask.delayed(_prepare)(p, emb_cols, center, split_names, twice, centroids, wide)
             for p in parts
         ]
     )
     if ivf:
-        searched = _ivf_buckets(client, parts, prepared, centroids, k, n, config.seed, device)
+        searched = _ivf_buckets(
+            client, parts, prepared, centroids, n_probe, k, n, config.seed, device
+        )
     else:
         searched = [_exact_rows(prepared, i, k, device, frame=part) for i, part in enumerate(parts)]
     final = client.persist(_with_labels(prepared, searched, n))
@@ -169,7 +173,7 @@ def _gather(client, pieces) -> NDArray[np.float32]:
     return x[np.argsort(pos, kind="stable")]
 
 
-def _prepare(frame, emb_cols, center, split_names, twice, centroids, n_probe) -> dict:
+def _prepare(frame, emb_cols, center, split_names, twice, centroids, wide) -> dict:
     """Positions, normalised vectors, labels, split codes (and nearest lists, for IVF)."""
     x = _vectors(frame, emb_cols, center, twice)
     codes = pd.Index(split_names).get_indexer(frame["split"].astype(str).to_numpy())
@@ -180,7 +184,7 @@ def _prepare(frame, emb_cols, center, split_names, twice, centroids, n_probe) ->
         "splits": codes.astype(np.int16 if len(split_names) < 2**15 else np.int32),
     }
     if centroids is not None:
-        out["probes"] = nb._exact(x, centroids, n_probe, self_ids=None)[1]
+        out["probes"] = nb._exact(x, centroids, wide, self_ids=None)[1]
     return out
 
 
@@ -230,25 +234,44 @@ def _searched_part(frame: pd.DataFrame, best) -> GraphPart:
 
 
 # -- IVF: lists, buckets, and the in-process search per bucket ------------------------------------
-def _list_facts(prep: dict, n_lists: int):
-    """Rows per list, and the (own list, probed list) pairs of the partition's rows, coded."""
-    probes = prep["probes"]
+def _pairs(probes: NDArray[np.int64], n_lists: int) -> NDArray[np.int64]:
+    """The distinct (own list, other probed list) pairs of these rows, coded own * L + other."""
     own = probes[:, :1]
     other = probes[:, 1:]
-    codes = (np.broadcast_to(own, other.shape) * n_lists + other)[other != own]
-    return np.bincount(probes[:, 0], minlength=n_lists), np.unique(codes)
+    return np.unique((np.broadcast_to(own, other.shape) * n_lists + other)[other != own])
+
+
+def _list_facts(prep: dict, n_lists: int, n_probe: int):
+    """Rows per list, and the coded list pairs of the union plan (n_probe probes) and of the
+    per-probe plan (every probe kept)."""
+    probes = prep["probes"]
+    return (
+        np.bincount(probes[:, 0], minlength=n_lists),
+        _pairs(probes[:, :n_probe], n_lists),
+        _pairs(probes, n_lists),
+    )
 
 
 def _merge_facts(a, b):
-    return a[0] + b[0], np.union1d(a[1], b[1])
+    return a[0] + b[0], np.union1d(a[1], b[1]), np.union1d(a[2], b[2])
 
 
-def _ivf_buckets(client, parts, prepared, centroids, k, n, seed, device) -> list:
+def _union_rows(sizes: NDArray[np.int64], pairs: NDArray[np.int64], n_lists: int) -> int:
+    """Candidate rows of approx_knn's union plan: each list's rows times its union's rows."""
+    own, probed = pairs // n_lists, pairs % n_lists
+    union = sizes + np.bincount(own, weights=sizes[probed], minlength=n_lists).astype(np.int64)
+    return int((sizes * union).sum())
+
+
+def _ivf_buckets(client, parts, prepared, centroids, n_probe, k, n, seed, device) -> list:
     from dataaudit.engine.dask_engine import _tree
 
     n_lists = len(centroids)
-    facts = [dask.delayed(_list_facts)(p, n_lists) for p in prepared]
-    sizes, pairs = client.compute(_tree(facts, _merge_facts)).result()
+    facts = [dask.delayed(_list_facts)(p, n_lists, n_probe) for p in prepared]
+    sizes, union_pairs, wide_pairs = client.compute(_tree(facts, _merge_facts)).result()
+    # approx_knn's choice of plan, on the same numbers: diffuse data probes per query.
+    per_probe = _union_rows(sizes, union_pairs, n_lists) > n * nb._MAX_UNION * nb._LIST_ROWS
+    pairs = wide_pairs if per_probe else union_pairs
     bucket_of = _buckets(centroids, sizes, n, len(parts), seed)
     n_buckets = int(bucket_of.max()) + 1
     # Lists each bucket must import: probed by its rows, filed in another bucket.
@@ -261,7 +284,7 @@ def _ivf_buckets(client, parts, prepared, centroids, k, n, seed, device) -> list
         for frame, prep in zip(parts, prepared, strict=True)
     ]
     return [
-        dask.delayed(_search_bucket)(k, n_lists, device, *[s[b] for s in split])
+        dask.delayed(_search_bucket)(k, n_lists, n_probe, per_probe, device, *[s[b] for s in split])
         for b in range(n_buckets)
     ]
 
@@ -301,9 +324,12 @@ def _to_buckets(frame: pd.DataFrame, prep: dict, bucket_of, wanted) -> list:
     return out
 
 
-def _search_bucket(k: int, n_lists: int, device: str, *pieces) -> GraphPart:
-    """neighbors._search_unions over one bucket: its rows as queries, its rows and imports as
-    the index (own rows first, so a query's own column sits where the kernel expects it)."""
+def _search_bucket(
+    k: int, n_lists: int, n_probe: int, per_probe: bool, device: str, *pieces
+) -> GraphPart:
+    """approx_knn's search over one bucket (neighbors._search_unions, or _search_per_probe on
+    diffuse data): its rows as queries, its rows and imports as the index (own rows first, so
+    a query's own column sits where the kernels expect it)."""
     frame = pd.concat([p[0] for p in pieces], ignore_index=True)
     own = {key: np.concatenate([p[1][key] for p in pieces]) for key in pieces[0][1]}
     imp = {key: np.concatenate([p[2][key] for p in pieces]) for key in pieces[0][2]}
@@ -311,25 +337,28 @@ def _search_bucket(k: int, n_lists: int, device: str, *pieces) -> GraphPart:
     pos = np.r_[own["pos"], imp["pos"]]
     x = np.concatenate([own["x"], imp["x"]])
     x_list = np.r_[own["probes"][:, 0], imp["list"]]
-    probes = own["probes"]
+    probes = own["probes"]  # the per-probe plan's `wide` nearest lists
     q_list = probes[:, 0]
     x_order = np.argsort(x_list, kind="stable")
     x_bounds = np.searchsorted(x_list[x_order], np.arange(n_lists + 1))
     q_order = np.argsort(q_list, kind="stable")
     q_bounds = np.searchsorted(q_list[q_order], np.arange(n_lists + 1))
-    unions = [
-        nb._union(probes[q_order[q_bounds[c] : q_bounds[c + 1]]], c)
-        if q_bounds[c + 1] > q_bounds[c]
-        else None
-        for c in range(n_lists)
-    ]
     dev = nb._resolve_device(device)
     xt = torch.from_numpy(x).to(dev)
     sims = np.full((n_own, k), nb._EXCLUDED, dtype=np.float32)
     idx = np.full((n_own, k), -1, dtype=np.int64)
-    nb._search_unions(
-        xt[:n_own], xt, unions, q_order, q_bounds, x_order, x_bounds, sims, idx, True, None
-    )
+    if per_probe:
+        nb._search_per_probe(xt[:n_own], xt, probes, x_order, x_bounds, sims, idx, True, None)
+    else:
+        unions = [
+            nb._union(probes[q_order[q_bounds[c] : q_bounds[c + 1]], :n_probe], c)
+            if q_bounds[c + 1] > q_bounds[c]
+            else None
+            for c in range(n_lists)
+        ]
+        nb._search_unions(
+            xt[:n_own], xt, unions, q_order, q_bounds, x_order, x_bounds, sims, idx, True, None
+        )
     idx[~np.isfinite(sims)] = -1
     return GraphPart(frame, np.where(idx >= 0, pos[np.maximum(idx, 0)], -1), sims)
 
