@@ -167,7 +167,10 @@ class DaskEngine:
 
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
         layout = self.inputs.layout
-        mapped = [dask.delayed(_apply)(part, layout, kernel, params) for part in self.partitions]
+        # One task holds the parameters (an OOD reference sample, a set of positions): every
+        # partition's task depends on it instead of carrying its own copy.
+        shared = dask.delayed(params, traverse=False)
+        mapped = [dask.delayed(_apply)(part, layout, kernel, shared) for part in self.partitions]
         return self.client.compute(_tree(mapped, combine)).result()
 
     def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
