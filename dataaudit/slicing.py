@@ -120,13 +120,12 @@ class ColumnSpec:
             codes = np.full(len(x), n_bins, dtype=np.int32)
             codes[~missing] = np.searchsorted(self.thresholds, x[~missing], side="right")
             return codes
-        values = pd.Series(values) if not isinstance(values, pd.Series) else values
-        missing = values.isna().to_numpy()
+        # Look up each distinct value once: kept level, else "(other)"; missing last.
+        found, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
         kept = list(self.kept)
-        idx = pd.Index(kept).get_indexer(values[~missing]) if kept else np.zeros(0, np.intp)
-        codes = np.full(len(values), len(kept) + 1, dtype=np.int32)  # missing
-        codes[~missing] = np.where(idx >= 0, idx, len(kept))
-        return codes
+        level = pd.Index(kept).get_indexer(uniques) if kept else np.full(len(uniques), -1)
+        level = np.where(level >= 0, level, len(kept))
+        return np.append(level, len(kept) + 1).astype(np.int32)[found]
 
     def encode(self, values: pd.Series | NDArray) -> EncodedColumn:
         return EncodedColumn(

@@ -320,6 +320,18 @@ class _Layout:
     split_names: tuple[str, ...]
     flags: object  # chunk -> is_label_error per row, or None
     clusters: Clusters | None = None
+    # Each chunk's codes (and cluster assignments) by its first position and length. In process
+    # every pass gets this very object, so they are computed once per run, in the memory the
+    # in-process analysis always used (an int32 per row and column); on Dask each task unpickles
+    # its own empty copy and computes them.
+    memo: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} | {"memo": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
 
 class _FlagsById:
@@ -440,11 +452,26 @@ def layout_notes(profiles: dict, specs, n_rows: int) -> list[str]:
     return []
 
 
-def _chunk_columns(chunk: Chunk, layout: _Layout, outcome_too: bool = True):
+def _chunk_columns(chunk: Chunk, layout: _Layout):
     """(outcome, predicted, groups, encoded metadata columns, rule columns) of a chunk."""
+    key = ("columns", int(chunk.pos[0]) if len(chunk) else -1, len(chunk))
+    if key not in layout.memo:
+        layout.memo[key] = _encode_chunk(chunk, layout)
+    return layout.memo[key]
+
+
+def _assign(chunk: Chunk, layout: _Layout, model: sl.ClusterModel) -> NDArray[np.int32]:
+    key = ("clusters", int(chunk.pos[0]) if len(chunk) else -1, len(chunk))
+    if key not in layout.memo:
+        layout.memo[key] = sl.assign_clusters(chunk.embeddings, model)
+    return layout.memo[key]
+
+
+def _encode_chunk(chunk: Chunk, layout: _Layout):
     outcome, predicted = _outcome(chunk, layout.flags)
-    splits = np.asarray(chunk.splits).astype(str)
-    groups = np.searchsorted(np.asarray(layout.split_names), splits).astype(np.int32)
+    # Split names are text (validated); a hash lookup, not a sort of 200,000 strings.
+    names = pd.Index(layout.split_names, dtype=object)
+    groups = names.get_indexer(np.asarray(chunk.splits, dtype=object)).astype(np.int32)
     meta = chunk.metadata
     columns = [spec.encode(meta[spec.name]) for spec in layout.specs]
     rule_columns = list(columns)
@@ -537,8 +564,8 @@ def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fine_counts(chunk: Chunk, layout: _Layout, model: sl.ClusterModel) -> NDArray:
-    outcome, _ = _outcome(chunk, layout.flags)
-    assign = sl.assign_clusters(chunk.embeddings, model)
+    outcome = _chunk_columns(chunk, layout)[0]
+    assign = _assign(chunk, layout, model)
     return sl.count_table([assign], [len(model.centers)], outcome)
 
 
@@ -575,7 +602,7 @@ def _slice_masks(chunk: Chunk, layout: _Layout, defs: list[tuple]) -> list[NDArr
                 mask = mask & rule_columns[b].rule_mask(pb)
         else:
             if assign is None:
-                assign = sl.assign_clusters(chunk.embeddings, layout.clusters.model)
+                assign = _assign(chunk, layout, layout.clusters.model)
             mask = layout.clusters.levels[a][assign] == pa
         masks.append(mask)
     return masks
@@ -672,9 +699,14 @@ def _items_rows(chunk: Chunk, layout: _Layout, defs: list[tuple], slice_ids: lis
         rank[mask] = len(slice_ids) - r
     frame = pd.DataFrame({"pos": chunk.pos, "id": chunk.ids, "failure_slice": failure})
     if layout.clusters is not None:
-        frame["cluster"] = sl.assign_clusters(chunk.embeddings, layout.clusters.model)
+        frame["cluster"] = _assign(chunk, layout, layout.clusters.model)
     frame["_order"] = np.where(rank > 0, -rank, -(len(slice_ids) + 1)).astype(np.float64)
     return frame
+
+
+def _items_in_slices(chunk: Chunk, layout: _Layout, defs, slice_ids) -> pd.DataFrame:
+    frame = _items_rows(chunk, layout, defs, slice_ids)
+    return frame[frame["failure_slice"] != ""]
 
 
 def _items_table(chunk: Chunk, layout, defs, slice_ids) -> pd.DataFrame:
@@ -689,8 +721,7 @@ def _items(engine: Engine, layout: _Layout, defs, slice_ids, n_rows: int):
         frame = engine.map_reduce(_items_rows, _concat, layout, defs, slice_ids)
         frame = frame.sort_values("pos", kind="stable")
     else:
-        frame = top_k(engine, _items_rows, MAX_DRIVER_ROWS, "_order", layout, defs, slice_ids)
-        frame = frame[frame["failure_slice"] != ""]
+        frame = top_k(engine, _items_in_slices, MAX_DRIVER_ROWS, "_order", layout, defs, slice_ids)
     return frame.drop(columns=["pos", "_order"]).reset_index(drop=True), parts
 
 
