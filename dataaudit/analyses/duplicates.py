@@ -237,9 +237,9 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
         warnings = (
             AuditWarning(
                 "duplicate_pairs_capped",
-                f"{n_candidates:,} neighbour pairs lie within the review radius; the "
-                f"{MAX_EDGES:,} closest were graded, so some near-duplicate groups may be split "
-                "and some pairs to review are missing",
+                f"{n_candidates:,} neighbour pairs may lie within the review radius (each "
+                f"judged by its own item's scale); the {MAX_EDGES:,} closest were graded, so some "
+                "near-duplicate groups may be split and some pairs to review are missing",
             ),
         )
     return AnalysisResult(
