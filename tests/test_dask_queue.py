@@ -144,12 +144,13 @@ def test_no_unlabeled_items_skips_the_queue_on_both_engines(client, tmp_path):
     assert ours.skipped["label_next"] == reference.skipped["label_next"]
 
 
-@pytest.mark.parametrize("kind", ["planted", "offset", "2-d"])
+@pytest.mark.parametrize("kind", ["planted", "offset", "2-d", "K=2"])
 def test_queue_outliers_and_map_on_dask_equal_in_process(client, tmp_path, kind):
     planted = {
         "planted": planted_queue(),
         "offset": planted_queue(offset=5.0),
         "2-d": planted_queue(d=2),
+        "K=2": planted_queue(k=2, numeric_ids=True),
     }[kind]
     reference, ours = _both(
         client,
@@ -178,7 +179,7 @@ def test_queue_outliers_and_map_on_dask_equal_in_process(client, tmp_path, kind)
     # own, built in process only (similarity.rule_on).
     _skip_without_graph(ours, "label_next")
     _assert_same_queue(ours, reference)
-    if kind == "planted":
+    if kind in ("planted", "K=2"):
         queue = ours["label_next"].table("queue")
         ids = set(queue["id"])
         assert all(len(group & ids) == 1 for group in planted.duplicate_groups)
