@@ -114,8 +114,10 @@ def run(files: dict, out: Path, analyses: list[str], with_embeddings: bool, *eng
     }
 
 
-def agreement(a, b, analyses: list[str]) -> dict[str, bool]:
-    """Per analysis: the same summary and the same tables (values; dtypes may differ)."""
+def agreement(a, b, analyses: list[str]) -> dict[str, str]:
+    """Per analysis: "same" (summary and every table equal), "same up to ties" (a table's rows
+    equal once ordered by id: rows whose scores differ in the last float bits, e.g. from a
+    reduction summed in another order), "skipped" (in both), or what differs."""
 
     def same(x: pd.DataFrame, y: pd.DataFrame) -> bool:
         try:
@@ -126,14 +128,36 @@ def agreement(a, b, analyses: list[str]) -> dict[str, bool]:
             return False
         return True
 
+    def by_id(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.drop(columns=[c for c in ("rank",) if c in frame])
+        return frame.sort_values("id", kind="stable") if "id" in frame else frame
+
     verdict = {}
     for name in analyses:
+        if name not in a.results and name not in b.results:
+            verdict[name] = "skipped"
+            continue
         if name not in a.results or name not in b.results:
-            verdict[name] = False
+            verdict[name] = "ran on one engine only"
             continue
         x, y = a[name], b[name]
-        verdict[name] = x.summary == y.summary and all(
-            t in y.tables and same(x.tables[t], y.tables[t]) for t in x.tables
+        tables = dict(x.tables)
+        if name == "label_errors":  # in process: every labeled item in table order; Dask: ranked
+            items = tables["items"]
+            tables["items"] = items.sort_values("error_score", ascending=False, kind="stable")
+        differs = [k for k in x.summary if x.summary[k] != y.summary.get(k)]
+        ties = []
+        for t, frame in tables.items():
+            if t not in y.tables:
+                differs.append(f"table {t}")
+            elif not same(frame, y.tables[t]):
+                (ties if same(by_id(frame), by_id(y.tables[t])) else differs).append(t)
+        verdict[name] = (
+            "differs: " + ", ".join(differs)
+            if differs
+            else f"same up to ties ({', '.join(ties)})"
+            if ties
+            else "same"
         )
     return verdict
 
@@ -174,11 +198,8 @@ def main() -> None:
                 if here is not None:
                     agree = agreement(here["report"], dask["report"], analyses)
                     print(json.dumps({"n": n, "workers": w, "agreement": agree}), file=sys.stderr)
-                    verdict = (
-                        "all"
-                        if all(agree.values())
-                        else ("NOT " + ", ".join(k for k, v in agree.items() if not v))
-                    )
+                    bad = {k: v for k, v in agree.items() if not v.startswith(("same", "skip"))}
+                    verdict = "all" if not bad else "; ".join(f"{k} {v}" for k, v in bad.items())
                 parts = f"{-(-n // args.part_rows)} files"
                 rows.append(_row(n, f"dask, {w} workers", parts, dask, verdict))
                 last = (n, w, dask)
