@@ -134,11 +134,15 @@ def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind)
         pd.testing.assert_frame_equal(ours["duplicates"].table(name), frame, obj=name)
 
 
-def test_duplicates_of_2d_embeddings_stop_by_name_on_the_cluster(dask_client, tmp_path):
+def test_2d_embeddings_on_the_cluster_skip_duplicates_by_name_and_queue_unruled(
+    dask_client, tmp_path
+):
     """With at most 8 dimensions the rule needs an exact Euclidean graph of its own, which only
-    the in-process engine builds so far: the analysis fails with a named error, not a wrong
-    answer."""
+    the in-process engine builds so far: on Dask duplicates are skipped with that reason (not a
+    failed analysis, not a wrong answer), and the queue is built without de-duplication, with a
+    coded warning."""
     table, probs, emb = _planted("2-d")
+    table.loc[table.index[-60:], "label"] = None  # an unlabeled pool for the queue
     _write(table, probs, emb, tmp_path)
     ours = dataaudit.audit(
         str(tmp_path / "table"),
@@ -147,9 +151,13 @@ def test_duplicates_of_2d_embeddings_stop_by_name_on_the_cluster(dask_client, tm
         engine="dask",
         client=dask_client,
         classes=CLASSES,
-        analyses=("duplicates",),
+        analyses=("label_errors", "duplicates", "label_next"),
+        budget=20,
     )
-    assert "GraphNotAvailable: graph not available on dask" in ours.failed["duplicates"]
+    assert not ours.failed
+    assert "exact Euclidean graph" in ours.skipped["duplicates"]
+    assert ours["label_next"].summary["label_next_count"] == 20
+    assert [w.code for w in ours["label_next"].warnings] == ["queue_not_deduplicated"]
 
 
 def test_lookalikes_on_the_cluster_equal_in_process(dask_client, tmp_path):

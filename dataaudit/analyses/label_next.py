@@ -90,6 +90,7 @@ from dataaudit.engine import (
     select_top,
 )
 from dataaudit.engine.inprocess import InProcessEngine
+from dataaudit.problems import AuditWarning
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.similarity import neighbour_scales
 from dataaudit.stats import wilson_interval
@@ -140,10 +141,21 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             facts.failures = np.sort(failures["pos"].to_numpy(np.int64))
             facts.failure_order = np.argsort(failures["pos"].to_numpy(np.int64), kind="stable")
     rule = None
+    unruled: list[AuditWarning] = []
     if with_embeddings:
+        from dataaudit.engine import GraphNotAvailable
         from dataaudit.similarity import rule_on
 
-        rule = facts.rule = rule_on(engine, ctx)
+        try:
+            rule = facts.rule = rule_on(engine, ctx)
+        except GraphNotAvailable as exc:  # <= 8-d embeddings on Dask: queue without the rule
+            unruled.append(
+                AuditWarning(
+                    "queue_not_deduplicated",
+                    f"The queue was not de-duplicated: {exc}. Run in process to drop "
+                    "near-duplicates from it.",
+                )
+            )
 
     with ctx.progress.step("label-next queue"):
         pools = EnginePools(engine, facts, rule, config.budget, strategy, with_embeddings)
@@ -223,6 +235,8 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             "mix": mix,
             "near_duplicates": "calibrated rule of the duplicates analysis"
             if rule is not None
+            else "not de-duplicated (see the warning)"
+            if unruled
             else "not de-duplicated (no embeddings)",
             "ood_share": queue.ood_share,
             "auto_label_precision": config.auto_label_precision,
@@ -232,6 +246,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             "cold_start_labels_per_class": COLD_START_PER_CLASS,
         },
         notes=tuple(notes),
+        warnings=tuple(unruled),
     )
 
 

@@ -40,6 +40,7 @@ from dataaudit.engine.inputs import (
     read_partitioned,
 )
 from dataaudit.problems import InputError, Problem
+from dataaudit.similarity import LOW_DIM
 
 T = TypeVar("T")
 
@@ -331,6 +332,11 @@ def audit_on_dask(
         return has_input(inputs, config, name, embeddings is not None)
 
     def skip_reason(analysis) -> str | None:
+        if analysis.name == "duplicates" and 0 < engine.embedding_dim <= LOW_DIM:
+            return (
+                f"embeddings with at most {LOW_DIM} dimensions: near-duplicates are judged on an "
+                "exact Euclidean graph the Dask engine does not build yet; run in process"
+            )
         # An analysis' own skip test reads the split names only (shift: a second split).
         if analysis.skip_reason is None:
             return None
