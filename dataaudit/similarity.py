@@ -594,7 +594,7 @@ def near_edges(engine, rule: NearDuplicateRule, limit: int) -> tuple[pd.DataFram
     (exact top-k over chunks); n_candidates counts them all, so `n_candidates > limit` says the
     list was capped. Pass 2 reads the scales of the neighbours those edges name.
     """
-    from dataaudit.engine import select_top
+    from dataaudit.engine import concat, select_top
 
     def merge(x, y):
         return select_top(pd.concat([x[0], y[0]], ignore_index=True), limit, "closeness"), x[1] + y[
@@ -603,7 +603,7 @@ def near_edges(engine, rule: NearDuplicateRule, limit: int) -> tuple[pd.DataFram
 
     found, n_candidates = engine.map_reduce(_edge_candidates, merge, rule, limit)
     wanted = np.unique(found["other"].to_numpy(np.int64))
-    scales = engine.map_reduce(_scales_of, _concat, rule, wanted).sort_values("pos")
+    scales = engine.map_reduce(_scales_of, concat, rule, wanted).sort_values("pos")
     at = np.searchsorted(scales["pos"].to_numpy(), found["other"].to_numpy())
     other_scale = (
         scales["scale"].to_numpy(np.float32)[at] if len(found) else np.zeros(0, np.float32)
@@ -656,7 +656,3 @@ def _scales_of(chunk, rule: NearDuplicateRule, wanted: NDArray[np.int64]) -> pd.
         return pd.DataFrame({"pos": np.zeros(0, np.int64), "scale": np.zeros(0, np.float32)})
     dist = rule.chunk_graph(chunk)[0][rows]
     return pd.DataFrame({"pos": chunk.pos[rows], "scale": neighbour_scales(dist)[0]})
-
-
-def _concat(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([x, y], ignore_index=True)

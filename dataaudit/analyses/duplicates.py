@@ -51,7 +51,7 @@ from scipy.sparse.csgraph import connected_components
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import UNLABELED, AuditDataset
-from dataaudit.engine import Chunk, Engine
+from dataaudit.engine import Chunk, Engine, concat
 from dataaudit.engine import label_names as engine_label_names
 from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.neighbors import hash_files, hash_rows, hash_strings, normalize
@@ -170,7 +170,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
         members = nodes[grouped]
         firsts = nodes[first[group[grouped]]]
         found = engine.map_reduce(
-            _similarities, _concat, rule, members, firsts, nodes[first], named["vectors"]
+            _similarities, concat, rule, members, firsts, nodes[first], named["vectors"]
         ).sort_values("pos")
         similarity[grouped] = found["similarity"].to_numpy(np.float32)
     label_names = engine_label_names(engine.classes, labels)
@@ -344,10 +344,6 @@ def _similarities(chunk: Chunk, rule, members, firsts, first_pos, first_vectors)
     first = firsts[np.searchsorted(members, chunk.pos[rows])]
     other = normalize(first_vectors[np.searchsorted(first_pos, first)], center=rule.center)
     return pd.DataFrame({"pos": chunk.pos[rows], "similarity": np.einsum("ij,ij->i", own, other)})
-
-
-def _concat(x: pd.DataFrame, y: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([x, y], ignore_index=True)
 
 
 # -- pure helpers on arrays ---------------------------------------------------------------------

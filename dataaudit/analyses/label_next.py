@@ -86,6 +86,7 @@ from dataaudit.engine import (
     Chunk,
     Engine,
     add,
+    concat,
     label_names,
     select_top,
 )
@@ -496,7 +497,7 @@ def _payload_rows(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]):
 
 
 def _merge_payload(a, b):
-    return _concat(a[0], b[0]), _concat(a[1], b[1])
+    return concat(a[0], b[0]), concat(a[1], b[1])
 
 
 def _neighbour_facts(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]) -> pd.DataFrame:
@@ -530,7 +531,7 @@ def near_labeled(rule, found: pd.DataFrame, reverse: pd.DataFrame, engine, facts
     near = set()
     if len(edges):
         b_facts = engine.map_reduce(
-            _neighbour_facts, _concat, facts, np.unique(edges["b"].to_numpy())
+            _neighbour_facts, concat, facts, np.unique(edges["b"].to_numpy())
         ).drop_duplicates("pos")
         edges = edges.merge(b_facts.rename(columns={"pos": "b"}), on="b", how="inner")
         edges = edges[edges["labeled"].to_numpy(bool)]
@@ -548,10 +549,6 @@ def _sample_rows(chunk: Chunk, facts: RowFacts, which: str, n: int) -> pd.DataFr
     return select_top(
         pd.DataFrame({"pos": pos, "key": st.position_hash(pos, facts.seed)}), n, "key"
     )
-
-
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([a, b], ignore_index=True)
 
 
 class EnginePools:
@@ -680,7 +677,7 @@ def _details(chunk: Chunk, facts: RowFacts, wanted: NDArray[np.int64]) -> pd.Dat
 def _gather(engine: Engine, facts: RowFacts, rows: NDArray[np.int64]) -> dict:
     """Per queued row (in queue order): id, top-2 classes and probabilities, difficulty and the
     models' votes."""
-    found = engine.map_reduce(_details, _concat, facts, np.sort(rows))
+    found = engine.map_reduce(_details, concat, facts, np.sort(rows))
     found = found.set_index("pos").loc[rows] if len(rows) else found
     return {
         "id": found["id"].to_numpy(),

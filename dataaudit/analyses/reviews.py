@@ -32,7 +32,7 @@ from dataaudit.analyses.label_errors import relabel_candidates
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
-from dataaudit.engine import Chunk, Engine, label_names
+from dataaudit.engine import Chunk, Engine, concat, label_names
 from dataaudit.result import Analysis, AnalysisResult
 from dataaudit.stats import wilson_interval
 
@@ -42,7 +42,7 @@ def item_status(engine: Engine, verdicts: pd.DataFrame) -> pd.DataFrame:
     in one pass over the rows, for the ledger's ids only)."""
     verdicts = verdicts.copy()
     wanted = frozenset(verdicts["id"].astype(str))
-    found = engine.map_reduce(_labels_now, _concat, wanted, engine.classes)
+    found = engine.map_reduce(_labels_now, concat, wanted, engine.classes)
     now = found.drop_duplicates("id").set_index("id")["label"]
     label_now = verdicts["id"].astype(str).map(now).to_numpy(dtype=object)
     present = pd.notna(label_now)
@@ -76,10 +76,6 @@ def _labels_now(chunk: Chunk, wanted: frozenset, classes: tuple[str, ...]) -> pd
     return pd.DataFrame(
         {"id": ids.to_numpy()[rows], "label": label_names(classes, chunk.labels[rows])}
     )
-
-
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([a, b], ignore_index=True)
 
 
 def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisResult:

@@ -69,7 +69,7 @@ from threadpoolctl import threadpool_limits
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
-from dataaudit.engine import Chunk, Engine, add
+from dataaudit.engine import Chunk, Engine, add, concat
 from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.engine.sample import sample_rows
 from dataaudit.result import Analysis, AnalysisResult
@@ -340,13 +340,9 @@ def _pair_rows(chunk: Chunk, pair: tuple[str, str]) -> pd.DataFrame:
     return frame
 
 
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([a, b], ignore_index=True)
-
-
 def _columns_exact(engine: Engine, pair, names, config) -> tuple[list[dict], list[pd.DataFrame]]:
     """column_shift on every value of the two splits (collected: they are few)."""
-    frame = engine.map_reduce(_pair_rows, _concat, pair)
+    frame = engine.map_reduce(_pair_rows, concat, pair)
     frame = frame.sort_values("_pos", kind="stable").reset_index(drop=True)
     cur = frame["_current"].to_numpy(bool)
     rows, values = [], []

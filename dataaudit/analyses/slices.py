@@ -89,7 +89,16 @@ from dataaudit import slicing as sl
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext
 from dataaudit.dataset import AuditDataset
-from dataaudit.engine import MAX_DRIVER_ROWS, Chunk, Engine, add, label_names, select_top, top_k
+from dataaudit.engine import (
+    MAX_DRIVER_ROWS,
+    Chunk,
+    Engine,
+    add,
+    concat,
+    label_names,
+    select_top,
+    top_k,
+)
 from dataaudit.engine.inprocess import InProcessEngine
 from dataaudit.engine.sample import sample_rows
 from dataaudit.result import Analysis, AnalysisResult
@@ -559,10 +568,6 @@ def _rows_at(chunk: Chunk, positions: NDArray[np.int64]) -> pd.DataFrame:
     return pd.DataFrame({"pos": chunk.pos[rows], "emb": list(emb)})
 
 
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([a, b], ignore_index=True)
-
-
 def _fine_counts(chunk: Chunk, layout: _Layout, model: sl.ClusterModel) -> NDArray:
     outcome = _chunk_columns(chunk, layout)[0]
     assign = _assign(chunk, layout, model)
@@ -581,7 +586,7 @@ def fit_clusters(
     the outcome counts per fine cluster in one pass; coarser levels from the clusters' sizes."""
     k = int(min(config.slice_clusters, max(4, n_labeled // (2 * min_support))))
     positions, rng = sl.kmeans_sample(n_rows, config.slice_cluster_sample, config.seed)
-    found = engine.map_reduce(_rows_at, _concat, positions).sort_values("pos", kind="stable")
+    found = engine.map_reduce(_rows_at, concat, positions).sort_values("pos", kind="stable")
     rows = np.stack(found["emb"].to_numpy()).astype(np.float32)
     model = sl.fit_kmeans_rows(rows, k, rng=rng, seed=config.seed)
     fine = engine.map_reduce(_fine_counts, add, layout, model)
@@ -718,7 +723,7 @@ def _items(engine: Engine, layout: _Layout, defs, slice_ids, n_rows: int):
     slice rank, that many at most) and the Parquet parts of every row."""
     parts = engine.write_parts(_items_table, "slices.all_items.parquet", layout, defs, slice_ids)
     if n_rows <= MAX_DRIVER_ROWS:
-        frame = engine.map_reduce(_items_rows, _concat, layout, defs, slice_ids)
+        frame = engine.map_reduce(_items_rows, concat, layout, defs, slice_ids)
         frame = frame.sort_values("pos", kind="stable")
     else:
         frame = top_k(engine, _items_in_slices, MAX_DRIVER_ROWS, "_order", layout, defs, slice_ids)

@@ -230,6 +230,12 @@ def add(a: Any, b: Any) -> Any:
     return a + b
 
 
+def concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The rows of two partial frames, one after the other (a reduction for short candidate
+    tables: what comes back must be small)."""
+    return pd.concat([a, b], ignore_index=True)
+
+
 def select_top(frame: pd.DataFrame, k: int, score: str, group: str | None = None) -> pd.DataFrame:
     """The k rows with the highest `score` (ties: lowest `pos` first), per `group` if given."""
     keys = [frame["pos"].to_numpy(), -frame[score].to_numpy(dtype=np.float64)]

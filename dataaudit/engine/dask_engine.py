@@ -28,7 +28,7 @@ import pandas as pd
 
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
-from dataaudit.engine import Chunk
+from dataaudit.engine import Chunk, concat
 from dataaudit.engine.dask_graph import GraphPart
 from dataaudit.engine.inputs import (
     LABEL,
@@ -485,7 +485,7 @@ def items_for(engine: DaskEngine, results) -> pd.DataFrame:
             ids.update(table["id"].astype(str))
     classes = engine.classes
     wanted = frozenset(ids)
-    frame = engine.map_reduce(_items_rows, _concat, wanted, classes).rename(columns={"pos": "_pos"})
+    frame = engine.map_reduce(_items_rows, concat, wanted, classes).rename(columns={"pos": "_pos"})
     return frame.sort_values("_pos", kind="stable").drop(columns="_pos").reset_index(drop=True)
 
 
@@ -509,10 +509,6 @@ def _items_rows(chunk: Chunk, wanted: frozenset | None, classes: tuple[str, ...]
             "predicted_prob": probs.max(axis=1).astype(np.float32) if len(rows) else [],
         }
     )
-
-
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    return pd.concat([a, b], ignore_index=True)
 
 
 def place_parts(parts_dir: str | os.PathLike, out: Path) -> list[Path]:
