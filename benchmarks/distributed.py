@@ -106,9 +106,12 @@ def run(files: dict, out: Path, analyses: list[str], with_embeddings: bool, *eng
 
     report = AuditReport.load(out)
     workers = report.run.get("engine", {}).get("worker_peak_rss_mb", {})
+    # The CLI process's own peak, as it recorded it: the child's RSS as the launcher sees it
+    # counts the LocalCluster's worker processes too.
+    own = report.run.get("peak_rss_mb_after", {}).values()
     return {
         "wall_s": wall,
-        "driver_mb": rss,
+        "driver_mb": max(own) if own else rss,
         "workers_mb": list(workers.values()),
         "report": report,
     }
@@ -116,13 +119,14 @@ def run(files: dict, out: Path, analyses: list[str], with_embeddings: bool, *eng
 
 def agreement(a, b, analyses: list[str]) -> dict[str, str]:
     """Per analysis: "same" (summary and every table equal), "same up to ties" (a table's rows
-    equal once ordered by id: rows whose scores differ in the last float bits, e.g. from a
-    reduction summed in another order), "skipped" (in both), or what differs."""
+    equal once ordered by id: rows whose scores differ in the last float bits), "same up to
+    float rounding" (numbers equal to 1e-4 relative: sums and matrix products taken in another
+    order), "skipped" (in both), or what differs, with the share of rows that differ."""
 
-    def same(x: pd.DataFrame, y: pd.DataFrame) -> bool:
+    def same(x: pd.DataFrame, y: pd.DataFrame, **tolerance) -> bool:
         try:
             pd.testing.assert_frame_equal(
-                x.reset_index(drop=True), y.reset_index(drop=True), check_dtype=False
+                x.reset_index(drop=True), y.reset_index(drop=True), check_dtype=False, **tolerance
             )
         except AssertionError:
             return False
@@ -132,6 +136,26 @@ def agreement(a, b, analyses: list[str]) -> dict[str, str]:
         frame = frame.drop(columns=[c for c in ("rank",) if c in frame])
         return frame.sort_values("id", kind="stable") if "id" in frame else frame
 
+    def rows_differing(x: pd.DataFrame, y: pd.DataFrame) -> str:
+        if len(x) != len(y) or list(x.columns) != list(y.columns):
+            return f"{len(x):,} vs {len(y):,} rows"
+        x, y = by_id(x).reset_index(drop=True), by_id(y).reset_index(drop=True)
+        bad = np.zeros(len(x), dtype=bool)
+        cols = []
+        for c in x.columns:
+            u, v = x[c], y[c]
+            if pd.api.types.is_numeric_dtype(u) and pd.api.types.is_numeric_dtype(v):
+                off = ~np.isclose(
+                    u.to_numpy(float), v.to_numpy(float), rtol=1e-4, atol=1e-6, equal_nan=True
+                )
+            else:
+                off = u.astype(str).to_numpy() != v.astype(str).to_numpy()
+            if off.any():
+                cols.append(c)
+                bad |= off
+        return f"{int(bad.sum()):,} of {len(x):,} rows ({', '.join(cols)})"
+
+    loose = {"rtol": 1e-4, "atol": 1e-6}
     verdict = {}
     for name in analyses:
         if name not in a.results and name not in b.results:
@@ -142,23 +166,39 @@ def agreement(a, b, analyses: list[str]) -> dict[str, str]:
             continue
         x, y = a[name], b[name]
         tables = dict(x.tables)
-        if name == "label_errors":  # in process: every labeled item in table order; Dask: ranked
-            items = tables["items"]
-            tables["items"] = items.sort_values("error_score", ascending=False, kind="stable")
-        differs = [k for k in x.summary if x.summary[k] != y.summary.get(k)]
-        ties = []
+        if name == "label_errors":  # in process: every labeled item; Dask: the ranked top rows
+            items = tables["items"].sort_values("error_score", ascending=False, kind="stable")
+            tables["items"] = items.head(len(y.tables["items"]))
+        differs, ties, rounding = [], [], []
+        for key in x.summary:
+            u, v = x.summary[key], y.summary.get(key)
+            if u == v:
+                continue
+            close = isinstance(u, float) and isinstance(v, float) and np.isclose(u, v, **loose)
+            (rounding if close else differs).append(key)
         for t, frame in tables.items():
             if t not in y.tables:
                 differs.append(f"table {t}")
-            elif not same(frame, y.tables[t]):
-                (ties if same(by_id(frame), by_id(y.tables[t])) else differs).append(t)
+            elif same(frame, y.tables[t]):
+                continue
+            elif same(by_id(frame), by_id(y.tables[t])):
+                ties.append(t)
+            elif same(by_id(frame), by_id(y.tables[t]), **loose):
+                rounding.append(t)
+            else:
+                differs.append(f"{t}: {rows_differing(frame, y.tables[t])}")
+        notes = []
+        if ties:
+            notes.append(f"up to ties ({', '.join(ties)})")
+        if rounding:
+            notes.append(f"up to float rounding ({', '.join(rounding)})")
         verdict[name] = (
-            "differs: " + ", ".join(differs)
+            "differs: " + "; ".join(differs)
             if differs
-            else f"same up to ties ({', '.join(ties)})"
-            if ties
+            else "same " + ", ".join(notes)
+            if notes
             else "same"
-        )
+        ).strip()
     return verdict
 
 

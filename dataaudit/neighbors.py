@@ -41,6 +41,10 @@ _SLOT_ELEMENTS = 1 << 25
 # benchmarks/knn.py data recall@10 is 0.98 at 200k and 0.998 at 1M x 128 (benchmarks/README.md).
 _LIST_ROWS = 256
 _N_PROBE = 2
+# Above about 1M rows the lists grow instead, as 4 x sqrt(n) lists (faiss' guideline: 4 to 16 x
+# sqrt(n)): filing each row under its nearest of n / 256 centroids would cost more than the
+# search itself (at 10M, 39,000 centroids against 12,600).
+_LISTS_PER_ROOT = 4
 # Above 32 x 256 candidate rows per query on average, list unions give way to per-query probing.
 _MAX_UNION = 32
 # Rows the IVF k-means trains on (at least 16 per list): 4,000 lists x 48 rows cost ~10 s.
@@ -53,9 +57,14 @@ _GROUPS = 8
 
 # -- normalisation ------------------------------------------------------------------------------
 def normalize(
-    x: NDArray, chunk_rows: int | None = None, center: NDArray | None = None
+    x: NDArray,
+    chunk_rows: int | None = None,
+    center: NDArray | None = None,
+    *,
+    in_place: bool = False,
 ) -> NDArray[np.float32]:
-    """Return a float32 copy of `x` with every row scaled to unit L2 norm.
+    """Return a float32 copy of `x` with every row scaled to unit L2 norm (`in_place`: scale a
+    writable float32 `x` itself, bit for bit as the copy would be, and return it).
 
     Rows are converted chunk by chunk, so a float16 memmap is never copied whole at a wider
     dtype. All-zero rows stay zero (their cosine similarity to everything is 0).
@@ -83,11 +92,13 @@ def normalize(
     if x.ndim != 2:
         raise ValueError(f"embeddings must be a 2-d array (n, d); got shape {x.shape}")
     n, d = x.shape
-    out = np.empty((n, d), dtype=np.float32)
+    own = in_place and x.dtype == np.float32 and x.flags.writeable
+    out = x if own else np.empty((n, d), dtype=np.float32)
     step = chunk_rows or max(1, (1 << 24) // max(d, 1))
     for start in range(0, n, step):
         block = out[start : start + step]
-        block[...] = x[start : start + step]
+        if not own:
+            block[...] = x[start : start + step]
         if center is not None:
             block -= center
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
@@ -321,6 +332,7 @@ def approx_knn(
     device: str = "cpu",
     seed: int = 0,
     progress: Progress | None = None,
+    in_place: bool = False,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Approximate k nearest neighbours with an inverted-file (IVF) index, in torch.
 
@@ -335,19 +347,21 @@ def approx_knn(
     Parameters
     ----------
     n_lists : int, optional
-        Number of centroids; default one per `_LIST_ROWS` index rows.
+        Number of centroids; default `ivf_lists(len(index))`.
     n_probe : int, optional
         Nearest lists probed per query; default `_N_PROBE`.
     seed : int
         Seeds the k-means sample and initialisation, so runs are reproducible.
+    in_place : bool
+        Normalise a float32 `queries` in place (the caller's own copy) rather than copy it.
     """
-    q = normalize(queries)
+    q = normalize(queries, in_place=in_place)
     self_join = index is None
     x = q if self_join else normalize(index)
     n_q, n_x = len(q), len(x)
     drop_self = self_join and exclude_self
     k = max(0, min(int(k), n_x - (1 if drop_self else 0)))
-    n_lists = n_lists or max(1, round(n_x / _LIST_ROWS))
+    n_lists = n_lists or ivf_lists(n_x)
     n_probe = min(n_probe or _N_PROBE, n_lists)
     if n_probe >= n_lists or k == 0:  # probing every list is exact search
         self_ids = np.arange(n_q) if drop_self else None
@@ -377,7 +391,7 @@ def approx_knn(
     union_rows = sum(
         (q_bounds[c + 1] - q_bounds[c]) * int(sizes[u].sum()) for c, u in enumerate(unions)
     )
-    if union_rows > n_q * _MAX_UNION * _LIST_ROWS:
+    if union_rows > n_q * _MAX_UNION * list_rows(n_x, n_lists):
         # Diffuse data: the queries of a list probe hundreds of lists between them.
         _search_per_probe(qt, xt, q_probes, x_order, x_bounds, sims, idx, drop_self, progress)
     else:
@@ -387,6 +401,21 @@ def approx_knn(
     # Fewer than k rows in all probed lists leaves empty slots: mark them -1.
     idx[~np.isfinite(sims)] = -1
     return sims, idx
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists for n index rows: one per _LIST_ROWS rows, at most 4 x sqrt(n)."""
+    return max(1, min(round(n / _LIST_ROWS), round(_LISTS_PER_ROOT * np.sqrt(n))))
+
+
+def list_rows(n: int, n_lists: int) -> float:
+    """Rows of an average list, as the union-or-per-probe test counts them: _LIST_ROWS while the
+    lists are that size, their mean size once they grow (ivf_lists)."""
+    return (
+        max(float(_LIST_ROWS), n / max(n_lists, 1))
+        if n_lists < round(n / _LIST_ROWS)
+        else _LIST_ROWS
+    )
 
 
 def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
@@ -637,7 +666,8 @@ def build_graph(
         own = np.arange(len(x))
         sims, idx = _exact(x, x, k, self_ids=own, device=device, progress=progress)
         return KnnGraph(sims, idx, sims.shape[1], "exact", None, center)
-    sims, idx = approx_knn(x, k=k, device=device, seed=seed, progress=progress)
+    # x is this function's own copy: normalised once more in place, not copied a second time.
+    sims, idx = approx_knn(x, k=k, device=device, seed=seed, progress=progress, in_place=True)
     recall = recall_at_k(x, None, sims, sample=recall_sample, device=device, seed=seed)
     return KnnGraph(sims, idx, sims.shape[1], "approx-ivf", recall, center)
 

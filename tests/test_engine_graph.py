@@ -208,6 +208,48 @@ def test_dask_graph_equals_the_in_process_graph(dask_client, tmp_path, mode, off
     assert ours["neighbors"][ORIGINAL, 0].tolist() == TWIN.tolist()
 
 
+def test_dask_ivf_with_grown_lists_equals_the_in_process_graph(dask_client, tmp_path, monkeypatch):
+    # Above ~1M rows lists grow past 256 rows (neighbors.ivf_lists); here the cap is lowered so
+    # 3,000 rows get 5 lists of ~600 instead of 12 of 256, on both engines.
+    import dataaudit.neighbors as nb
+
+    monkeypatch.setattr(nb, "_LISTS_PER_ROOT", 0.1)
+    assert nb.ivf_lists(3000) == 5 < round(3000 / nb._LIST_ROWS)
+    data = _data()
+    config = AuditConfig(knn_mode="approx", classes=data.classes)
+    reference_info, reference = _graph_columns(InProcessEngine(data), AuditContext(config))
+    info, ours = _dask_graph(data, tmp_path, dask_client, config)
+    assert info.method == reference_info.method == "approx-ivf"
+    assert info.recall == reference_info.recall
+    _assert_same_graph(ours, reference)
+
+
+def test_dask_engine_releases_the_input_partitions_once_the_graph_holds_the_rows(
+    dask_client, tmp_path
+):
+    import time
+
+    from dataaudit.engine.dask_engine import DaskEngine
+    from dataaudit.engine.inputs import read_partitioned
+
+    data = _data()
+    config = AuditConfig(knn_mode="approx", classes=data.classes)
+    _, paths = _write_inputs(data, tmp_path)
+    inputs = read_partitioned(
+        paths["table"], paths["probs.npy"], paths["embeddings.npy"], config, dask_client
+    )
+    keys = [k for k in inputs.frame.__dask_keys__()]
+    assert all(dask_client.who_has(keys).values())  # persisted on the workers
+    engine = DaskEngine(inputs, dask_client)
+    assert inputs.frame is None  # the engine owns the partitions now
+    info, cols = _graph_columns(engine, AuditContext(config))
+    assert len(cols["pos"]) == data.n
+    deadline = time.monotonic() + 10
+    while any(dask_client.who_has(keys).values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(dask_client.who_has(keys).values())  # one copy of the rows, not two
+
+
 def test_dask_ivf_probes_per_query_on_diffuse_data_as_in_process(dask_client, tmp_path):
     # Uniform 8-d vectors: list unions grow so large that approx_knn probes per query.
     data = planted_dataset(planted_data(n_per_class=2400))

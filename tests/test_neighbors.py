@@ -175,3 +175,42 @@ def test_per_query_probing_takes_over_when_list_unions_are_large(monkeypatch):
     assert (sims <= exact_s + 1e-5).all()  # never better than the truth
     assert recall_at_k(x, None, sims) >= 0.9
     assert recall_at_k(x, None, union_s) >= 0.9
+
+
+def test_lists_hold_256_rows_up_to_a_million_then_grow_as_four_root_n():
+    from dataaudit.neighbors import ivf_lists, list_rows
+
+    assert ivf_lists(100) == 1 and ivf_lists(51_200) == 200
+    assert ivf_lists(1_000_000) == 3906  # n / 256 rows: below 4 x sqrt(n) = 4,000
+    assert ivf_lists(10_000_000) == 12_649  # 4 x sqrt(n): n / 256 would be 39,062
+    assert ivf_lists(100_000_000) == 40_000
+    # The union test counts the lists' real size once they outgrow 256 rows.
+    assert list_rows(1_000_000, 3906) == 256
+    assert list_rows(10_000_000, 12_649) == pytest.approx(10_000_000 / 12_649)
+
+
+def test_normalising_in_place_gives_the_copys_bits_and_leaves_other_inputs_alone():
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((700, 9)) * 3 + 1).astype(np.float32)
+    x[5] = 0
+    copy = normalize(x, chunk_rows=64, center=np.ones(9, dtype=np.float32))
+    own = x.copy()
+    out = normalize(own, chunk_rows=64, center=np.ones(9, dtype=np.float32), in_place=True)
+    assert out is own
+    np.testing.assert_array_equal(out, copy)
+    # Not float32, or read-only: copied, the input untouched.
+    x64 = x.astype(np.float64)
+    assert normalize(x64, in_place=True) is not x64 and (x64 == x.astype(np.float64)).all()
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    assert normalize(frozen, in_place=True) is not frozen
+
+
+def test_approximate_search_in_place_equals_the_copying_search():
+    x = normalize(clustered(5000, 16, seed=6))
+    expected = approx_knn(x, k=10, n_lists=30, n_probe=2)
+    own = x.copy()
+    got = approx_knn(own, k=10, n_lists=30, n_probe=2, in_place=True)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_array_equal(own, normalize(x))  # normalised once more, in place

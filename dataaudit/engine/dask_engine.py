@@ -146,15 +146,17 @@ class DaskEngine:
         self.classes = inputs.classes
         self.has_embeddings = bool(inputs.layout.embeddings)
         self.embedding_dim = len(inputs.layout.embeddings)
-        self._parts: list | None = None
+        # The engine owns the persisted partitions: `inputs` keeps only the facts, so when the
+        # kNN graph replaces them the workers release the input copies (one copy, not two).
+        self._meta = inputs.frame._meta
+        self._parts = list(inputs.frame.to_delayed())
+        inputs.frame = None
         self.graph_info = None
 
     @property
     def partitions(self) -> list:
         """The delayed partitions kernels run on: the input frame's, or GraphParts once the kNN
         graph is built (persisted on the workers)."""
-        if self._parts is None:
-            self._parts = list(self.inputs.frame.to_delayed())
         return self._parts
 
     def graph(self, ctx: AuditContext):
@@ -202,7 +204,7 @@ class DaskEngine:
         import dask.dataframe as dd
 
         layout = self.inputs.layout
-        meta = emit(partition_chunk(self.inputs.frame._meta, layout), *params)
+        meta = emit(partition_chunk(self._meta, layout), *params)
         emitted = [dask.delayed(_apply)(part, layout, emit, params) for part in self.partitions]
         keyed = dd.from_delayed(emitted, meta=meta, verify_meta=False)
         grouped = keyed.shuffle(on="key", npartitions=keyed.npartitions)
@@ -212,12 +214,6 @@ class DaskEngine:
 
 def _sum(a: int, b: int) -> int:
     return a + b
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -357,7 +353,9 @@ def audit_on_dask(
         engine.write_parts(_items_rows, ITEM_PARTS, None, engine.classes)
 
     # Each worker's own peak resident memory (the driver's is its own process's).
-    peaks = {str(w): round(mb, 1) for w, mb in client.run(_peak_rss_mb).items()}
+    from dataaudit.pipeline import peak_rss_mb
+
+    peaks = {str(w): mb for w, mb in client.run(peak_rss_mb).items()}
     return AuditReport(
         dataset=describe_partitioned(inputs, embeddings is not None),
         items=items_for(engine, results),

@@ -88,7 +88,7 @@ def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
     center = _center(engine)
     # approx_knn normalises the (already normalised) vectors once more: so do we, bit for bit.
     twice = method == "approx"
-    n_lists = max(1, round(n / nb._LIST_ROWS))
+    n_lists = nb.ivf_lists(n)
     n_probe = min(nb._N_PROBE, n_lists)
     ivf = twice and n_probe < n_lists and k > 0
     wide = min(n_lists, max(n_probe, nb._N_PROBE_DIFFUSE))  # probes of the per-probe plan
@@ -270,7 +270,8 @@ def _ivf_buckets(client, parts, prepared, centroids, n_probe, k, n, seed, device
     facts = [dask.delayed(_list_facts)(p, n_lists, n_probe) for p in prepared]
     sizes, union_pairs, wide_pairs = client.compute(_tree(facts, _merge_facts)).result()
     # approx_knn's choice of plan, on the same numbers: diffuse data probes per query.
-    per_probe = _union_rows(sizes, union_pairs, n_lists) > n * nb._MAX_UNION * nb._LIST_ROWS
+    limit = n * nb._MAX_UNION * nb.list_rows(n, n_lists)
+    per_probe = _union_rows(sizes, union_pairs, n_lists) > limit
     pairs = wide_pairs if per_probe else union_pairs
     bucket_of = _buckets(centroids, sizes, n, len(parts), seed)
     n_buckets = int(bucket_of.max()) + 1

@@ -72,7 +72,9 @@ class Layout:
 class PartitionedInputs:
     """The validated, joined inputs as one Dask DataFrame, and the facts the driver keeps."""
 
-    frame: dd.DataFrame  # columns _pos, _part, id, _label, split, probabilities, embeddings
+    # Columns _pos, _part, id, _label, split, probabilities, embeddings; None once a DaskEngine
+    # owns the partitions.
+    frame: dd.DataFrame | None
     layout: Layout
     parts: list[Part]
     classes: tuple[str, ...]
