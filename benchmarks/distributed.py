@@ -14,10 +14,10 @@ reports agree analysis by analysis (the same summary and the same tables).
     python benchmarks/distributed.py --sizes 1000000 --workers 1,2    # scaling 1 -> 2 workers
     python benchmarks/distributed.py --sizes 10000000 --no-inprocess --worker-memory 8GB
 
-The projection (--project-rows, --project-workers) extrapolates the largest Dask run: its wall
-time per row per worker (the kernels are per-partition, so the work is linear in rows and splits
-over workers) plus the measured per-run fixed cost, and the shuffle volume (the graph's shuffles
-move each row's embedding a bounded number of times) per worker.
+The projection (--project-rows, --project-workers) scales the last Dask run's measured task
+costs (run.engine.task_costs: compute, transfer and spill seconds per task name) and the bytes
+its workers sent, as `_project` says; `--project-from OUT` reads them from an earlier run's
+output folder instead of running.
 """
 
 from __future__ import annotations
@@ -214,7 +214,19 @@ def main() -> None:
     parser.add_argument("--project-rows", type=int, default=100_000_000)
     parser.add_argument("--project-workers", type=int, default=32)
     parser.add_argument("--workdir", default=None, help="keep inputs and outputs here")
+    parser.add_argument(
+        "--project-from", default=None, help="project from this Dask run's output folder only"
+    )
     args = parser.parse_args()
+    if args.project_from:
+        from dataaudit.report import AuditReport
+
+        report = AuditReport.load(Path(args.project_from))
+        peaks = list(report.run["engine"].get("worker_peak_rss_mb", {}).values())
+        measured = {"wall_s": report.run["duration_s"], "workers_mb": peaks, "report": report}
+        n = report.dataset["n_items"]
+        _project(n, len(peaks), measured, args.project_rows, args.project_workers)
+        return
     with_embeddings = args.d > 0
     analyses = ported(with_embeddings)
     print(f"analyses with an engine form: {', '.join(analyses)}", file=sys.stderr)
@@ -274,16 +286,77 @@ def _print(rows: list[dict]) -> None:
         print("| " + " | ".join(row[h] for h in header) + " |")
 
 
+# Tasks whose cost per row grows with the IVF lists (neighbors.ivf_lists): filing rows under
+# their nearest centroids (cost ~ rows x lists) and the search (cost ~ rows x list size).
+_PER_LIST = "prepare"  # task names: the function, leading underscores dropped
+_PER_LIST_ROW = "search_bucket"
+# The 2-core matmul speed neighbors.py measured (GFLOP/s), for the driver's k-means.
+_DRIVER_GFLOPS = 134.0
+# Per worker network bandwidth assumed for the shuffles (10 GbE), bytes / s.
+_NETWORK = 1.2e9
+
+
 def _project(n: int, workers: int, run: dict, target_rows: int, target_workers: int) -> None:
-    """Linear projection of the measured run to target_rows on target_workers (see docstring)."""
-    per_row_worker = run["wall_s"] * workers / n  # fixed costs included: a pessimistic slope
-    wall = per_row_worker * target_rows / target_workers
-    peak = max(run["workers_mb"] or [0])
+    """Project the measured Dask run to target_rows on target_workers, from its task costs.
+
+    Every task's measured compute, transfer and spill seconds are scaled to the target size:
+    by rows for per-partition kernels; by rows x lists for filing rows under centroids and by
+    rows x list size for the IVF search (lists grow as 4 x sqrt(n) above 1M rows). Their sum
+    is shared by the workers. The driver's k-means (sample rows x lists x d x 8 iterations) is
+    added at the measured matmul speed, and the workers' bytes sent (the shuffles and partials)
+    at _NETWORK per worker. What the measured wall time holds beyond compute / workers (the
+    scheduler, the driver's steps, waiting) is added scaled by rows per worker: pessimistic.
+    """
+    from dataaudit import neighbors as nb
+
+    report = run["report"]
+    engine = report.run.get("engine", {})
+    costs = engine.get("task_costs", {})
+    if not costs:
+        print("\nprojection: the run recorded no task costs")
+        return
+    d = int(report.dataset.get("embedding_dim") or 0)
+    rows = target_rows / n
+
+    def lists(m: int) -> int:
+        return nb.ivf_lists(m)
+
+    def scale(name: str) -> float:
+        if name == _PER_LIST:
+            return rows * lists(target_rows) / lists(n)
+        if name == _PER_LIST_ROW:
+            return rows * (target_rows / lists(target_rows)) / (n / lists(n))
+        return rows
+
+    def kmeans_s(m: int) -> float:
+        if not d:
+            return 0.0
+        k = lists(m)
+        sample = min(m, max(16 * k, min(48 * k, nb._KMEANS_SAMPLE)))
+        return 2.0 * sample * k * d * 8 / (_DRIVER_GFLOPS * 1e9)
+
+    work = {name: c["compute_s"] + c["transfer_s"] + c["spill_s"] for name, c in costs.items()}
+    measured_work = sum(work.values())
+    other = max(0.0, run["wall_s"] - measured_work / workers - kmeans_s(n))
+    target_work = sum(w * scale(name) for name, w in work.items())
+    network = engine.get("bytes_sent_by_workers", 0) * rows / target_workers / _NETWORK
+    per_worker_rows = (target_rows / target_workers) / (n / workers)
+    wall = target_work / target_workers + kmeans_s(target_rows) + network + other * per_worker_rows
     print(
         f"\nprojection: {target_rows:,} rows on {target_workers} workers ~ {wall / 60:.0f} min "
-        f"(measured {run['wall_s']:.0f} s for {n:,} rows on {workers} workers = "
-        f"{per_row_worker * 1e6:.1f} worker-us per row, linear in rows / workers); "
-        f"worker peak {peak:.0f} MB at {n / workers:,.0f} rows per worker"
+        f"(from {n:,} rows on {workers} workers in {run['wall_s']:.0f} s: task work "
+        f"{measured_work:.0f} s -> {target_work:.0f} s, i.e. {target_work / target_workers:.0f} s "
+        f"per worker; driver k-means {kmeans_s(n):.0f} s -> {kmeans_s(target_rows):.0f} s; "
+        f"shuffles and partials {engine.get('bytes_sent_by_workers', 0) / 1e9:.1f} GB -> "
+        f"{network:.0f} s at {_NETWORK / 1e9:.1f} GB/s per worker; the rest {other:.0f} s -> "
+        f"{other * per_worker_rows:.0f} s). Rows per worker {target_rows / target_workers:,.0f} "
+        f"against {n / workers:,.0f} measured (worker peak {max(run['workers_mb'] or [0]):.0f} MB)."
+    )
+    print(
+        "costliest tasks (measured): "
+        + ", ".join(
+            f"{name} {w:.0f} s" for name, w in sorted(work.items(), key=lambda kv: -kv[1])[:6]
+        )
     )
 
 

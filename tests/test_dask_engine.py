@@ -108,6 +108,19 @@ def test_workers_write_every_labeled_item_as_parquet_parts(planted_runs):
     assert len(peaks) == 2 and all(mb > 50 for mb in peaks.values())
 
 
+def test_the_run_records_where_the_cluster_spent_its_time(planted_runs):
+    _, ours, _ = planted_runs
+    costs = ours.run["engine"]["task_costs"]
+    # Every partition ran the map/reduce kernel (_apply) and wrote its parts (_write); Dask names
+    # a task by its function without leading underscores.
+    assert costs["apply"]["tasks"] >= 4 and costs["write"]["tasks"] >= 4
+    assert all(c["compute_s"] >= 0 and c["output_mb"] >= 0 for c in costs.values())
+    assert sum(c["compute_s"] for c in costs.values()) > 0
+    order = [c["compute_s"] for c in costs.values()]
+    assert order == sorted(order, reverse=True)
+    assert ours.run["engine"]["bytes_sent_by_workers"] > 0  # partials sent to the driver
+
+
 def test_keyed_parquet_probabilities_are_joined_by_id(client, tmp_path):
     """K=2, ids and labels that look like numbers, probabilities in another order and split."""
     rng = np.random.default_rng(3)

@@ -124,3 +124,31 @@ def test_misread_inputs_stop_on_dask_as_in_process(dask_client, planted, tmp_pat
         analyses=ANALYSES, engine="dask", client=dask_client, allow_label_mismatch=True,
     )  # fmt: skip
     assert code in {w.code for w in allowed.warnings}
+
+
+def test_a_table_in_fewer_files_than_workers_is_named_with_what_to_do(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    table.to_parquet(tmp_path / "one.parquet", index=False)  # one file, 2 workers
+    reference, ours = _both(
+        dask_client, table, probs, str(tmp_path / "one.parquet"), str(tmp_path / "probs.npy")
+    )
+    for name in ANALYSES:  # the same results; the warning says how to use the cluster
+        assert ours[name].summary == reference[name].summary, name
+    (warning,) = [w for w in ours.warnings if w.code == "table_parts_too_few"]
+    assert "1 file(s) for 2 worker(s)" in warning.message and "max_rows_per_file" in warning.message
+    assert warning.file.endswith("one.parquet")
+    assert not [w for w in reference.warnings if w.code == "table_parts_too_few"]
+
+
+def test_large_part_files_are_named_and_enough_small_ones_are_not():
+    from dataaudit.engine.inputs import LARGE_PART_ROWS, Part, partition_warnings
+
+    small = [Part(f"p{i}", i * 10, 10) for i in range(4)]
+    assert partition_warnings(small, 4, "t/") == []
+    assert [w.code for w in partition_warnings(small, 8, "t/")] == ["table_parts_too_few"]
+    big = [*small, Part("big", 40, LARGE_PART_ROWS + 1)]
+    (warning,) = partition_warnings(big, 2, "t/")
+    assert f"{LARGE_PART_ROWS + 1:,} rows" in warning.message

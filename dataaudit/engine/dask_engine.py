@@ -314,6 +314,8 @@ def audit_on_dask(
     forms = registry.engine_forms()
     _refuse_unported(config, forms, analyses, embeddings is not None)
     clock = time.perf_counter()
+    client.get_task_stream(start=0, stop=0)  # installs the scheduler's task-stream plugin
+    started, sent_before = time.time(), client.run(_bytes_sent)
     with progress.step("read and validate inputs on the cluster"):
         inputs = read_partitioned(table, probs, embeddings, config, client)
     engine = DaskEngine(inputs, client, parts_dir, verdicts)
@@ -356,6 +358,7 @@ def audit_on_dask(
     from dataaudit.pipeline import peak_rss_mb
 
     peaks = {str(w): mb for w, mb in client.run(peak_rss_mb).items()}
+    sent = sum(b - sent_before.get(w, 0) for w, b in client.run(_bytes_sent).items())
     return AuditReport(
         dataset=describe_partitioned(inputs, embeddings is not None),
         items=items_for(engine, results),
@@ -368,6 +371,10 @@ def audit_on_dask(
                 "partitions": len(inputs.parts),
                 "workers": len(peaks),
                 "worker_peak_rss_mb": peaks,
+                # Where the cluster spent its time, and what its workers sent each other and
+                # the driver (benchmarks/distributed.py projects larger runs from these).
+                "task_costs": task_costs(client.get_task_stream(start=started)),
+                "bytes_sent_by_workers": int(sent),
                 **({"knn": knn_facts(engine.graph_info)} if engine.graph_info else {}),
             },
             "inputs": [s.__dict__ for s in inputs.sources],
@@ -382,6 +389,41 @@ def audit_on_dask(
         parts=partitioned_tables(Path(parts_dir)) if parts_dir and Path(parts_dir).is_dir() else {},
         warnings=[*inputs.warnings, *doubts],
     )
+
+
+def _bytes_sent(dask_worker) -> int:
+    return int(dask_worker.transfer_outgoing_bytes_total)
+
+
+def task_costs(stream: list[dict]) -> dict[str, dict]:
+    """Per task name (the function a task runs): tasks, seconds computing, receiving inputs
+    from other workers and spilling to or reading from disk, and MB of output, from the
+    scheduler's task stream; the costliest first."""
+    from distributed.utils import key_split
+
+    action_field = {
+        "compute": "compute_s",
+        "transfer": "transfer_s",
+        "disk-read": "spill_s",
+        "disk-write": "spill_s",
+    }
+    costs: dict[str, dict] = {}
+    for task in stream:
+        cost = costs.setdefault(
+            key_split(task["key"]),
+            {"tasks": 0, "compute_s": 0.0, "transfer_s": 0.0, "spill_s": 0.0, "output_mb": 0.0},
+        )
+        cost["tasks"] += 1
+        cost["output_mb"] += (task.get("nbytes") or 0) / 2**20
+        for span in task.get("startstops", ()):
+            field = action_field.get(span.get("action"))
+            if field:
+                cost[field] += span["stop"] - span["start"]
+    ranked = sorted(costs.items(), key=lambda item: -item[1]["compute_s"])
+    return {
+        name: {key: round(v, 3) if isinstance(v, float) else v for key, v in cost.items()}
+        for name, cost in ranked
+    }
 
 
 def check_labels_on(engine: DaskEngine, inputs: PartitionedInputs, config, probs_name: str):

@@ -286,6 +286,29 @@ def _keyed_part(path: str, id_col: str, prefix: str) -> pd.DataFrame:
     return out
 
 
+# A partition (one table file) past this many rows is held, validated and searched by one task.
+LARGE_PART_ROWS = 2_000_000
+
+
+def partition_warnings(parts: list[Part], n_workers: int, table) -> list[AuditWarning]:
+    """`table_parts_too_few`: one partition per table file, so a table in fewer files than the
+    cluster has workers, or in files past LARGE_PART_ROWS rows, leaves workers idle and puts a
+    whole file in one worker's memory."""
+    largest = max((p.n_rows for p in parts), default=0)
+    if len(parts) >= max(n_workers, 1) and largest <= LARGE_PART_ROWS:
+        return []
+    return [
+        AuditWarning(
+            "table_parts_too_few",
+            f"the table is {len(parts):,} file(s) for {n_workers} worker(s), the largest "
+            f"{largest:,} rows: each file is one partition, worked on by one worker at a time. "
+            "Write it as part files of about 250,000 rows (for example "
+            "pyarrow.dataset.write_dataset(..., max_rows_per_file=250_000)).",
+            file=str(table),
+        )
+    ]
+
+
 # -- assembling and checking ----------------------------------------------------------------------
 def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> PartitionedInputs:
     """Read, join, validate and persist the inputs on the cluster; InputError lists every problem."""
@@ -466,7 +489,11 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         label_counts=label_counts.tolist(),
         metadata_columns=list(metadata.columns),
         unlabeled_by_value={v: n for v, n in unlabeled_by_value.items() if n},
-        warnings=warnings + unlabeled_value_warnings(unlabeled_by_value, str(table), roles.label),
+        warnings=[
+            *warnings,
+            *unlabeled_value_warnings(unlabeled_by_value, str(table), roles.label),
+            *partition_warnings(parts, len(client.scheduler_info().get("workers", {})), table),
+        ],
         sources=[
             files_fingerprint(role, str(src), files, shape)
             for role, src, files, shape in (
