@@ -50,7 +50,9 @@ def ported(with_embeddings: bool) -> list[str]:
     return forms
 
 
-def inputs(folder: Path, n: int, k: int, d: int, part_rows: int, one_file: bool) -> dict:
+def inputs(
+    folder: Path, n: int, k: int, d: int, part_rows: int, one_file: bool, mode_rows: int = 0
+) -> dict:
     """Synthetic inputs written block by block: table parts (+ one file), probs and embeddings."""
     files = {
         "parts": folder / "examples",
@@ -67,7 +69,7 @@ def inputs(folder: Path, n: int, k: int, d: int, part_rows: int, one_file: bool)
     flipped, tables, part = [], [], 0
     for block, start in enumerate(range(0, n, BLOCK_ROWS)):
         rows = min(BLOCK_ROWS, n - start)
-        table, p, e, planted = synth.make(rows, k, d or 4, seed=block)
+        table, p, e, planted = synth.make(rows, k, d or 4, seed=block, mode_rows=mode_rows)
         prefix = f"b{block:03d}-"
         table["id"] = prefix + table["id"].astype(str)
         flipped += [prefix + i for i in planted.flipped]
@@ -210,6 +212,12 @@ def main() -> None:
     parser.add_argument("--workers", default="2", help="comma-separated worker counts")
     parser.add_argument("--worker-memory", default=None, help="e.g. 8GB (default: auto)")
     parser.add_argument("--part-rows", type=int, default=250_000)
+    parser.add_argument(
+        "--mode-rows",
+        type=int,
+        default=250,
+        help="embeddings in tight modes of this many rows (synth.make); 0: one ball per class",
+    )
     parser.add_argument("--no-inprocess", action="store_true")
     parser.add_argument("--project-rows", type=int, default=100_000_000)
     parser.add_argument("--project-workers", type=int, default=32)
@@ -234,9 +242,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.workdir or tmp)
         for n in (int(s) for s in args.sizes.split(",")):
-            folder = root / f"n{n}-k{args.k}-d{args.d}"
+            modes = f"-m{args.mode_rows}" if args.mode_rows else ""
+            folder = root / f"n{n}-k{args.k}-d{args.d}{modes}"
             folder.mkdir(parents=True, exist_ok=True)
-            files = inputs(folder, n, args.k, args.d, args.part_rows, not args.no_inprocess)
+            files = inputs(
+                folder, n, args.k, args.d, args.part_rows, not args.no_inprocess, args.mode_rows
+            )
             here = None
             if not args.no_inprocess:
                 here = run(files, folder / "out-inprocess", analyses, with_embeddings)

@@ -32,8 +32,13 @@ class Planted:
         }
 
 
-def make(n: int, k: int = 10, d: int = 128, seed: int = 0):
-    """Returns table (DataFrame), probs (N x K float32), embeddings (N x d float32), Planted."""
+def make(n: int, k: int = 10, d: int = 128, seed: int = 0, mode_rows: int = 0):
+    """Returns table (DataFrame), probs (N x K float32), embeddings (N x d float32), Planted.
+
+    mode_rows > 0: within each class the embeddings gather in tight modes of about that many
+    rows (as a trained network's features of similar images do) instead of one Gaussian ball,
+    where every row is about as far from every other and nearest neighbours are ill defined.
+    """
     rng = np.random.default_rng(seed)
     n_dup = max(2, n // 200)
     n_base = n - n_dup
@@ -42,6 +47,11 @@ def make(n: int, k: int = 10, d: int = 128, seed: int = 0):
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     # Class signal dominates the noise (as in a trained network's features).
     emb = centers[y] + rng.normal(scale=0.6 / np.sqrt(d), size=(n_base, d)).astype(np.float32)
+    if mode_rows:
+        n_modes = max(1, n_base // mode_rows)
+        modes = rng.normal(scale=0.6 / np.sqrt(d), size=(n_modes, d)).astype(np.float32)
+        spread = rng.normal(scale=0.15 / np.sqrt(d), size=(n_base, d)).astype(np.float32)
+        emb = centers[y] + modes[rng.integers(0, n_modes, n_base)] + spread
     emb = emb.astype(np.float32)
 
     split = rng.choice(
