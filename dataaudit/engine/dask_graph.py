@@ -13,9 +13,11 @@ of neighbors.py's tile kernels, run by the workers on numpy blocks:
   trains on (neighbors.kmeans_sample_rows, the same seed), the workers send those rows and the
   driver trains the same centroids (neighbors.kmeans_on_sample). Each worker files its rows under
   their nearest centroid and keeps their n_probe nearest. The lists are grouped into buckets of
-  about equal rows, neighbouring lists together (their centroids clustered once more), and rows
-  are shuffled to their list's bucket, with copies of the rows of lists outside the bucket that
-  its rows probe. Each bucket then runs approx_knn's kernel on its rows: neighbors.
+  about equal rows, neighbouring lists together (their centroids clustered once more; at least
+  two buckets per worker), and the rows' search arrays (position, vector, nearest lists; never
+  the table row) are shuffled to their list's bucket, with copies of the rows of lists outside
+  the bucket that its rows probe; each bucket sends its results back to the rows' own
+  partitions. Each bucket runs approx_knn's kernel on its rows: neighbors.
   _search_unions (the rows of each list against the union of the lists they probe), or on
   diffuse data, where those unions grow large (approx_knn's test, on the same global counts),
   neighbors._search_per_probe over each row's 8 nearest lists. A row meets the same candidates
@@ -273,20 +275,32 @@ def _ivf_buckets(client, parts, prepared, centroids, n_probe, k, n, seed, device
     limit = n * nb._MAX_UNION * nb.list_rows(n, n_lists)
     per_probe = _union_rows(sizes, union_pairs, n_lists) > limit
     pairs = wide_pairs if per_probe else union_pairs
-    bucket_of = _buckets(centroids, sizes, n, len(parts), seed)
+    # At least two buckets per worker, so a table in few files still spreads the search.
+    workers = len(client.scheduler_info().get("workers", {}))
+    bucket_of = _buckets(centroids, sizes, n, max(len(parts), 2 * workers), seed)
     n_buckets = int(bucket_of.max()) + 1
     # Lists each bucket must import: probed by its rows, filed in another bucket.
     own, probed = pairs // n_lists, pairs % n_lists
     outside = bucket_of[own] != bucket_of[probed]
     wanted = np.zeros((n_buckets, n_lists), dtype=bool)
     wanted[bucket_of[own[outside]], probed[outside]] = True
+    # Only the search arrays travel: each partition's rows (the whole table row, embeddings and
+    # metadata) stay where they are, and each bucket sends every partition its rows' results.
     split = [
-        dask.delayed(_to_buckets, nout=n_buckets)(frame, prep, bucket_of, wanted)
-        for frame, prep in zip(parts, prepared, strict=True)
+        dask.delayed(_to_buckets, nout=n_buckets)(prep, bucket_of, wanted) for prep in prepared
+    ]
+    n_parts = len(parts)
+    searched = [
+        dask.delayed(_search_bucket, nout=n_parts)(
+            k, n_lists, n_probe, per_probe, device, *[s[b] for s in split]
+        )
+        for b in range(n_buckets)
     ]
     return [
-        dask.delayed(_search_bucket)(k, n_lists, n_probe, per_probe, device, *[s[b] for s in split])
-        for b in range(n_buckets)
+        dask.delayed(_gathered_part)(
+            frame, prep, bucket_of, k, *[searched[b][j] for b in range(n_buckets)]
+        )
+        for j, (frame, prep) in enumerate(zip(parts, prepared, strict=True))
     ]
 
 
@@ -307,8 +321,8 @@ def _buckets(centroids, sizes, n: int, n_buckets: int, seed: int) -> NDArray[np.
     return bucket
 
 
-def _to_buckets(frame: pd.DataFrame, prep: dict, bucket_of, wanted) -> list:
-    """Per bucket: (the frame rows filed there, their search arrays, rows to import there)."""
+def _to_buckets(prep: dict, bucket_of, wanted) -> list:
+    """Per bucket: (the search arrays of this partition's rows filed there, rows to import)."""
     lists = prep["probes"][:, 0]
     home = bucket_of[lists]
     out = []
@@ -317,8 +331,7 @@ def _to_buckets(frame: pd.DataFrame, prep: dict, bucket_of, wanted) -> list:
         imp = wanted[b, lists]
         out.append(
             (
-                frame.iloc[np.flatnonzero(mine)],
-                {key: value[mine] for key, value in prep.items()},
+                {key: prep[key][mine] for key in ("pos", "x", "probes")},
                 {"pos": prep["pos"][imp], "x": prep["x"][imp], "list": lists[imp]},
             )
         )
@@ -327,13 +340,13 @@ def _to_buckets(frame: pd.DataFrame, prep: dict, bucket_of, wanted) -> list:
 
 def _search_bucket(
     k: int, n_lists: int, n_probe: int, per_probe: bool, device: str, *pieces
-) -> GraphPart:
+) -> list[tuple[NDArray[np.int64], NDArray[np.float32]]]:
     """approx_knn's search over one bucket (neighbors._search_unions, or _search_per_probe on
     diffuse data): its rows as queries, its rows and imports as the index (own rows first, so
-    a query's own column sits where the kernels expect it)."""
-    frame = pd.concat([p[0] for p in pieces], ignore_index=True)
-    own = {key: np.concatenate([p[1][key] for p in pieces]) for key in pieces[0][1]}
-    imp = {key: np.concatenate([p[2][key] for p in pieces]) for key in pieces[0][2]}
+    a query's own column sits where the kernels expect it). Returns, per source partition,
+    (neighbour positions, similarities) of its rows filed here, in that partition's order."""
+    own = {key: np.concatenate([p[0][key] for p in pieces]) for key in pieces[0][0]}
+    imp = {key: np.concatenate([p[1][key] for p in pieces]) for key in pieces[0][1]}
     n_own = len(own["pos"])
     pos = np.r_[own["pos"], imp["pos"]]
     x = np.concatenate([own["x"], imp["x"]])
@@ -361,7 +374,22 @@ def _search_bucket(
             xt[:n_own], xt, unions, q_order, q_bounds, x_order, x_bounds, sims, idx, True, None
         )
     idx[~np.isfinite(sims)] = -1
-    return GraphPart(frame, np.where(idx >= 0, pos[np.maximum(idx, 0)], -1), sims)
+    neighbors = np.where(idx >= 0, pos[np.maximum(idx, 0)], -1)
+    bounds = np.cumsum([0, *(len(p[0]["pos"]) for p in pieces)])
+    return [(neighbors[a:b], sims[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _gathered_part(frame: pd.DataFrame, prep: dict, bucket_of, k: int, *found) -> GraphPart:
+    """A partition's GraphPart from its rows' results, one piece per bucket: the rows of
+    bucket b are those _to_buckets filed there, in partition order."""
+    home = bucket_of[prep["probes"][:, 0]]
+    neighbors = np.full((len(home), k), -1, dtype=np.int64)
+    sims = np.full((len(home), k), nb._EXCLUDED, dtype=np.float32)
+    for b, (bucket_neighbors, bucket_sims) in enumerate(found):
+        mine = home == b
+        neighbors[mine] = bucket_neighbors
+        sims[mine] = bucket_sims
+    return GraphPart(frame, neighbors, sims)
 
 
 # -- neighbour labels and splits: a join by position ----------------------------------------------
