@@ -166,6 +166,9 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
         stderr=subprocess.PIPE,
         text=True,
         cwd=out.parent,
+        # A shell starts background jobs with SIGINT ignored, and Python then installs no
+        # KeyboardInterrupt handler: give the child the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     for line in child.stderr:  # stop it once an analysis has run
         if line.startswith("held after an analysis"):
