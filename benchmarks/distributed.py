@@ -329,22 +329,18 @@ def _project(n: int, workers: int, run: dict, target_rows: int, target_workers: 
     d = int(report.dataset.get("embedding_dim") or 0)
     rows = target_rows / n
 
-    def lists(m: int) -> int:
-        return nb.ivf_lists(m)
-
     def scale(name: str) -> float:
         if name == _PER_LIST:
-            return rows * lists(target_rows) / lists(n)
+            return rows * nb.ivf_lists(target_rows) / nb.ivf_lists(n)
         if name == _PER_LIST_ROW:
-            return rows * (target_rows / lists(target_rows)) / (n / lists(n))
+            return rows * (target_rows / nb.ivf_lists(target_rows)) / (n / nb.ivf_lists(n))
         return rows
 
     def kmeans_s(m: int) -> float:
         if not d:
             return 0.0
-        k = lists(m)
-        sample = min(m, max(16 * k, min(48 * k, nb._KMEANS_SAMPLE)))
-        return 2.0 * sample * k * d * 8 / (_DRIVER_GFLOPS * 1e9)
+        k = nb.ivf_lists(m)
+        return 2.0 * nb.kmeans_sample_size(m, k) * k * d * 8 / (_DRIVER_GFLOPS * 1e9)
 
     work = {name: c["compute_s"] + c["transfer_s"] + c["spill_s"] for name, c in costs.items()}
     measured_work = sum(work.values())

@@ -411,11 +411,8 @@ def ivf_lists(n: int) -> int:
 def list_rows(n: int, n_lists: int) -> float:
     """Rows of an average list, as the union-or-per-probe test counts them: _LIST_ROWS while the
     lists are that size, their mean size once they grow (ivf_lists)."""
-    return (
-        max(float(_LIST_ROWS), n / max(n_lists, 1))
-        if n_lists < round(n / _LIST_ROWS)
-        else _LIST_ROWS
-    )
+    # Fewer lists than n / 256 means each holds more than 256 rows on average.
+    return n / max(n_lists, 1) if n_lists < round(n / _LIST_ROWS) else float(_LIST_ROWS)
 
 
 def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
@@ -559,8 +556,14 @@ def kmeans_sample_rows(
     n: int, n_clusters: int, *, rng: np.random.Generator, sample_per_cluster: int = 48
 ) -> NDArray[np.int64]:
     """The sorted row positions _spherical_kmeans trains on (the Dask engine gathers the same)."""
-    size = min(n, max(n_clusters * 16, min(n_clusters * sample_per_cluster, _KMEANS_SAMPLE)))
+    size = kmeans_sample_size(n, n_clusters, sample_per_cluster)
     return np.sort(rng.choice(n, size=size, replace=False))
+
+
+def kmeans_sample_size(n: int, n_clusters: int, sample_per_cluster: int = 48) -> int:
+    """Rows the IVF k-means trains on: 16 to `sample_per_cluster` per list, _KMEANS_SAMPLE cap
+    unless 16 per list need more."""
+    return min(n, max(n_clusters * 16, min(n_clusters * sample_per_cluster, _KMEANS_SAMPLE)))
 
 
 def kmeans_on_sample(

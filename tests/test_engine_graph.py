@@ -238,7 +238,7 @@ def test_dask_engine_releases_the_input_partitions_once_the_graph_holds_the_rows
     inputs = read_partitioned(
         paths["table"], paths["probs.npy"], paths["embeddings.npy"], config, dask_client
     )
-    keys = [k for k in inputs.frame.__dask_keys__()]
+    keys = list(inputs.frame.__dask_keys__())
     assert all(dask_client.who_has(keys).values())  # persisted on the workers
     engine = DaskEngine(inputs, dask_client)
     assert inputs.frame is None  # the engine owns the partitions now
