@@ -53,6 +53,8 @@ _KMEANS_SAMPLE = 100_000
 _N_PROBE_DIFFUSE = 8
 # Columns of a tile are split into this many strided groups for the exact top-k shortcut.
 _GROUPS = 8
+# Index rows recall_at_k normalises and searches at a time (32 MiB at d = 128).
+_RECALL_BLOCK_ROWS = 1 << 16
 
 
 # -- normalisation ------------------------------------------------------------------------------
@@ -608,9 +610,17 @@ def recall_at_k(
         return 1.0
     rows = recall_sample_rows(n_q, sample, seed)
     q = normalize(np.asarray(queries[rows]))
-    x = normalize(queries if index is None else index)
-    self_ids = rows if (index is None and exclude_self) else None
-    true_sims, _ = _exact(q, x, k, self_ids=self_ids, device=device)
+    x = queries if index is None else index
+    # The index is read and normalised a block at a time: a whole copy (or two, with _exact's
+    # padded one) was the largest allocation of an in-process audit at 1M rows.
+    found_v, found_i = [], []
+    for start in range(0, len(x), _RECALL_BLOCK_ROWS):
+        block = normalize(x[start : start + _RECALL_BLOCK_ROWS])
+        own = rows - start if (index is None and exclude_self) else None
+        v, i = _exact(q, block, min(k, len(block)), self_ids=own, device=device)
+        found_v.append(torch.from_numpy(v))
+        found_i.append(torch.from_numpy(i + start))
+    true_sims = _merge(found_v, found_i, k)[0].numpy()
     kth = true_sims[:, -1:]
     hits = (found_sims[rows] >= kth - 1e-6).sum(axis=1)
     return float(np.minimum(hits, k).sum() / (len(rows) * k))
@@ -690,7 +700,7 @@ def offset_center(x: NDArray, chunk_rows: int | None = None) -> NDArray[np.float
     n = len(x)
     if n < 2 or x.ndim != 2:
         return None
-    step = chunk_rows or max(1, (1 << 24) // max(x.shape[1], 1))
+    step = chunk_rows or max(1, (1 << 22) // max(x.shape[1], 1))  # 32 MiB blocks of float64
     total = np.zeros(x.shape[1], dtype=np.float64)
     squares = 0.0
     for start in range(0, n, step):

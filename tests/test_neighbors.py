@@ -104,6 +104,24 @@ def test_recall_at_k_detects_a_bad_search():
     assert recall_at_k(x, None, sims - 0.5, sample=200) < 0.2
 
 
+@pytest.mark.parametrize("index", ["self", "other"])
+def test_recall_at_k_reads_the_index_in_blocks_without_changing_the_answer(monkeypatch, index):
+    # The index is normalised and searched a block at a time (no whole copy): blocks smaller
+    # than k, a sample row's own block and the rows beyond it must give the one-block answer.
+    import dataaudit.neighbors as nb
+
+    x = clustered(1500, 8, seed=3)
+    other = None if index == "self" else clustered(700, 8, seed=4)
+    approx, _ = approx_knn(x, other, k=10, n_lists=30, n_probe=1)
+    one_block = recall_at_k(x, other, approx, sample=300)
+    exact, _ = knn(x, other, k=10)
+    for block in (7, 64, 999):
+        monkeypatch.setattr(nb, "_RECALL_BLOCK_ROWS", block)
+        assert recall_at_k(x, other, approx, sample=300) == one_block
+        assert recall_at_k(x, other, exact, sample=300) == 1.0
+    assert one_block < 1.0  # one probe of 30 lists misses neighbours: the test can fail
+
+
 def test_auto_mode_switches_to_approximate_above_the_threshold():
     assert choose_method(10, "auto", 100) == "exact"
     assert choose_method(1000, "auto", 100) == "approx"
