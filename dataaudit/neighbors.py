@@ -62,11 +62,8 @@ def normalize(
     x: NDArray,
     chunk_rows: int | None = None,
     center: NDArray | None = None,
-    *,
-    in_place: bool = False,
 ) -> NDArray[np.float32]:
-    """Return a float32 copy of `x` with every row scaled to unit L2 norm (`in_place`: scale a
-    writable float32 `x` itself, bit for bit as the copy would be, and return it).
+    """Return a float32 copy of `x` with every row scaled to unit L2 norm.
 
     Rows are converted chunk by chunk, so a float16 memmap is never copied whole at a wider
     dtype. All-zero rows stay zero (their cosine similarity to everything is 0).
@@ -94,18 +91,93 @@ def normalize(
     if x.ndim != 2:
         raise ValueError(f"embeddings must be a 2-d array (n, d); got shape {x.shape}")
     n, d = x.shape
-    own = in_place and x.dtype == np.float32 and x.flags.writeable
-    out = x if own else np.empty((n, d), dtype=np.float32)
+    out = np.empty((n, d), dtype=np.float32)
     step = chunk_rows or max(1, (1 << 24) // max(d, 1))
     for start in range(0, n, step):
         block = out[start : start + step]
-        if not own:
-            block[...] = x[start : start + step]
+        block[...] = x[start : start + step]
         if center is not None:
             block -= center
         norms = np.sqrt(np.einsum("ij,ij->i", block, block))
         block /= np.where(norms > 0, norms, 1.0)[:, None]
     return out
+
+
+class UnitRows:
+    """The rows of `x` minus `center`, scaled to unit length, read on demand: bit for bit the rows
+    `normalize(x, center=center)` returns, without that whole float32 copy of the embeddings.
+
+    One chunked pass stores each row's divisor (its norm, 1 for an all-zero row); a read then
+    converts, centres and divides only the rows asked for. The IVF search of the run's graph
+    gathers a list's rows at a time, so at 1M x 128 this saves 512 MB of its peak.
+    """
+
+    def __init__(self, x: NDArray, center: NDArray | None = None, *, device: str = "cpu"):
+        if x.ndim != 2:
+            raise ValueError(f"embeddings must be a 2-d array (n, d); got shape {x.shape}")
+        self.x = x
+        self.shape = x.shape
+        self.center = None if center is None else np.asarray(center, dtype=np.float32)
+        self.device = _resolve_device(device)
+        n, d = x.shape
+        self.divisors = np.empty(n, dtype=np.float32)
+        step = max(1, (1 << 24) // max(d, 1))  # normalize's chunks: the same sums, bit for bit
+        for start in range(0, n, step):
+            block = self._centred(slice(start, start + step))
+            norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+            self.divisors[start : start + len(block)] = np.where(norms > 0, norms, 1.0)
+        # torch reads the rows in place (a memmap stays on disk); it warns that it cannot
+        # promise read-only tensors, and nothing here writes to them.
+        raw = x if x.dtype.isnative and x.dtype in (np.float16, np.float32, np.float64) else None
+        if raw is not None:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._raw = torch.from_numpy(np.asarray(raw))
+        else:
+            self._raw = None
+        self._divisors = torch.from_numpy(self.divisors)
+        self._center = None if self.center is None else torch.from_numpy(self.center)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _centred(self, rows) -> NDArray[np.float32]:
+        block = np.array(self.x[rows], dtype=np.float32)  # a copy: x is never written
+        if self.center is not None:
+            block -= self.center
+        return block
+
+    def __getitem__(self, rows) -> NDArray[np.float32]:
+        """Rows (a slice or positions) as a float32 array, as normalize returns them."""
+        block = self._centred(rows)
+        block /= self.divisors[rows][:, None]
+        return block
+
+    def gather(self, positions: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows at `positions` (an int64 tensor) as a float32 tensor on the device, into `out`."""
+        cpu = positions.cpu()
+        if self._raw is None:
+            rows = torch.from_numpy(self[cpu.numpy()])
+        else:
+            rows = self._raw.index_select(0, cpu)
+            rows = rows if rows.dtype == torch.float32 else rows.float()
+            if self._center is not None:
+                rows.sub_(self._center)
+            rows.div_(self._divisors.index_select(0, cpu).unsqueeze(1))
+        if out is None:
+            return rows.to(self.device)
+        return out.copy_(rows)
+
+
+def _take(rows: torch.Tensor | UnitRows, positions: torch.Tensor, out=None) -> torch.Tensor:
+    """Rows of a search's vectors: a tensor's, or UnitRows' read on demand."""
+    if isinstance(rows, UnitRows):
+        return rows.gather(positions, out)
+    if out is None:
+        return rows[positions]
+    return torch.index_select(rows, 0, positions, out=out)
 
 
 # -- exact search -------------------------------------------------------------------------------
@@ -334,7 +406,6 @@ def approx_knn(
     device: str = "cpu",
     seed: int = 0,
     progress: Progress | None = None,
-    in_place: bool = False,
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     """Approximate k nearest neighbours with an inverted-file (IVF) index, in torch.
 
@@ -348,16 +419,16 @@ def approx_knn(
 
     Parameters
     ----------
+    queries : array of shape (n_q, d), or UnitRows
+        UnitRows (a self-join only) are read a list at a time instead of copied normalised.
     n_lists : int, optional
         Number of centroids; default `ivf_lists(len(index))`.
     n_probe : int, optional
         Nearest lists probed per query; default `_N_PROBE`.
     seed : int
         Seeds the k-means sample and initialisation, so runs are reproducible.
-    in_place : bool
-        Normalise a float32 `queries` in place (the caller's own copy) rather than copy it.
     """
-    q = normalize(queries, in_place=in_place)
+    q = queries if isinstance(queries, UnitRows) else normalize(queries)
     self_join = index is None
     x = q if self_join else normalize(index)
     n_q, n_x = len(q), len(x)
@@ -367,6 +438,8 @@ def approx_knn(
     n_probe = min(n_probe or _N_PROBE, n_lists)
     if n_probe >= n_lists or k == 0:  # probing every list is exact search
         self_ids = np.arange(n_q) if drop_self else None
+        q = q[:] if isinstance(q, UnitRows) else q  # a small index (n_lists <= n_probe)
+        x = q if self_join else x
         return _exact(q, x, k, self_ids=self_ids, device=device, progress=progress)
     dev = _resolve_device(device)
     rng = np.random.default_rng(seed)
@@ -381,7 +454,7 @@ def approx_knn(
     x_bounds = np.searchsorted(x_list[x_order], np.arange(n_lists + 1))
     q_order = np.argsort(q_list, kind="stable")
     q_bounds = np.searchsorted(q_list[q_order], np.arange(n_lists + 1))
-    xt = torch.from_numpy(x).to(dev)
+    xt = x if isinstance(x, UnitRows) else torch.from_numpy(x).to(dev)
     qt = xt if self_join else torch.from_numpy(q).to(dev)
     sims = np.full((n_q, k), _EXCLUDED, dtype=np.float32)
     idx = np.full((n_q, k), -1, dtype=np.int64)
@@ -424,8 +497,8 @@ def _union(probes: NDArray[np.int64], own: int) -> NDArray[np.int64]:
 
 
 def _search_unions(
-    qt: torch.Tensor,
-    xt: torch.Tensor,
+    qt: torch.Tensor | UnitRows,
+    xt: torch.Tensor | UnitRows,
     unions: list[NDArray[np.int64]],
     q_order: NDArray[np.int64],
     q_bounds: NDArray[np.int64],
@@ -439,6 +512,7 @@ def _search_unions(
     """The queries of each list against the union of the lists they probe, in one matmul."""
     k = sims.shape[1]
     dev = xt.device
+    d = xt.shape[1]
     buffer = torch.empty(_TILE_ELEMENTS, dtype=torch.float32, device=dev)
     gathered = torch.empty(0, dtype=torch.float32, device=dev)
     lists = range(len(unions))
@@ -456,15 +530,14 @@ def _search_unions(
         pad = -len(cand) % _GROUPS  # _tile_topk wants a width that is a multiple of _GROUPS
         cand_t = torch.from_numpy(np.concatenate([cand, np.repeat(cand[:1], pad)])).to(dev)
         width = len(cand_t)
-        if len(gathered) < width * xt.shape[1]:  # reused: fresh big tensors cost page faults
-            gathered = torch.empty(2 * width * xt.shape[1], dtype=torch.float32, device=dev)
-        cand_vecs = gathered[: width * xt.shape[1]].view(width, xt.shape[1])
-        torch.index_select(xt, 0, cand_t, out=cand_vecs)
+        if len(gathered) < width * d:  # reused: fresh big tensors cost page faults
+            gathered = torch.empty(2 * width * d, dtype=torch.float32, device=dev)
+        cand_vecs = _take(xt, cand_t, out=gathered[: width * d].view(width, d))
         step = max(1, len(buffer) // width)  # a large union is searched in row chunks
         for s in range(0, len(rows), step):
             chunk = rows[s : s + step]
             tile = buffer[: len(chunk) * width].view(len(chunk), width)
-            torch.mm(qt[torch.from_numpy(chunk).to(dev)], cand_vecs.T, out=tile)
+            torch.mm(_take(qt, torch.from_numpy(chunk).to(dev)), cand_vecs.T, out=tile)
             tile[:, len(cand) :] = _EXCLUDED
             if drop_self:
                 r = torch.arange(len(chunk), device=dev)
@@ -476,8 +549,8 @@ def _search_unions(
 
 
 def _search_per_probe(
-    qt: torch.Tensor,
-    xt: torch.Tensor,
+    qt: torch.Tensor | UnitRows,
+    xt: torch.Tensor | UnitRows,
     probes: NDArray[np.int64],
     x_order: NDArray[np.int64],
     x_bounds: NDArray[np.int64],
@@ -514,7 +587,7 @@ def _search_per_probe(
             pad = -len(members) % _GROUPS
             padded = torch.from_numpy(np.r_[members, np.repeat(members[:1], pad)]).to(dev)
             rows = qs + pairs // n_probe
-            tile = torch.mm(qt[torch.from_numpy(rows).to(dev)], xt[padded].T)
+            tile = torch.mm(_take(qt, torch.from_numpy(rows).to(dev)), _take(xt, padded).T)
             tile[:, len(members) :] = _EXCLUDED
             if drop_self:
                 pos = np.minimum(np.searchsorted(members, rows), len(members) - 1)
@@ -609,13 +682,15 @@ def recall_at_k(
     if k == 0 or n_q == 0:
         return 1.0
     rows = recall_sample_rows(n_q, sample, seed)
-    q = normalize(np.asarray(queries[rows]))
+    unit = isinstance(queries, UnitRows) and index is None  # rows come normalised
+    q = queries[rows] if unit else normalize(np.asarray(queries[rows]))
     x = queries if index is None else index
     # The index is read and normalised a block at a time: a whole copy (or two, with _exact's
     # padded one) was the largest allocation of an in-process audit at 1M rows.
     found_v, found_i = [], []
     for start in range(0, len(x), _RECALL_BLOCK_ROWS):
-        block = normalize(x[start : start + _RECALL_BLOCK_ROWS])
+        block = x[start : start + _RECALL_BLOCK_ROWS]
+        block = block if unit else normalize(block)
         own = rows - start if (index is None and exclude_self) else None
         v, i = _exact(q, block, min(k, len(block)), self_ids=own, device=device)
         found_v.append(torch.from_numpy(v))
@@ -674,13 +749,14 @@ def build_graph(
 ) -> KnnGraph:
     """Self-join kNN graph of `embeddings` (minus `center`) by the method `mode` selects."""
     method = choose_method(len(embeddings), mode, threshold)
-    x = normalize(embeddings, center=center)
     if method == "exact":
+        x = normalize(embeddings, center=center)
         own = np.arange(len(x))
         sims, idx = _exact(x, x, k, self_ids=own, device=device, progress=progress)
         return KnnGraph(sims, idx, sims.shape[1], "exact", None, center)
-    # x is this function's own copy: normalised once more in place, not copied a second time.
-    sims, idx = approx_knn(x, k=k, device=device, seed=seed, progress=progress, in_place=True)
+    # The search reads normalised rows as it needs them: no whole copy of the embeddings.
+    x = UnitRows(embeddings, center, device=device)
+    sims, idx = approx_knn(x, k=k, device=device, seed=seed, progress=progress)
     recall = recall_at_k(x, None, sims, sample=recall_sample, device=device, seed=seed)
     return KnnGraph(sims, idx, sims.shape[1], "approx-ivf", recall, center)
 

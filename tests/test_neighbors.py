@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -207,28 +208,51 @@ def test_lists_hold_256_rows_up_to_a_million_then_grow_as_four_root_n():
     assert list_rows(10_000_000, 12_649) == pytest.approx(10_000_000 / 12_649)
 
 
-def test_normalising_in_place_gives_the_copys_bits_and_leaves_other_inputs_alone():
-    rng = np.random.default_rng(4)
-    x = (rng.standard_normal((700, 9)) * 3 + 1).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, ">f4"])
+@pytest.mark.parametrize("d", [2, 9, 128])
+def test_unit_rows_read_on_demand_are_the_normalised_copys_bits(tmp_path, dtype, d):
+    # The graph's search reads rows through UnitRows instead of a normalised copy: every read
+    # (slices, positions, torch gathers) must give normalize's bits, the input left untouched.
+    from dataaudit.neighbors import UnitRows
+
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((3000, d)) * 3 + 5).astype(dtype)
     x[5] = 0
-    copy = normalize(x, chunk_rows=64, center=np.ones(9, dtype=np.float32))
-    own = x.copy()
-    out = normalize(own, chunk_rows=64, center=np.ones(9, dtype=np.float32), in_place=True)
-    assert out is own
-    np.testing.assert_array_equal(out, copy)
-    # Not float32, or read-only: copied, the input untouched.
-    x64 = x.astype(np.float64)
-    assert normalize(x64, in_place=True) is not x64 and (x64 == x.astype(np.float64)).all()
-    frozen = x.copy()
-    frozen.flags.writeable = False
-    assert normalize(frozen, in_place=True) is not frozen
+    path = tmp_path / "x.npy"
+    np.save(path, x)
+    mm = np.load(path, mmap_mode="r")  # read-only, as a user's .npy arrives
+    for center in (None, mm[:100].astype(np.float32).mean(axis=0)):
+        expected = normalize(mm, center=center)
+        rows = UnitRows(mm, center)
+        np.testing.assert_array_equal(rows[:], expected)
+        np.testing.assert_array_equal(rows[100:2500], expected[100:2500])
+        pick = rng.permutation(3000)[:700]
+        np.testing.assert_array_equal(rows[np.sort(pick)], expected[np.sort(pick)])
+        out = torch.empty((700, d), dtype=torch.float32)
+        got = rows.gather(torch.from_numpy(pick), out=out)
+        np.testing.assert_array_equal(got.numpy(), expected[pick])
+        np.testing.assert_array_equal(rows.gather(torch.from_numpy(pick)).numpy(), expected[pick])
+    np.testing.assert_array_equal(np.load(path), x)
 
 
-def test_approximate_search_in_place_equals_the_copying_search():
-    x = normalize(clustered(5000, 16, seed=6))
-    expected = approx_knn(x, k=10, n_lists=30, n_probe=2)
-    own = x.copy()
-    got = approx_knn(own, k=10, n_lists=30, n_probe=2, in_place=True)
-    np.testing.assert_array_equal(got[0], expected[0])
-    np.testing.assert_array_equal(got[1], expected[1])
-    np.testing.assert_array_equal(own, normalize(x))  # normalised once more, in place
+@pytest.mark.parametrize("plan", ["unions", "per probe"])
+def test_the_search_over_unit_rows_equals_the_search_over_the_normalised_copy(monkeypatch, plan):
+    import dataaudit.neighbors as nb
+    from dataaudit.neighbors import UnitRows
+
+    called = []
+    search = nb._search_per_probe if plan == "per probe" else nb._search_unions
+    name = search.__name__
+    monkeypatch.setattr(nb, name, lambda *a, **kw: called.append(1) or search(*a, **kw))
+    if plan == "per probe":
+        monkeypatch.setattr(nb, "_MAX_UNION", 0)
+    # approx_knn normalises an array itself; UnitRows of the same array read the same bits.
+    x = clustered(5000, 16, seed=6) * 3 + 2.0
+    for n_probe in (2, 40):
+        expected = approx_knn(x, k=10, n_lists=60, n_probe=n_probe)
+        got = approx_knn(UnitRows(x), k=10, n_lists=60, n_probe=n_probe)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert len(called) == 4
+    few_lists = approx_knn(UnitRows(x), k=10, n_lists=2, n_probe=2)  # exact search
+    np.testing.assert_array_equal(few_lists[1], knn(x, k=10)[1])

@@ -46,7 +46,7 @@ from numpy.typing import NDArray
 
 from dataaudit import neighbors as nb
 from dataaudit.engine import GraphInfo
-from dataaudit.engine.inputs import LABEL, POS
+from dataaudit.engine.inputs import LABEL, POS, n_workers
 
 _NONE = np.iinfo(np.int64).max  # sorts a missing neighbour (-1) after every position
 
@@ -88,26 +88,20 @@ def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
     k = max(0, min(int(config.knn_k), n - 1))
     method = nb.choose_method(n, config.knn_mode, config.knn_approx_threshold)
     center = _center(engine)
-    # approx_knn normalises the (already normalised) vectors once more: so do we, bit for bit.
-    twice = method == "approx"
+    approx = method == "approx"
     n_lists = nb.ivf_lists(n)
     n_probe = min(nb._N_PROBE, n_lists)
-    ivf = twice and n_probe < n_lists and k > 0
+    ivf = approx and n_probe < n_lists and k > 0
     wide = min(n_lists, max(n_probe, nb._N_PROBE_DIFFUSE))  # probes of the per-probe plan
 
     centroids = None
     if ivf:
         rng = np.random.default_rng(config.seed)
         rows = nb.kmeans_sample_rows(n, n_lists, rng=rng)
-        sample = _gather(
-            client, [_normalised_rows(p, emb_cols, center, twice, rows) for p in parts]
-        )
+        sample = _gather(client, [_normalised_rows(p, emb_cols, center, rows) for p in parts])
         centroids = nb.kmeans_on_sample(sample, n_lists, rng=rng, device=device)
     prepared = client.persist(
-        [
-            dask.delayed(_prepare)(p, emb_cols, center, split_names, twice, centroids, wide)
-            for p in parts
-        ]
+        [dask.delayed(_prepare)(p, emb_cols, center, split_names, centroids, wide) for p in parts]
     )
     if ivf:
         searched = _ivf_buckets(
@@ -118,13 +112,13 @@ def build_graph(engine, ctx) -> tuple[GraphInfo, list]:
     final = client.persist(_with_labels(prepared, searched, n))
     wait(final)
     recall = None
-    if twice:
+    if approx:
         recall = _recall(
             client, prepared, final, n, k, config.knn_recall_sample, config.seed, device
         )
     info = GraphInfo(
         k=k,
-        method="approx-ivf" if twice else "exact",
+        method="approx-ivf" if approx else "exact",
         recall=recall,
         center=center,
         splits=split_names,
@@ -151,18 +145,17 @@ def _center(engine) -> NDArray[np.float32] | None:
     return mean.astype(np.float32)
 
 
-def _vectors(frame: pd.DataFrame, emb_cols, center, twice: bool) -> NDArray[np.float32]:
-    x = nb.normalize(frame[emb_cols].to_numpy(dtype=np.float32), center=center)
-    return nb.normalize(x) if twice else x
+def _vectors(frame: pd.DataFrame, emb_cols, center) -> NDArray[np.float32]:
+    return nb.normalize(frame[emb_cols].to_numpy(dtype=np.float32), center=center)
 
 
-def _normalised_rows(part, emb_cols, center, twice, rows):
+def _normalised_rows(part, emb_cols, center, rows):
     """(positions, vectors) of the partition's rows among the sorted positions `rows`."""
 
     def pick(frame: pd.DataFrame):
         pos = frame[POS].to_numpy(dtype=np.int64)
         keep = np.isin(pos, rows)
-        return pos[keep], _vectors(frame[keep], emb_cols, center, twice)
+        return pos[keep], _vectors(frame[keep], emb_cols, center)
 
     return dask.delayed(pick)(part)
 
@@ -175,9 +168,9 @@ def _gather(client, pieces) -> NDArray[np.float32]:
     return x[np.argsort(pos, kind="stable")]
 
 
-def _prepare(frame, emb_cols, center, split_names, twice, centroids, wide) -> dict:
+def _prepare(frame, emb_cols, center, split_names, centroids, wide) -> dict:
     """Positions, normalised vectors, labels, split codes (and nearest lists, for IVF)."""
-    x = _vectors(frame, emb_cols, center, twice)
+    x = _vectors(frame, emb_cols, center)
     codes = pd.Index(split_names).get_indexer(frame["split"].astype(str).to_numpy())
     out = {
         "pos": frame[POS].to_numpy(dtype=np.int64),
@@ -276,8 +269,7 @@ def _ivf_buckets(client, parts, prepared, centroids, n_probe, k, n, seed, device
     per_probe = _union_rows(sizes, union_pairs, n_lists) > limit
     pairs = wide_pairs if per_probe else union_pairs
     # At least two buckets per worker, so a table in few files still spreads the search.
-    workers = len(client.scheduler_info().get("workers", {}))
-    bucket_of = _buckets(centroids, sizes, n, max(len(parts), 2 * workers), seed)
+    bucket_of = _buckets(centroids, sizes, n, max(len(parts), 2 * n_workers(client)), seed)
     n_buckets = int(bucket_of.max()) + 1
     # Lists each bucket must import: probed by its rows, filed in another bucket.
     own, probed = pairs // n_lists, pairs % n_lists

@@ -290,6 +290,11 @@ def _keyed_part(path: str, id_col: str, prefix: str) -> pd.DataFrame:
 LARGE_PART_ROWS = 2_000_000
 
 
+def n_workers(client) -> int:
+    """Workers the cluster has now (0 while a new cluster's are still starting)."""
+    return len(client.scheduler_info().get("workers", {}))
+
+
 def partition_warnings(parts: list[Part], n_workers: int, table) -> list[AuditWarning]:
     """`table_parts_too_few`: one partition per table file, so a table in fewer files than the
     cluster has workers, or in files past LARGE_PART_ROWS rows, leaves workers idle and puts a
@@ -492,7 +497,7 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         warnings=[
             *warnings,
             *unlabeled_value_warnings(unlabeled_by_value, str(table), roles.label),
-            *partition_warnings(parts, len(client.scheduler_info().get("workers", {})), table),
+            *partition_warnings(parts, n_workers(client), table),
         ],
         sources=[
             files_fingerprint(role, str(src), files, shape)
