@@ -12,7 +12,9 @@ On disk (inside the output folder):
 
 Schema versions: 1 (first release); 2 adds the optional "comparison" (reports of version 1
 load, migrated, with no comparison); 3 adds coded warnings, run-level and per analysis (older
-reports load with none) and the checks a run was gated by (dataaudit/checks.py).
+reports load with none) and the checks a run was gated by (dataaudit/checks.py); 4 adds the
+tables the ranked CSVs are, label_errors' "relabel" and slices' "ranked" (older reports load
+with them built from the tables they hold).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +45,7 @@ from dataaudit.result import AnalysisResult
 if TYPE_CHECKING:
     from dataaudit.compare import RunDiff
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # The partitioned per-item facts the Dask engine's workers write (items.parquet then holds only
 # the rows the capped tables mention).
 ITEM_PARTS = "items.all.parquet"
@@ -108,6 +110,15 @@ class AuditReport:
         for result in self.results.values():
             found += list(result.warnings)
         return found
+
+    def relabel_list(self) -> pd.DataFrame | None:
+        """The items to relabel, ranked (relabel.csv): after earlier verdicts when the run read a
+        ledger, else as label_errors ranks them; None when label_errors did not run."""
+        for name in ("reviews", "label_errors"):
+            result = self.results.get(name)
+            if result is not None and "relabel" in result.tables:
+                return result.table("relabel")
+        return None
 
     def __getitem__(self, name: str) -> AnalysisResult:
         return self.results[name]
@@ -199,6 +210,7 @@ class AuditReport:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ReportLoadError(f"{path}: cannot be read ({exc}).") from exc
+        saved_version = document.get("schema_version")
         document = migrate(document, path)
         try:
             results = {
@@ -214,6 +226,8 @@ class AuditReport:
                 )
                 for name, saved in document["analyses"].items()
             }
+            if isinstance(saved_version, int) and saved_version < 4:
+                results = _add_v4_tables(results)
             items = pd.read_parquet(folder / "items.parquet")
             comparison = _load_comparison(document.get("comparison"), folder)
         except (OSError, KeyError, ValueError) as exc:
@@ -342,8 +356,32 @@ def _v2_to_v3(document: dict[str, Any]) -> dict[str, Any]:
     return {**document, "analyses": analyses, "warnings": [], "schema_version": 3}
 
 
+def _v3_to_v4(document: dict[str, Any]) -> dict[str, Any]:
+    # Version 4 added tables, not document fields: load() builds them (_add_v4_tables).
+    return {**document, "schema_version": 4}
+
+
+def _add_v4_tables(results: dict[str, AnalysisResult]) -> dict[str, AnalysisResult]:
+    """The tables version 4 added, built from the tables an older report holds."""
+    from dataaudit.analyses.label_errors import relabel_candidates
+    from dataaudit.analyses.slices import ranked_table
+
+    added: dict[str, dict[str, pd.DataFrame]] = {}
+    label_errors = results.get("label_errors")
+    if label_errors is not None and "items" in label_errors.tables:
+        added["label_errors"] = {"relabel": relabel_candidates(label_errors.table("items"))}
+    slices = results.get("slices")
+    if slices is not None and {"discovered", "given", "examples"} <= set(slices.tables):
+        t = slices.tables
+        added["slices"] = {"ranked": ranked_table(t["discovered"], t["given"], t["examples"])}
+    return {
+        name: replace(result, tables={**result.tables, **added.get(name, {})})
+        for name, result in results.items()
+    }
+
+
 # version -> step to the next version; migrate() applies them in turn.
-_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+_MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def _load_comparison(saved: dict[str, Any] | None, folder: Path) -> RunDiff | None:

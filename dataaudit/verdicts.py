@@ -81,15 +81,13 @@ class RunLists:
 
 
 def run_lists(report: AuditReport, run_dir: str | Path) -> RunLists:
-    from dataaudit.render.csv import EXPORTS
-
     lists = {}
-    relabel = EXPORTS["relabel.csv"](report)
+    relabel = report.relabel_list()
     if relabel is not None:
         lists["relabel"] = relabel.assign(score=relabel["error_score"])
-    queue = EXPORTS["label_next.csv"](report)
-    if queue is not None:
-        lists["label_next"] = queue.assign(given_label="")
+    label_next = report.results.get("label_next")
+    if label_next is not None:
+        lists["label_next"] = label_next.table("queue").assign(given_label="")
     return RunLists(
         run=str(report.run.get("started_at") or Path(run_dir).name),
         ids=set(report.items["id"].astype(str)),

@@ -135,3 +135,20 @@ def test_reports_of_schema_2_load_with_no_warnings(demo_report, tmp_path):
         del saved["warnings"]
     (folder / "report.json").write_text(json.dumps(document))
     assert AuditReport.load(tmp_path).all_warnings() == []
+
+
+def test_reports_of_schema_3_load_with_the_tables_of_the_ranked_csvs(demo_report, tmp_path):
+    # Version 4 added label_errors' "relabel" and slices' "ranked" (relabel.csv, slices.csv):
+    # a report saved before holds neither, and loads with both built as a run builds them.
+    assert len(demo_report.relabel_list()) == demo_report.metrics()["n_label_errors"] > 0
+    assert (demo_report["slices"].table("ranked")["kind"] != "given").sum() > 0
+    folder = demo_report.save(tmp_path)
+    document = json.loads((folder / "report.json").read_text())
+    document["schema_version"] = 3
+    for name, table in (("label_errors", "relabel"), ("slices", "ranked")):
+        document["analyses"][name]["tables"].remove(table)
+        (folder / f"{name}.{table}.parquet").unlink()
+    (folder / "report.json").write_text(json.dumps(document))
+    loaded = AuditReport.load(tmp_path)
+    assert loaded == demo_report
+    pd.testing.assert_frame_equal(loaded.relabel_list(), demo_report.relabel_list())

@@ -71,6 +71,9 @@ class; the model's top class without embeddings), suggested_label_prob and given
 quality, in [0, 1]), neighbor_label (the most common label among the item's labeled
 neighbours, "" when none), neighbor_label_count, n_labeled_neighbors, neighbor_agreement
 (q_i(y); NaN without embeddings), is_label_error, error_score (higher = more likely mislabeled).
+Table "relabel" (the flagged items, most likely mislabeled first, as a reviewer works them; the
+rows of relabel.csv): rank, id, given_label, suggested_label, error_score, reason,
+suggested_label_prob, given_label_prob.
 Summary: n_labeled, n_label_errors, label_error_rate (over labeled items) with a Wilson interval,
 n_confident_learning_flags (items off the confident joint's diagonal, whichever filter flags).
 """
@@ -222,7 +225,7 @@ def run(data: AuditDataset, ctx: AuditContext, config: AuditConfig) -> AnalysisR
         )
     return AnalysisResult(
         name="label_errors",
-        tables={"items": items},
+        tables={"items": items, "relabel": relabel_candidates(items)},
         summary={
             "n_labeled": n_labeled,
             "n_label_errors": n_errors,
@@ -526,7 +529,7 @@ def _describe(method: str, filter_by: str, graph, weight: float) -> str:
 
 
 def relabel_candidates(items: pd.DataFrame) -> pd.DataFrame:
-    """Flagged items ranked top-down, as a reviewer works them: the relabel.csv rows.
+    """Flagged items ranked top-down, as a reviewer works them: the "relabel" table.
 
     Columns: rank, id, given_label, suggested_label, error_score, reason, then the probabilities.
     """

@@ -95,6 +95,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
 
     # One pass: the number of flags and the capped items table.
     n_errors, items = engine.map_reduce(_flags_and_items, _merge_flags_and_items, scores, classes)
+    items = _as_built_in_memory(items.drop(columns="pos"))
     parts = engine.write_parts(
         _items_kernel, "label_errors.all_items.parquet", scores, classes, False
     )
@@ -116,7 +117,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
         )
     return AnalysisResult(
         name="label_errors",
-        tables={"items": _as_built_in_memory(items.drop(columns="pos"))},
+        tables={"items": items, "relabel": le.relabel_candidates(items)},
         summary={
             "n_labeled": n_labeled,
             "n_label_errors": n_errors,

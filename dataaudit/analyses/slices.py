@@ -35,6 +35,9 @@ Tables:
 - "splits": split, support, n_labeled, n_errors, error_rate (+ CI), label_error_rate (+ CI).
 - "items": id, failure_slice (highest-ranked discovered slice holding the item, "" if none),
   cluster (finest k-means cluster, when embeddings exist).
+- "ranked" (the rows of slices.csv): the discovered slices in rank order, each with the ids of
+  its example failures (example_failures) and of the unlabeled items to label (to_label), then
+  the given slices, most severe first; kind tells them apart.
 Summary: n_slices_tested, n_slices_below_min_support, n_given_slices_significant,
 n_failure_slices, n_failure_rules, n_failure_clusters, worst_slice, worst_slice_error_rate
 (highest error rate among significant slices, given or discovered; the overall error rate and
@@ -273,6 +276,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             "examples": examples,
             "splits": split_table(totals, split_names, config.confidence_level),
             "items": items,
+            "ranked": ranked_table(discovered, given, examples),
         },
         summary={
             "n_slices_tested": int(n_tested),
@@ -1054,22 +1058,23 @@ def split_table(totals: NDArray, split_names: list[str], confidence: float) -> p
     return frame
 
 
-def export_table(result: AnalysisResult) -> pd.DataFrame:
-    """slices.csv: discovered failure slices (ranked), then given slices (most severe first).
-
-    Discovered rows carry the ids of their example failures and of the unlabeled items to label.
-    """
-    discovered = result.table("discovered").copy()
-    examples = result.table("examples")
+def ranked_table(
+    discovered: pd.DataFrame, given: pd.DataFrame, examples: pd.DataFrame
+) -> pd.DataFrame:
+    """The "ranked" table: discovered failure slices (ranked), then given slices (most severe
+    first). Discovered rows carry the ids of their example failures and of the unlabeled items
+    to label."""
+    discovered = discovered.copy()
     for role, column in (("failure", "example_failures"), ("to_label", "to_label")):
         chosen = examples[examples["role"] == role]
         joined = chosen.groupby("slice_id", sort=False)["id"].agg(
             lambda ids: " ".join(map(str, ids))
         )
-        discovered[column] = discovered["slice_id"].map(joined).fillna("")
+        # object first: with no slices the mapped column is float64, which "" cannot fill
+        discovered[column] = discovered["slice_id"].map(joined).astype(object).fillna("")
     discovered["split"] = ALL_SPLITS
     discovered["significant"] = True
-    given = result.table("given").copy()
+    given = given.copy()
     given.insert(0, "kind", "given")
     frames = [frame for frame in (discovered, given) if len(frame)]
     if not frames:

@@ -38,13 +38,8 @@ def _for_review(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _relabel(report: AuditReport) -> pd.DataFrame | None:
-    from dataaudit.analyses.label_errors import relabel_candidates
-
-    reviews = report.results.get("reviews")
-    if reviews is not None and "relabel" in reviews.tables:  # the list after earlier verdicts
-        return _for_review(reviews.table("relabel"))
-    result = report.results.get("label_errors")
-    return None if result is None else _for_review(relabel_candidates(result.table("items")))
+    ranked = report.relabel_list()
+    return None if ranked is None else _for_review(ranked)
 
 
 def _label_next(report: AuditReport) -> pd.DataFrame | None:
@@ -58,10 +53,8 @@ def _auto_label(report: AuditReport) -> pd.DataFrame | None:
 
 
 def _slices(report: AuditReport) -> pd.DataFrame | None:
-    from dataaudit.analyses.slices import export_table
-
     result = report.results.get("slices")
-    return None if result is None else export_table(result)
+    return None if result is None else result.table("ranked")
 
 
 def _comparison_items(report: AuditReport) -> pd.DataFrame | None:

@@ -98,9 +98,7 @@ def _signed(change: float, kind: str) -> str:
 
 
 def label_error_lines(report: AuditReport) -> list[str]:
-    from dataaudit.render.csv import EXPORTS
-
-    relabel = EXPORTS["relabel.csv"](report)
+    relabel = report.relabel_list()
     if relabel is None:
         return []
     lines = ["", f"### Top label errors ({len(relabel):,} in `relabel.csv`)", ""]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dataaudit.analyses.label_errors import relabel_candidates
 from dataaudit.render.format import format_rate_ci
 from dataaudit.render.view import Card, Column, SectionView, TableView
 
@@ -36,11 +35,7 @@ def build(report: AuditReport) -> list[SectionView]:
     if result is None:
         return []
     summary = result.summary
-    reviews = report.results.get("reviews")
-    if reviews is not None and "relabel" in reviews.tables:  # after earlier verdicts
-        ranked = reviews.table("relabel")
-    else:
-        ranked = relabel_candidates(result.table("items"))
+    ranked = report.relabel_list()
     cap = report.config.html_max_rows
     rate = format_rate_ci(
         summary["label_error_rate"],
