@@ -144,16 +144,16 @@ def test_run_stopped_mid_analysis_leaves_the_earlier_report_intact(demo_files, t
     before_model = (out / "audit" / "report.json").read_bytes()
 
     argv = run_argv(demo_files, out, "--force", "--seed", "3")
-    # The CLI, held after its first analysis (the process's peak memory is read after the
-    # inputs and after each analysis): on a fast machine the whole run takes a second, and a
-    # signal sent on a progress line could arrive after it had finished.
+    # The CLI, held after its first analysis (the run loop reads the process's peak memory
+    # after each analysis): on a fast machine the whole run takes a second, and a signal sent
+    # on a progress line could arrive after it had finished.
     held = (
         "import sys, time\n"
-        "import dataaudit.pipeline as p\n"
+        "import dataaudit.engine.loop as p\n"
         "real, calls = p.peak_rss_mb, []\n"
         "def held():\n"
         "    calls.append(1)\n"
-        "    if len(calls) == 2:\n"
+        "    if len(calls) == 1:\n"
         "        print('held after an analysis', file=sys.stderr, flush=True)\n"
         "        time.sleep(60)\n"
         "    return real()\n"

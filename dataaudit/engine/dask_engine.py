@@ -29,7 +29,7 @@ import pandas as pd
 from dataaudit.config import AuditConfig
 from dataaudit.context import AuditContext, Progress
 from dataaudit.engine import Chunk, concat
-from dataaudit.engine.dask_graph import GraphPart
+from dataaudit.engine.dask_graph import GraphPart, delayed_tree
 from dataaudit.engine.inputs import (
     LABEL,
     META,
@@ -119,16 +119,6 @@ def _write(part, layout: Layout, kernel, params, path: str) -> int:
     return len(table)
 
 
-def _tree(values: list, combine: Callable):
-    """Pairwise reduction of delayed values, log2(P) levels deep."""
-    while len(values) > 1:
-        values = [
-            dask.delayed(combine)(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
-            for i in range(0, len(values), 2)
-        ]
-    return values[0]
-
-
 class DaskEngine:
     name = "dask"
 
@@ -174,7 +164,7 @@ class DaskEngine:
         # partition's task depends on it instead of carrying its own copy.
         shared = dask.delayed(params, traverse=False)
         mapped = [dask.delayed(_apply)(part, layout, kernel, shared) for part in self.partitions]
-        return self.client.compute(_tree(mapped, combine)).result()
+        return self.client.compute(delayed_tree(mapped, combine)).result()
 
     def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
         """Every partition writes parts_dir/name/part-NNNNN.parquet from its worker."""
@@ -190,7 +180,7 @@ class DaskEngine:
             dask.delayed(_write)(part, layout, kernel, params, f"{folder}/part-{i:05d}.parquet")
             for i, part in enumerate(self.partitions)
         ]
-        self.client.compute(_tree(writes, _sum)).result()
+        self.client.compute(delayed_tree(writes, _sum)).result()
         return folder
 
     def group_by_key(
@@ -292,7 +282,7 @@ def audit_on_dask(
 
     from dataaudit import __version__
     from dataaudit import analyses as registry
-    from dataaudit.pipeline import run_registry
+    from dataaudit.engine.loop import run_registry
 
     if client is None:
         from distributed import get_client
@@ -355,7 +345,7 @@ def audit_on_dask(
         engine.write_parts(_items_rows, ITEM_PARTS, None, engine.classes)
 
     # Each worker's own peak resident memory (the driver's is its own process's).
-    from dataaudit.pipeline import peak_rss_mb
+    from dataaudit.engine.loop import peak_rss_mb
 
     peaks = {str(w): mb for w, mb in client.run(peak_rss_mb).items()}
     sent = sum(b - sent_before.get(w, 0) for w, b in client.run(_bytes_sent).items())

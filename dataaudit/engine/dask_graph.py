@@ -36,6 +36,7 @@ persisted on the workers, so later kernels read the graph without recomputing it
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import dask
@@ -213,13 +214,12 @@ def _pair(prepared_q: dict, index: dict, same: bool, k: int, device: str):
 
 def _exact_rows(prepared: list, i: int, k: int, device: str, frame):
     """The partition i's rows against every partition, merged: a delayed GraphPart."""
-    from dataaudit.engine.dask_engine import _tree
 
     pairs = [
         dask.delayed(_pair)(prepared[i], index, i == j, k, device)
         for j, index in enumerate(prepared)
     ]
-    best = _tree(pairs, functools.partial(merge_topk, k=k))
+    best = delayed_tree(pairs, functools.partial(merge_topk, k=k))
     return dask.delayed(_searched_part)(frame, best)
 
 
@@ -259,11 +259,10 @@ def _union_rows(sizes: NDArray[np.int64], pairs: NDArray[np.int64], n_lists: int
 
 
 def _ivf_buckets(client, parts, prepared, centroids, n_probe, k, n, seed, device) -> list:
-    from dataaudit.engine.dask_engine import _tree
 
     n_lists = len(centroids)
     facts = [dask.delayed(_list_facts)(p, n_lists, n_probe) for p in prepared]
-    sizes, union_pairs, wide_pairs = client.compute(_tree(facts, _merge_facts)).result()
+    sizes, union_pairs, wide_pairs = client.compute(delayed_tree(facts, _merge_facts)).result()
     # approx_knn's choice of plan, on the same numbers: diffuse data probes per query.
     limit = n * nb._MAX_UNION * nb.list_rows(n, n_lists)
     per_probe = _union_rows(sizes, union_pairs, n_lists) > limit
@@ -454,14 +453,13 @@ def _attach(part: GraphPart, bounds, *found) -> GraphPart:
 def _recall(client, prepared, final, n, k, sample, seed, device) -> float:
     """neighbors.recall_at_k on the same sample positions: exact search of the sample's vectors
     against every partition, compared with the similarities the graph found for them."""
-    from dataaudit.engine.dask_engine import _tree
 
     if k == 0 or n == 0:
         return 1.0
     rows = nb.recall_sample_rows(n, sample, seed)
     queries = _gather(client, [dask.delayed(_sample_of)(p, rows) for p in prepared])
     exact = [dask.delayed(_sample_pair)(queries, rows, p, k, device) for p in prepared]
-    true_sims, _ = client.compute(_tree(exact, functools.partial(merge_topk, k=k))).result()
+    true_sims, _ = client.compute(delayed_tree(exact, functools.partial(merge_topk, k=k))).result()
     found = client.gather(client.compute([dask.delayed(_found_of)(p, rows) for p in final]))
     pos = np.concatenate([f[0] for f in found])
     found_sims = np.concatenate([f[1] for f in found])[np.argsort(pos, kind="stable")]
@@ -484,3 +482,13 @@ def _sample_pair(queries, rows, index: dict, k: int, device: str):
 def _found_of(part: GraphPart, rows):
     keep = np.isin(part.frame[POS].to_numpy(), rows)
     return part.frame[POS].to_numpy()[keep], part.similarities[keep]
+
+
+def delayed_tree(values: list, combine: Callable):
+    """Pairwise reduction of delayed values, log2(P) levels deep."""
+    while len(values) > 1:
+        values = [
+            dask.delayed(combine)(values[i], values[i + 1]) if i + 1 < len(values) else values[i]
+            for i in range(0, len(values), 2)
+        ]
+    return values[0]
