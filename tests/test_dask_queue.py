@@ -188,3 +188,61 @@ def test_queue_outliers_and_map_on_dask_equal_in_process(client, tmp_path, kind)
         ids = set(queue["id"])
         assert all(len(group & ids) == 1 for group in planted.duplicate_groups)
         assert set(queue.loc[queue["strategy"] == "ood", "id"]) <= planted.ood_ids
+
+
+def _with_a_committee(planted, n_models: int = 5, seed: int = 1):
+    """M models' probabilities (M x N x K, as a committee or MC-dropout passes give them): the
+    planted ones with each model's logits perturbed, so the models disagree where the planted
+    probabilities are flat (the coin flips)."""
+    rng = np.random.default_rng(seed)
+    logits = np.log(np.clip(planted.probs, 1e-6, None))
+    members = logits[None] + rng.normal(scale=1.5, size=(n_models, *logits.shape))
+    members = np.exp(members - members.max(axis=2, keepdims=True))
+    members = (members / members.sum(axis=2, keepdims=True)).astype(np.float32)
+    return type(planted)(**{**planted.__dict__, "probs": members})
+
+
+@pytest.mark.parametrize("strategy", ["bald", "vote_entropy", "mix"])
+def test_a_committee_on_dask_gives_the_in_process_label_errors_and_queue(
+    client, tmp_path, strategy
+):
+    planted = _with_a_committee(planted_queue())
+    reference, ours = _both(
+        client,
+        planted,
+        tmp_path,
+        ("label_errors", "label_next"),
+        embeddings=False,
+        budget=40,
+        strategy=strategy,
+    )
+    assert not reference.failed and not ours.failed, ours.failed
+    assert ours.dataset == reference.dataset and ours.dataset["n_models"] == 5
+    errors, expected = ours["label_errors"], reference["label_errors"]
+    assert errors.params["n_models_averaged"] == 5
+    assert errors.summary == expected.summary and errors.notes == expected.notes
+    pd.testing.assert_frame_equal(errors.table("relabel"), expected.table("relabel"))
+    _assert_same_queue(ours, reference)
+    queue = ours["label_next"].table("queue")
+    assert len(queue) == 40
+    if strategy != "mix":
+        assert set(queue["strategy"]) == {strategy}
+
+
+def test_a_committee_model_off_the_simplex_is_named_on_dask(client, tmp_path):
+    """One model's row that does not sum to 1 is a problem even where the models' mean does."""
+    planted = _with_a_committee(planted_queue())
+    probs = planted.probs.copy()
+    probs[0, 7] *= 1.25  # model 0's row 7 sums to 1.25, the 4 others' to 0.9375: the mean to 1
+    probs[1:, 7] *= 0.9375
+    assert abs(probs[:, 7].mean(axis=0).sum() - 1) < 1e-6
+    paths = _write(
+        type(planted)(**{**planted.__dict__, "probs": probs}), tmp_path, embeddings=False
+    )
+    with pytest.raises(dataaudit.InputError) as caught:
+        dataaudit.audit(
+            paths["table"], paths["probs"], classes=planted.classes, engine="dask", client=client
+        )
+    problem = next(p for p in caught.value.problems if p.code == "probs_not_normalized")
+    assert problem.rows == (7,) and problem.values == ("1.25",)
+    assert problem.source.endswith("part-000.parquet")

@@ -110,6 +110,11 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
     else:
         flagged = "Flagged by confident learning: off the diagonal of cleanlab's confident joint."
     notes = [flagged, f"Ranked by {le._describe(method, filter_by, graph, weight)}."]
+    n_models = getattr(engine, "n_models", 1)
+    if n_models > 1:
+        notes.append(
+            f"The probabilities of {n_models} models were averaged before finding label errors."
+        )
     if n_labeled > MAX_DRIVER_ROWS:
         notes.append(
             f"The items table here holds the {MAX_DRIVER_ROWS:,} items most likely mislabeled;"
@@ -132,7 +137,7 @@ def run_on(engine: Engine, ctx: AuditContext, config: AuditConfig) -> AnalysisRe
             "label_error_neighbor_weight": scores.neighbor_weight,
             "knn_k": graph.k if graph is not None else None,
             "confidence_level": config.confidence_level,
-            "n_models_averaged": 1,
+            "n_models_averaged": n_models,
             "class_thresholds": [float(t) for t in thresholds],
             "n_label_errors_estimated": n_estimated,
             # (error_score, table position) of the last flagged item; None = no flags

@@ -64,6 +64,11 @@ def partition_chunk(part, layout: Layout) -> Chunk:
         metadata=lambda: _metadata(frame, layout),
         columns=lambda role: table_column(frame, layout, role),
         graph=None if graph is None else graph.columns,
+        member_probs=(
+            (lambda: np.stack([frame[list(c)].to_numpy(dtype=np.float32) for c in layout.members]))
+            if layout.members
+            else None
+        ),
     )
 
 
@@ -136,6 +141,7 @@ class DaskEngine:
         self.classes = inputs.classes
         self.has_embeddings = bool(inputs.layout.embeddings)
         self.embedding_dim = len(inputs.layout.embeddings)
+        self.n_models = max(len(inputs.layout.members), 1)  # chunks carry member_probs when > 1
         # The engine owns the persisted partitions: `inputs` keeps only the facts, so when the
         # kNN graph replaces them the workers release the input copies (one copy, not two).
         self._meta = inputs.frame._meta
@@ -256,7 +262,7 @@ def has_input(inputs: PartitionedInputs, config: AuditConfig, name: str, with_em
         "probs": True,
         "labels": sum(1 for c in inputs.label_counts if c > 0) >= 2,
         "embeddings": with_embeddings,
-        "committee": False,
+        "committee": len(inputs.layout.members) > 1,
         "unlabeled": n_labeled < n_items,
         "metadata": bool(inputs.metadata_columns),
         "text": config.columns.text is not None,
@@ -498,7 +504,7 @@ def describe_partitioned(inputs: PartitionedInputs, with_embeddings: bool) -> di
         "classes": list(inputs.classes),
         "class_source": inputs.class_source,
         "labeled_per_class": dict(zip(inputs.classes, inputs.label_counts)),
-        "n_models": 1,
+        "n_models": max(len(inputs.layout.members), 1),
         "embedding_dim": len(inputs.layout.embeddings) if with_embeddings else None,
         "metadata_columns": list(inputs.metadata_columns),
         "has_text": False,

@@ -8,7 +8,9 @@ the cluster, validated per partition.
 - `--probs` / `--embeddings`: a `.npy` file in table order (each partition reads its rows from the
   memory-mapped file, so the workers must see the path), or a keyed Parquet dataset (file, folder
   or glob): the id column plus one numeric column per class / dimension, or one fixed-size list
-  column. Keyed inputs are joined to the table by id on the cluster (a shuffle).
+  column. Keyed inputs are joined to the table by id on the cluster (a shuffle). Probabilities
+  as a `.npy` may be M x N x K (a committee or MC-dropout passes): a partition holds their mean,
+  as in process, and each model's columns (Layout.members), each model validated.
 - Validation is map/reduce too: every partition reports counts and up to five example rows per
   problem, named by its part file and the row within that file; the driver merges them into one
   InputError, cheap checks first (the rows of a failing check are looked up only when it fails).
@@ -66,6 +68,16 @@ class Layout:
     # (path, offset), from which a partition's rows are looked up by PART and POS.
     columns: tuple[tuple[str, str], ...] = ()
     files: tuple[tuple[str, int], ...] = ()
+    # A committee's (M > 1 models or MC-dropout passes) columns, one tuple per model; `probs`
+    # then holds their mean, as in process.
+    members: tuple[tuple[str, ...], ...] = ()
+
+
+def member_columns(n_models: int, k: int) -> tuple[tuple[str, ...], ...]:
+    """The columns of each model's probabilities in a partition (none for a single model)."""
+    if n_models < 2:
+        return ()
+    return tuple(tuple(f"c{m}:{j}" for j in range(k)) for m in range(n_models))
 
 
 @dataclass
@@ -225,18 +237,26 @@ def _table_part(
         out[META + name] = (
             frame[name].to_numpy() if name in frame.columns else np.full(len(frame), None, object)
         )
+    blocks = []
     for npy, prefix in ((probs_npy, "p:"), (emb_npy, "e:")):
-        if npy is not None:
-            rows = np.asarray(
-                np.load(npy, mmap_mode="r")[part.offset : part.offset + len(frame)],
-                dtype=np.float32,
-            )
-            block = pd.DataFrame(rows, columns=[f"{prefix}{j}" for j in range(rows.shape[1])])
-            out = pd.concat([out, block], axis=1)
-    return out
+        if npy is None:
+            continue
+        array = np.load(npy, mmap_mode="r")
+        span = slice(part.offset, part.offset + len(frame))
+        if array.ndim == 3:  # M x N x K: the models' mean, as in process, then each model's
+            members = np.asarray(array[:, span], dtype=np.float32)
+            rows = members.mean(axis=0)
+            for m, names in enumerate(member_columns(len(members), members.shape[2])):
+                blocks.append(pd.DataFrame(members[m], columns=list(names)))
+        else:
+            rows = np.asarray(array[span], dtype=np.float32)
+        blocks.insert(0, pd.DataFrame(rows, columns=[f"{prefix}{j}" for j in range(rows.shape[1])]))
+    return pd.concat([out, *blocks], axis=1) if blocks else out
 
 
-def _table_meta(k: int, d: int, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+def _table_meta(
+    k: int, d: int, metadata: pd.DataFrame | None = None, n_models: int = 1
+) -> pd.DataFrame:
     meta_types = {} if metadata is None else {META + c: t for c, t in metadata.dtypes.items()}
     columns = {
         POS: np.int64,
@@ -247,6 +267,7 @@ def _table_meta(k: int, d: int, metadata: pd.DataFrame | None = None) -> pd.Data
         **meta_types,
         **{f"p:{j}": np.float32 for j in range(k)},
         **{f"e:{j}": np.float32 for j in range(d)},
+        **{c: np.float32 for names in member_columns(n_models, k) for c in names},
     }
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
 
@@ -375,15 +396,17 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
             total[1] += n_labeled
 
     probs_npy, probs_files, k, prob_columns = _array_source(
-        probs, "probabilities", problems, 2, roles.id
+        probs, "probabilities", problems, (2, 3), roles.id
     )
     emb_npy, emb_files, d, _ = (
-        _array_source(embeddings, "embeddings", problems, 2, roles.id)
+        _array_source(embeddings, "embeddings", problems, (2,), roles.id)
         if embeddings is not None
         else (None, [], None, None)
     )
+    probs_shape = np.load(probs_npy, mmap_mode="r").shape if probs_npy else None
+    n_models = probs_shape[0] if probs_shape is not None and len(probs_shape) == 3 else 1
     for npy, role in ((probs_npy, "probabilities"), (emb_npy, "embeddings")):
-        n_rows = None if npy is None else np.load(npy, mmap_mode="r").shape[0]
+        n_rows = None if npy is None else np.load(npy, mmap_mode="r").shape[-2]
         if n_rows is not None and n_rows != offset:
             problems.append(
                 Problem(
@@ -439,13 +462,14 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         probs_npy=probs_npy,
         emb_npy=emb_npy,
         metadata=metadata,
-        meta=_table_meta(k if probs_npy else 0, d if emb_npy else 0, metadata),
+        meta=_table_meta(k if probs_npy else 0, d if emb_npy else 0, metadata, n_models),
         enforce_metadata=False,
     )
     problems += _duplicate_ids(frame, parts, client, roles)
     # A keyed file's columns in class order (its header matched by name to the class list).
     prob_cols = tuple(f"p:{j}" for j in (order.columns if order.columns is not None else range(k)))
     emb_cols = tuple(f"e:{j}" for j in range(d)) if d else ()
+    members = member_columns(n_models, k)
     for files_, prefix, role in (
         (probs_files, "p:", "probabilities"),
         (emb_files, "e:", "embeddings"),
@@ -463,7 +487,9 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
             problems += _duplicate_keys(keyed, files_, roles.id, role, client)
             frame = frame.merge(keyed, on="id", how="left")
     frame = client.persist(frame)
-    problems += _check_values(frame, parts, prob_cols, emb_cols, config, client, probs, embeddings)
+    problems += _check_values(
+        frame, parts, members or (prob_cols,), emb_cols, config, client, probs, embeddings
+    )
     if problems:
         raise InputError(problems)
 
@@ -486,6 +512,7 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
                 if name is not None and name in columns
             ),
             files=tuple((p.path, p.offset) for p in parts),
+            members=members,
         ),
         parts=parts,
         classes=tuple(classes),
@@ -503,7 +530,12 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
             files_fingerprint(role, str(src), files, shape)
             for role, src, files, shape in (
                 ("table", table, [p.path for p in parts], (offset, len(columns))),
-                ("probs", probs, [probs_npy] if probs_npy else probs_files, (offset, k)),
+                (
+                    "probs",
+                    probs,
+                    [probs_npy] if probs_npy else probs_files,
+                    probs_shape or (offset, k),
+                ),
                 ("embeddings", embeddings, [emb_npy] if emb_npy else emb_files, (offset, d or 0)),
             )
             if src is not None
@@ -534,7 +566,7 @@ def files_fingerprint(role: str, source: str, files: list, shape) -> InputFinger
     return InputFingerprint(role, source, total, digest.hexdigest(), tuple(shape))
 
 
-def _array_source(source, role: str, problems: list[Problem], ndim: int, id_col: str):
+def _array_source(source, role: str, problems: list[Problem], ndims: tuple[int, ...], id_col: str):
     """(.npy path or None, keyed Parquet files, width, column names of a keyed input)."""
     text = str(source)
     if text.lower().endswith(".npy"):
@@ -542,17 +574,20 @@ def _array_source(source, role: str, problems: list[Problem], ndim: int, id_col:
             problems.append(Problem("file_missing", f"{role} file not found", source=text))
             return None, [], None, None
         array = np.load(text, mmap_mode="r")
-        if array.ndim != ndim:
+        if array.ndim not in ndims:
             problems.append(
                 Problem(
                     f"{'probs' if role == 'probabilities' else 'embeddings'}_shape",
                     f"{role} have shape {array.shape}",
                     source=text,
-                    fix="The Dask engine takes N x K probabilities (one model) and N x d embeddings.",
+                    fix=(
+                        "Give N x K probabilities (one model) or M x N x K (M models or "
+                        "MC-dropout passes), and N x d embeddings."
+                    ),
                 )
             )
             return None, [], None, None
-        return str(Path(text).resolve()), [], int(array.shape[1]), None
+        return str(Path(text).resolve()), [], int(array.shape[-1]), None
     files, found = expand_files(text, role)
     problems += found
     if not files:
@@ -668,8 +703,11 @@ def _duplicate_keys(keyed: dd.DataFrame, files, id_col, role, client) -> list[Pr
     ]
 
 
-def _check_partition(frame: pd.DataFrame, prob_cols, emb_cols, tol: float) -> dict:
-    """Per (check, part file): count and first table positions of rows failing it."""
+def _check_partition(frame: pd.DataFrame, prob_sets, emb_cols, tol: float) -> dict:
+    """Per (check, part file): count and first table positions of rows failing it.
+
+    `prob_sets`: the probability columns of each model (one set for a single model); a row fails
+    a check when any model's probabilities fail it, as in process."""
     out: dict = {}
 
     def note(code: str, mask: np.ndarray, values=None) -> None:
@@ -688,13 +726,15 @@ def _check_partition(frame: pd.DataFrame, prob_cols, emb_cols, tol: float) -> di
         note("ids_not_matching:probs", missing)
     else:
         missing = np.zeros(len(frame), dtype=bool)
-    probs = frame[list(prob_cols)].to_numpy(dtype=np.float64)
-    finite = np.isfinite(probs).all(axis=1)
-    negative = finite & (probs < 0).any(axis=1)
-    sums = probs.sum(axis=1)
+    probs = np.stack([frame[list(cols)].to_numpy(dtype=np.float64) for cols in prob_sets])
+    finite = np.isfinite(probs).all(axis=(0, 2))
+    negative = finite & (probs < 0).any(axis=(0, 2))
+    sums = probs.sum(axis=2)  # M x n
+    # the sum farthest from 1 among the models, shown for each row
+    worst = np.take_along_axis(sums, np.abs(sums - 1).argmax(axis=0)[None], axis=0)[0]
     note("probs_not_finite", ~finite & ~missing)
-    note("probs_negative", negative, probs.min(axis=1))
-    note("probs_not_normalized", finite & ~negative & (np.abs(sums - 1) > tol), sums)
+    note("probs_negative", negative, probs.min(axis=(0, 2)))
+    note("probs_not_normalized", finite & ~negative & (np.abs(worst - 1) > tol), worst)
     if emb_cols:
         emb_missing = (
             frame["e:found"].isna().to_numpy()
@@ -754,11 +794,11 @@ _CHECKS = {
 
 
 def _check_values(
-    frame, parts, prob_cols, emb_cols, config, client, probs, embeddings
+    frame, parts, prob_sets, emb_cols, config, client, probs, embeddings
 ) -> list[Problem]:
     tol = config.prob_sum_tolerance
     delayed = [
-        dask.delayed(_check_partition)(p, prob_cols, emb_cols, tol) for p in frame.to_delayed()
+        dask.delayed(_check_partition)(p, prob_sets, emb_cols, tol) for p in frame.to_delayed()
     ]
     while len(delayed) > 1:
         delayed = [
