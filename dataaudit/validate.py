@@ -815,22 +815,38 @@ def safely_scaled(data: AuditDataset) -> AuditDataset:
     top = max(
         float(np.abs(_read_rows(emb, a, b)).max(initial=0.0)) for a, b in _chunks(emb.shape[0])
     )
-    if top == 0 or EMBEDDING_MIN_ABS <= top <= EMBEDDING_MAX_ABS:
+    exponent = rescale_exponent(top)
+    if exponent is None:
         return data
-    exponent = int(np.floor(np.log2(top)))
     scaled = np.empty(emb.shape, dtype=np.float32)
     for a, b in _chunks(emb.shape[0]):
-        scaled[a:b] = np.ldexp(_read_rows(emb, a, b).astype(np.float64), -exponent)
+        scaled[a:b] = rescaled(_read_rows(emb, a, b), exponent)
     from dataclasses import replace
 
+    path = next((s.path for s in data.sources if s.role == "embeddings"), None)
+    warning = rescaled_warning(top, exponent, Path(path).name if path else "<in-memory embeddings>")
+    return replace(data, embeddings=scaled, warnings=(*data.warnings, warning))
+
+
+def rescale_exponent(top: float) -> int | None:
+    """The power of two to divide embeddings by when their largest magnitude `top` is out of
+    float32's safe range; None when they are fine as they are."""
+    if top == 0 or EMBEDDING_MIN_ABS <= top <= EMBEDDING_MAX_ABS:
+        return None
+    return int(np.floor(np.log2(top)))
+
+
+def rescaled(rows: np.ndarray, exponent: int) -> np.ndarray:
+    return np.ldexp(np.asarray(rows, dtype=np.float64), -exponent).astype(np.float32)
+
+
+def rescaled_warning(top: float, exponent: int, file: str):
     from dataaudit.problems import AuditWarning
 
-    path = next((s.path for s in data.sources if s.role == "embeddings"), None)
-    warning = AuditWarning(
+    return AuditWarning(
         "embeddings_rescaled",
         f"embedding values reach {top:.3g}, where 32-bit arithmetic overflows or underflows; they "
         f"were divided by 2^{exponent} (cosine similarities, neighbours and outlier ranks do not "
         "change). Normalise the embeddings to silence this.",
-        file=Path(path).name if path else "<in-memory embeddings>",
+        file=file,
     )
-    return replace(data, embeddings=scaled, warnings=(*data.warnings, warning))

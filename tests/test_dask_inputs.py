@@ -152,3 +152,106 @@ def test_large_part_files_are_named_and_enough_small_ones_are_not():
     big = [*small, Part("big", 40, LARGE_PART_ROWS + 1)]
     (warning,) = partition_warnings(big, 2, "t/")
     assert f"{LARGE_PART_ROWS + 1:,} rows" in warning.message
+
+
+@pytest.mark.parametrize("role", ["text", "image"])
+def test_a_text_or_image_column_the_table_lacks_is_named_on_dask_as_in_process(
+    dask_client, planted, tmp_path, role
+):
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    parts = _parts(table, tmp_path / "t")
+    option = {f"{role}_col": "caption"}
+    with pytest.raises(InputError) as in_process:
+        dataaudit.audit(table, probs, classes=CLASSES, analyses=ANALYSES, **option)
+    with pytest.raises(InputError) as on_dask:
+        dataaudit.audit(
+            parts, str(tmp_path / "probs.npy"), classes=CLASSES, analyses=ANALYSES,
+            engine="dask", client=dask_client, **option,
+        )  # fmt: skip
+    assert set(on_dask.value.codes) == set(in_process.value.codes) == {"column_missing"}
+    named = [p for p in on_dask.value.problems if p.column == "caption"]
+    assert len(named) == len(table) // 300 + (len(table) % 300 > 0)  # every part file
+    assert f"no {role} column 'caption'" in named[0].message
+
+
+def test_the_run_facts_say_which_content_columns_came_on_both_engines(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    table = table.assign(caption=[f"item {i}" for i in range(len(table))], path="")
+    np.save(tmp_path / "probs.npy", probs)
+    reference, ours = _both(
+        dask_client, table, probs, _parts(table, tmp_path / "t"), str(tmp_path / "probs.npy"),
+        classes=CLASSES, text_col="caption", image_col="path",
+    )  # fmt: skip
+    assert ours.dataset == reference.dataset
+    assert ours.dataset["has_text"] and ours.dataset["has_images"]
+
+
+@pytest.mark.parametrize("broken", ["table part", "probs npy", "keyed embeddings"])
+def test_an_unreadable_file_is_named_on_dask(dask_client, planted, tmp_path, broken):
+    table, probs = planted
+    parts = _parts(table, tmp_path / "t")
+    np.save(tmp_path / "probs.npy", probs)
+    keyed = tmp_path / "emb.parquet"
+    pd.DataFrame(
+        {"id": table["id"], "e0": 1.0, "e1": np.arange(len(table), dtype=float)}
+    ).to_parquet(keyed, index=False)
+    target = {
+        "table part": tmp_path / "t" / "part-001.parquet",
+        "probs npy": tmp_path / "probs.npy",
+        "keyed embeddings": keyed,
+    }[broken]
+    target.write_bytes(b"not what it says " * 8)
+    with pytest.raises(InputError) as caught:
+        dataaudit.audit(
+            parts, str(tmp_path / "probs.npy"), str(keyed), classes=CLASSES,
+            analyses=ANALYSES, engine="dask", client=dask_client,
+        )  # fmt: skip
+    assert caught.value.codes == ["file_unreadable"]
+    assert caught.value.problems[0].source == str(target)
+
+
+def test_embeddings_of_huge_magnitude_are_rescaled_on_dask_as_in_process(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    rng = np.random.default_rng(3)
+    embeddings = (rng.normal(size=(len(table), 12)) * 1e30).astype(np.float32)
+    np.save(tmp_path / "probs.npy", probs)
+    np.save(tmp_path / "emb.npy", embeddings)
+    options = {"classes": CLASSES, "analyses": ("outliers",)}
+    reference = dataaudit.audit(table, probs, str(tmp_path / "emb.npy"), **options)
+    ours = dataaudit.audit(
+        _parts(table, tmp_path / "t"), str(tmp_path / "probs.npy"), str(tmp_path / "emb.npy"),
+        engine="dask", client=dask_client, **options,
+    )  # fmt: skip
+    rescaled = [w for w in ours.all_warnings() if w.code == "embeddings_rescaled"]
+    assert [w.message for w in rescaled] == [
+        w.message for w in reference.all_warnings() if w.code == "embeddings_rescaled"
+    ]
+    assert "numeric_overflow" not in {w.code for w in ours.all_warnings()}
+    pd.testing.assert_frame_equal(
+        ours["outliers"].table("items").head(50),
+        reference["outliers"].table("items").head(50),
+        check_exact=False,
+        atol=1e-6,
+    )
+
+
+def test_keyed_rows_whose_ids_are_not_in_the_table_are_named_on_dask(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    keyed = pd.DataFrame(probs, columns=CLASSES).assign(id=table["id"].to_numpy())
+    extra = pd.DataFrame([[1.0] + [0.0] * (len(CLASSES) - 1)] * 3, columns=CLASSES)
+    keyed = pd.concat([keyed, extra.assign(id=["x1", "x2", "x3"])], ignore_index=True)
+    keyed.to_parquet(tmp_path / "probs.parquet", index=False)
+    ours = dataaudit.audit(
+        _parts(table, tmp_path / "t"), str(tmp_path / "probs.parquet"), classes=CLASSES,
+        analyses=ANALYSES, engine="dask", client=dask_client,
+    )  # fmt: skip
+    (warning,) = [w for w in ours.warnings if w.code == "extra_ids_ignored"]
+    assert warning.message.startswith("3 rows have ids that are not in t")
+    assert "x1, x2, x3" in warning.message

@@ -507,8 +507,8 @@ def describe_partitioned(inputs: PartitionedInputs, with_embeddings: bool) -> di
         "n_models": max(len(inputs.layout.members), 1),
         "embedding_dim": len(inputs.layout.embeddings) if with_embeddings else None,
         "metadata_columns": list(inputs.metadata_columns),
-        "has_text": False,
-        "has_images": False,
+        "has_text": "text" in dict(inputs.layout.columns),
+        "has_images": "image" in dict(inputs.layout.columns),
     }
 
 

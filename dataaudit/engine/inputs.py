@@ -157,7 +157,23 @@ def _footer(path: str) -> tuple[int, list[str]]:
 
 def _part_facts(path: str, roles, unlabeled_values: tuple[str, ...] = ()) -> dict:
     """Per table file: rows, columns, missing ids, label value counts (the user's unlabeled
-    values made missing, and counted), split counts."""
+    values made missing, and counted), split counts; or why the file cannot be read."""
+    try:
+        return _read_part_facts(path, roles, unlabeled_values)
+    except Exception as exc:  # the library's message says what is wrong with the bytes
+        return {"n_rows": 0, "columns": [], "unreadable": f"{type(exc).__name__}: {exc}"}
+
+
+def _unreadable(role: str, path: str, why: str) -> Problem:
+    return Problem(
+        "file_unreadable",
+        f"cannot read the {role} file: {why}",
+        source=path,
+        fix="Check that it is a valid Parquet file, or move it out of the folder.",
+    )
+
+
+def _read_part_facts(path: str, roles, unlabeled_values: tuple[str, ...]) -> dict:
     from dataaudit.classes import apply_unlabeled_values
 
     n_rows, columns = _footer(path)
@@ -237,7 +253,7 @@ def _table_part(
         out[META + name] = (
             frame[name].to_numpy() if name in frame.columns else np.full(len(frame), None, object)
         )
-    blocks = []
+    blocks, member_blocks = [], []  # in _table_meta's order: probabilities, embeddings, models
     for npy, prefix in ((probs_npy, "p:"), (emb_npy, "e:")):
         if npy is None:
             continue
@@ -247,10 +263,11 @@ def _table_part(
             members = np.asarray(array[:, span], dtype=np.float32)
             rows = members.mean(axis=0)
             for m, names in enumerate(member_columns(len(members), members.shape[2])):
-                blocks.append(pd.DataFrame(members[m], columns=list(names)))
+                member_blocks.append(pd.DataFrame(members[m], columns=list(names)))
         else:
             rows = np.asarray(array[span], dtype=np.float32)
-        blocks.insert(0, pd.DataFrame(rows, columns=[f"{prefix}{j}" for j in range(rows.shape[1])]))
+        blocks.append(pd.DataFrame(rows, columns=[f"{prefix}{j}" for j in range(rows.shape[1])]))
+    blocks += member_blocks
     return pd.concat([out, *blocks], axis=1) if blocks else out
 
 
@@ -279,9 +296,16 @@ def _keyed_meta(prefix: str, width: int) -> pd.DataFrame:
     return meta
 
 
+PREFIX_ROLES = {"p:": "probabilities", "e:": "embeddings"}
+
+
 def _keyed_part(path: str, id_col: str, prefix: str) -> pd.DataFrame:
     """A keyed Parquet file as id + float32 value columns named prefix + position."""
-    frame = _read(path)
+    try:
+        frame = _read(path)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise InputError([_unreadable(PREFIX_ROLES[prefix], path, why)]) from None
     if id_col not in frame.columns:
         raise InputError(
             [
@@ -348,6 +372,11 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
             _part_facts, files, roles=roles, unlabeled_values=config.unlabeled_values, pure=False
         )
     )
+    unreadable = [
+        _unreadable("table", p, f["unreadable"]) for p, f in zip(files, facts) if "unreadable" in f
+    ]
+    if unreadable:
+        raise InputError(unreadable)
     footers = [(f["n_rows"], f["columns"]) for f in facts]
     parts, offset = [], 0
     for path, (n_rows, cols) in zip(files, footers):
@@ -355,8 +384,14 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         offset += n_rows
     columns = footers[0][1]
     for path, (_, cols) in zip(files, footers):
-        for role, column in (("id", roles.id), ("label", roles.label)):
-            if column not in cols:
+        named = (
+            ("id", roles.id),
+            ("label", roles.label),
+            ("text", roles.text),
+            ("image", roles.image),
+        )
+        for role, column in named:
+            if column is not None and column not in cols:
                 problems.append(
                     Problem(
                         "column_missing",
@@ -470,6 +505,7 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     prob_cols = tuple(f"p:{j}" for j in (order.columns if order.columns is not None else range(k)))
     emb_cols = tuple(f"e:{j}" for j in range(d)) if d else ()
     members = member_columns(n_models, k)
+    keyed_inputs = []
     for files_, prefix, role in (
         (probs_files, "p:", "probabilities"),
         (emb_files, "e:", "embeddings"),
@@ -484,7 +520,9 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
                 meta=_keyed_meta(prefix, width),
                 enforce_metadata=False,
             )
-            problems += _duplicate_keys(keyed, files_, roles.id, role, client)
+            found, n_keyed = _duplicate_keys(keyed, files_, roles.id, role, client)
+            problems += found
+            keyed_inputs.append((keyed, n_keyed, files_))
             frame = frame.merge(keyed, on="id", how="left")
     frame = client.persist(frame)
     problems += _check_values(
@@ -492,6 +530,11 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
     )
     if problems:
         raise InputError(problems)
+    for keyed, n_keyed, files_ in keyed_inputs:
+        warnings += _extra_keys(keyed, frame, n_keyed, offset, files_, roles.id, table, client)
+    if emb_cols:
+        frame, scaled = _safely_scaled(frame, emb_cols, client, str(embeddings))
+        warnings += scaled
 
     label_counts = np.zeros(len(classes), dtype=np.int64)
     for value, count in label_values.items():
@@ -573,7 +616,11 @@ def _array_source(source, role: str, problems: list[Problem], ndims: tuple[int, 
         if not Path(text).is_file():
             problems.append(Problem("file_missing", f"{role} file not found", source=text))
             return None, [], None, None
-        array = np.load(text, mmap_mode="r")
+        try:
+            array = np.load(text, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            problems.append(_unreadable(role, text, f"{type(exc).__name__}: {exc}"))
+            return None, [], None, None
         if array.ndim not in ndims:
             problems.append(
                 Problem(
@@ -592,8 +639,12 @@ def _array_source(source, role: str, problems: list[Problem], ndims: tuple[int, 
     problems += found
     if not files:
         return None, [], None, None
-    _, names = _footer(files[0])
-    first = _read(files[0]).head(1)
+    try:
+        _, names = _footer(files[0])
+        first = _read(files[0]).head(1)
+    except Exception as exc:
+        problems.append(_unreadable(role, files[0], f"{type(exc).__name__}: {exc}"))
+        return None, [], None, None
     values = [c for c in names if c != id_col]
     width = len(values)
     if width == 1 and len(first) and not pd.api.types.is_numeric_dtype(first[values[0]]):
@@ -685,11 +736,12 @@ def _duplicate_ids(frame: dd.DataFrame, parts: list[Part], client, roles) -> lis
     return problems
 
 
-def _duplicate_keys(keyed: dd.DataFrame, files, id_col, role, client) -> list[Problem]:
+def _duplicate_keys(keyed: dd.DataFrame, files, id_col, role, client) -> tuple[list[Problem], int]:
+    """(duplicate_ids problems of a keyed input, its number of rows), in one pass."""
     counts = keyed["id"].value_counts()
-    dups = client.compute(counts[counts > 1]).result()
+    dups, n_rows = client.compute([counts[counts > 1], counts.sum()], sync=True)
     if not len(dups):
-        return []
+        return [], int(n_rows)
     return [
         Problem(
             "duplicate_ids",
@@ -699,6 +751,31 @@ def _duplicate_keys(keyed: dd.DataFrame, files, id_col, role, client) -> list[Pr
             values=tuple(map(str, dups.index[:MAX_EXAMPLES])),
             count=int(dups.sum()),
             fix="Give one row per id.",
+        )
+    ], int(n_rows)
+
+
+def _extra_keys(keyed, frame, n_keyed: int, n_table: int, files, id_col, table, client):
+    """extra_ids_ignored, as in process: a keyed input's rows whose ids are not in the table
+    (every table id matched and keys are unique, so they number n_keyed - table rows)."""
+    extra = n_keyed - n_table
+    if extra <= 0:
+        return []
+    joined = keyed[["id"]].merge(frame[["id"]], on="id", how="left", indicator=True)
+    # The first ids in sort order, so the examples do not change with the shuffle's order.
+    firsts = (
+        joined[joined["_merge"] == "left_only"]["id"]
+        .astype(str)
+        .map_partitions(lambda ids: ids.sort_values().head(MAX_EXAMPLES), meta=("id", object))
+    )
+    shown = ", ".join(sorted(client.compute(firsts, sync=True))[:MAX_EXAMPLES])
+    return [
+        AuditWarning(
+            "extra_ids_ignored",
+            f"{extra:,} rows have ids that are not in {Path(str(table)).name} and were ignored "
+            f"(e.g. {shown}).",
+            file=files[0] if len(files) == 1 else str(Path(files[0]).parent),
+            column=id_col,
         )
     ]
 
@@ -791,6 +868,24 @@ _CHECKS = {
         "Recompute those embeddings.",
     ),
 }
+
+
+def _safely_scaled(frame, emb_cols, client, source: str):
+    """validate.safely_scaled on the cluster: embeddings of huge or tiny magnitude divided by one
+    power of two, so float32 norms and dot products neither overflow nor vanish."""
+    from dataaudit.validate import rescale_exponent, rescaled, rescaled_warning
+
+    top = float(client.compute(frame[list(emb_cols)].abs().max()).result().max())
+    exponent = rescale_exponent(top)
+    if exponent is None:
+        return frame, []
+    columns = list(emb_cols)
+
+    def scale(part: pd.DataFrame) -> pd.DataFrame:
+        return part.assign(**dict(zip(columns, rescaled(part[columns].to_numpy(), exponent).T)))
+
+    scaled = client.persist(frame.map_partitions(scale, meta=frame._meta))
+    return scaled, [rescaled_warning(top, exponent, Path(source).name)]
 
 
 def _check_values(
