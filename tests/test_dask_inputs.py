@@ -255,3 +255,89 @@ def test_keyed_rows_whose_ids_are_not_in_the_table_are_named_on_dask(
     (warning,) = [w for w in ours.warnings if w.code == "extra_ids_ignored"]
     assert warning.message.startswith("3 rows have ids that are not in t")
     assert "x1, x2, x3" in warning.message
+
+
+@pytest.mark.parametrize("index", ["stored, named", "stored, unnamed", "Unnamed: 0 column"])
+def test_row_numbers_pandas_wrote_are_not_read_as_classes_on_dask(
+    dask_client, planted, tmp_path, index
+):
+    """A keyed file's stored index (or a CSV-born 'Unnamed: 0' column) is row numbers, as in
+    process: not a class column (it was read as one: k_mismatch)."""
+    table, probs = planted
+    rows = np.arange(len(table)) * 3  # not a RangeIndex: pandas stores it in the file
+    keyed = pd.DataFrame(probs, columns=CLASSES).assign(id=table["id"].to_numpy())
+    if index == "Unnamed: 0 column":
+        keyed.insert(0, "Unnamed: 0", rows)
+    else:
+        keyed.index = pd.Index(rows, name="row" if index == "stored, named" else None)
+    keyed.to_parquet(tmp_path / "probs.parquet", index=index != "Unnamed: 0 column")
+    source = str(tmp_path / "probs.parquet")
+    reference, ours = _both(
+        dask_client, table, source, _parts(table, tmp_path / "t"), source, classes=CLASSES
+    )
+    _same(reference, ours)
+    pd.testing.assert_frame_equal(
+        ours["label_errors"].table("relabel"), reference["label_errors"].table("relabel")
+    )
+
+
+def test_a_row_number_column_in_the_table_parts_is_left_out_with_a_warning(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    numbered = table.assign(**{"Unnamed: 0": np.arange(len(table))})
+    reference, ours = _both(
+        dask_client, numbered, probs, _parts(numbered, tmp_path / "t"),
+        str(tmp_path / "probs.npy"), classes=CLASSES,
+    )  # fmt: skip
+    _same(reference, ours)
+    assert "index_column_ignored" in {w.code for w in ours.warnings}
+    assert ours.dataset["metadata_columns"] == reference.dataset["metadata_columns"]
+
+
+def test_a_column_of_numbers_in_one_part_and_text_in_another_is_named(
+    dask_client, planted, tmp_path
+):
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    table = table.assign(age=np.arange(len(table)) % 90)
+    folder = tmp_path / "t"
+    _parts(table, folder)
+    second = table.iloc[300:600].assign(age=lambda f: f["age"].astype(str))
+    second.to_parquet(folder / "part-001.parquet", index=False)
+    with pytest.raises(InputError) as caught:
+        dataaudit.audit(
+            str(folder), str(tmp_path / "probs.npy"), classes=CLASSES, analyses=ANALYSES,
+            engine="dask", client=dask_client,
+        )  # fmt: skip
+    (problem,) = caught.value.problems
+    assert problem.code == "column_types_differ" and problem.column == "age"
+    assert "numbers in part-000.parquet and text in part-001.parquet" in problem.message
+
+
+def test_integers_in_one_part_and_floats_in_another_are_one_numeric_column(
+    dask_client, planted, tmp_path
+):
+    """pandas writes a column with a missing value as floats: parts differ, the column does not."""
+    table, probs = planted
+    np.save(tmp_path / "probs.npy", probs)
+    age = (np.arange(len(table)) % 90).astype(float)
+    age[310] = np.nan  # part-001 is float64, the others int64
+    table = table.assign(age=age)
+    folder = tmp_path / "t"
+    _parts(table, folder)
+    for i in (0, 2):
+        rows = table.iloc[300 * i : 300 * (i + 1)]
+        rows.assign(age=rows["age"].astype(np.int64)).to_parquet(
+            folder / f"part-{i:03d}.parquet", index=False
+        )
+    options = {"classes": CLASSES, "analyses": ("label_errors", "slices")}
+    reference = dataaudit.audit(table, probs, **options)
+    ours = dataaudit.audit(
+        str(folder), str(tmp_path / "probs.npy"), engine="dask", client=dask_client, **options
+    )
+    assert ours["slices"].summary == reference["slices"].summary
+    pd.testing.assert_frame_equal(
+        ours["slices"].table("ranked"), reference["slices"].table("ranked"), check_dtype=False
+    )

@@ -34,6 +34,8 @@ from dataaudit.dataset import InputFingerprint
 from dataaudit.problems import AuditWarning, InputError, Problem
 from dataaudit.validate import (
     MAX_EXAMPLES,
+    _index_warning,
+    _is_index_column,
     _normalise_text,
     given_classes,
     unlabeled_value_warnings,
@@ -146,13 +148,47 @@ def _read(path: str, columns=None) -> pd.DataFrame:
     return pd.read_parquet(path, columns=columns)
 
 
-def _footer(path: str) -> tuple[int, list[str]]:
+def _footer(path: str) -> tuple[int, list[str], dict[str, str]]:
+    """(rows, column names, each column's kind: numeric, text or other) from a file's footer."""
     import fsspec
+    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    def kind(t) -> str:
+        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+            return "numeric"
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return "text"
+        return "other"
 
     with fsspec.open(path, "rb") as handle:
         meta = pq.ParquetFile(handle).metadata
-        return meta.num_rows, list(meta.schema.to_arrow_schema().names)
+    schema = meta.schema.to_arrow_schema()
+    kinds = {name: kind(schema.field(name).type) for name in schema.names}
+    return meta.num_rows, list(schema.names), kinds
+
+
+def kind_conflicts(parts: list, kinds: list[dict[str, str]], columns) -> list[Problem]:
+    """A metadata column of numbers in some part files and of text in others: the slices would
+    read it one way per partition. (Integers in one file and floats in another are numbers.)"""
+    problems = []
+    for column in columns:
+        first: dict[str, str] = {}
+        for part, file_kinds in zip(parts, kinds):
+            if column in file_kinds:
+                first.setdefault(file_kinds[column], part.path)
+        if "numeric" in first and "text" in first:
+            problems.append(
+                Problem(
+                    "column_types_differ",
+                    f"column {column!r} holds numbers in {Path(first['numeric']).name} and text "
+                    f"in {Path(first['text']).name}",
+                    source=first["text"],
+                    column=str(column),
+                    fix="Write every part file with the same type for this column (cast it).",
+                )
+            )
+    return problems
 
 
 def _part_facts(path: str, roles, unlabeled_values: tuple[str, ...] = ()) -> dict:
@@ -176,10 +212,10 @@ def _unreadable(role: str, path: str, why: str) -> Problem:
 def _read_part_facts(path: str, roles, unlabeled_values: tuple[str, ...]) -> dict:
     from dataaudit.classes import apply_unlabeled_values
 
-    n_rows, columns = _footer(path)
+    n_rows, columns, kinds = _footer(path)
     wanted = (roles.id, roles.label, roles.split)
     if roles.id not in columns or roles.label not in columns:
-        return {"n_rows": n_rows, "columns": columns}
+        return {"n_rows": n_rows, "columns": columns, "kinds": kinds}
     frame = _read(path, [c for c in wanted if c in columns])
     ids = _normalise_text(frame[roles.id])
     missing = ids.isna().to_numpy()
@@ -197,6 +233,7 @@ def _read_part_facts(path: str, roles, unlabeled_values: tuple[str, ...]) -> dic
     return {
         "n_rows": n_rows,
         "columns": columns,
+        "kinds": kinds,
         "missing_ids": (int(missing.sum()), np.flatnonzero(missing)[:MAX_EXAMPLES].tolist()),
         "labels": labels.value_counts().to_dict(),
         "unlabeled_by_value": unlabeled_by_value,
@@ -204,9 +241,10 @@ def _read_part_facts(path: str, roles, unlabeled_values: tuple[str, ...]) -> dic
     }
 
 
-def _metadata_schema(path: str, roles) -> pd.DataFrame:
+def _metadata_schema(path: str, roles) -> tuple[pd.DataFrame, list[str]]:
     """The metadata columns of a table file as an empty frame with pandas' dtypes: the columns
-    validate.py keeps in process (not a role, not pandas' row numbers, not a stored index)."""
+    validate.py keeps in process (not a role, not pandas' row numbers, not a stored index); and
+    the row-number columns left out, which validate.py warns of."""
     import fsspec
     import pyarrow.parquet as pq
 
@@ -217,7 +255,10 @@ def _metadata_schema(path: str, roles) -> pd.DataFrame:
         empty = pq.read_schema(handle).empty_table().to_pandas()
     empty = _index_as_column(empty, (roles.id, roles.label, roles.split))
     used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
-    return empty[[c for c in empty.columns if c not in used and not _is_index_column(c)]]
+    index_columns = [c for c in empty.columns if c not in used and _is_index_column(c)]
+    return empty[
+        [c for c in empty.columns if c not in used and c not in index_columns]
+    ], index_columns
 
 
 def _table_part(
@@ -296,6 +337,13 @@ def _keyed_meta(prefix: str, width: int) -> pd.DataFrame:
     return meta
 
 
+def keyed_value_columns(columns, id_col: str) -> tuple[list, list]:
+    """(value columns, pandas row-number columns) of a keyed file, as validate.py reads them in
+    process: every column but the id and the row numbers pandas writes without index=False."""
+    index_columns = [c for c in columns if c != id_col and _is_index_column(c)]
+    return [c for c in columns if c != id_col and c not in index_columns], index_columns
+
+
 PREFIX_ROLES = {"p:": "probabilities", "e:": "embeddings"}
 
 
@@ -318,7 +366,7 @@ def _keyed_part(path: str, id_col: str, prefix: str) -> pd.DataFrame:
                 )
             ]
         )
-    values = frame.drop(columns=id_col)
+    values = frame[keyed_value_columns(frame.columns, id_col)[0]]
     if values.shape[1] == 1 and not pd.api.types.is_numeric_dtype(
         values.dtypes.iloc[0]
     ):  # a list column
@@ -430,11 +478,12 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
             total[0] += n_items
             total[1] += n_labeled
 
+    read_warnings: list[AuditWarning] = []
     probs_npy, probs_files, k, prob_columns = _array_source(
-        probs, "probabilities", problems, (2, 3), roles.id
+        probs, "probabilities", problems, read_warnings, (2, 3), roles.id
     )
     emb_npy, emb_files, d, _ = (
-        _array_source(embeddings, "embeddings", problems, (2,), roles.id)
+        _array_source(embeddings, "embeddings", problems, read_warnings, (2,), roles.id)
         if embeddings is not None
         else (None, [], None, None)
     )
@@ -455,6 +504,7 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         raise InputError(problems)
 
     order, warnings = _class_order(config, probs, prob_columns, label_values, k)
+    warnings = [*read_warnings, *warnings]
     problems += order.problems
     if order.classes is None:
         raise InputError(problems)
@@ -486,7 +536,10 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
                 fix="Check the label column; empty cells count as unlabeled.",
             )
         )
-    metadata = _metadata_schema(files[0], roles)
+    metadata, index_columns = _metadata_schema(files[0], roles)
+    if index_columns:
+        warnings.append(_index_warning(index_columns, Path(files[0]).name))
+    problems += kind_conflicts(parts, [f["kinds"] for f in facts], metadata.columns)
     # Label problems do not stop the value checks: every problem is reported at once.
     frame = dd.from_map(
         _table_part,
@@ -609,7 +662,9 @@ def files_fingerprint(role: str, source: str, files: list, shape) -> InputFinger
     return InputFingerprint(role, source, total, digest.hexdigest(), tuple(shape))
 
 
-def _array_source(source, role: str, problems: list[Problem], ndims: tuple[int, ...], id_col: str):
+def _array_source(
+    source, role: str, problems: list[Problem], warnings: list, ndims: tuple[int, ...], id_col: str
+):
     """(.npy path or None, keyed Parquet files, width, column names of a keyed input)."""
     text = str(source)
     if text.lower().endswith(".npy"):
@@ -640,12 +695,13 @@ def _array_source(source, role: str, problems: list[Problem], ndims: tuple[int, 
     if not files:
         return None, [], None, None
     try:
-        _, names = _footer(files[0])
-        first = _read(files[0]).head(1)
+        first = _read(files[0]).head(1)  # pandas' columns: a stored index is not one
     except Exception as exc:
         problems.append(_unreadable(role, files[0], f"{type(exc).__name__}: {exc}"))
         return None, [], None, None
-    values = [c for c in names if c != id_col]
+    values, index_columns = keyed_value_columns(first.columns, id_col)
+    if index_columns:
+        warnings.append(_index_warning(index_columns, Path(files[0]).name))
     width = len(values)
     if width == 1 and len(first) and not pd.api.types.is_numeric_dtype(first[values[0]]):
         width = len(first[values[0]].iloc[0])
