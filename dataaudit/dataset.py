@@ -131,6 +131,7 @@ class AuditDataset:
             frame["text"] = self.text
         if self.image_paths is not None:
             frame["image_path"] = self.image_paths
-        for column in self.metadata.columns:
-            frame[f"meta:{column}"] = self.metadata[column].to_numpy()
+        if len(self.metadata.columns):  # one block: a wide table would fragment the frame
+            meta = {f"meta:{c}": self.metadata[c].to_numpy() for c in self.metadata.columns}
+            frame = pd.concat([frame, pd.DataFrame(meta, index=frame.index)], axis=1)
         return frame

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from _small_inputs import CLASSES, small_argv, small_frame, write_small_inputs
 
@@ -72,3 +73,38 @@ def test_an_uncaught_warning_in_the_cli_is_one_coded_line(tmp_path, capsys, monk
     err = capsys.readouterr().err
     assert "[library_warning]" in err and "a future pandas will change this" in err
     assert "FutureWarning:" not in err  # the raw format: "file.py:12: FutureWarning: ..."
+
+
+def _wide(table, n_columns: int = 150):
+    rng = np.random.default_rng(1)
+    extra = {f"f{j}": rng.integers(0, 4, len(table)) for j in range(n_columns)}
+    return pd.concat([table, pd.DataFrame(extra)], axis=1)
+
+
+def test_a_wide_table_runs_without_pandas_fragmentation_warnings(inputs):
+    """150 metadata columns: building frames a column at a time made pandas warn (on stderr, or
+    as a python_warning on the report) in the items table and the shift analysis."""
+    table, probs, embeddings = inputs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        report = dataaudit.audit(_wide(table), probs, embeddings, classes=CLASSES)
+    assert not report.failed and "shift" in report.results
+    assert not [w for w in report.all_warnings() if w.code == "python_warning"]
+
+
+def test_a_wide_table_part_is_read_without_fragmentation_warnings(inputs, tmp_path):
+    pytest.importorskip("dask")
+    from dataaudit.engine.inputs import Part, _metadata_schema, _table_part
+
+    table = _wide(inputs[0])
+    path = tmp_path / "part.parquet"
+    table.to_parquet(path, index=False)
+    roles = dataaudit.AuditConfig().columns
+    metadata, _ = _metadata_schema(str(path), roles)
+    part = Part(str(path), 0, len(table), tuple(table.columns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", pd.errors.PerformanceWarning)
+        frame = _table_part(
+            part, 0, roles, {c: i for i, c in enumerate(CLASSES)}, None, None, metadata
+        )
+    assert len(frame.columns) == 5 + 151 and len(frame) == len(table)

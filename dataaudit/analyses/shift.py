@@ -335,8 +335,8 @@ def _pair_rows(chunk: Chunk, pair: tuple[str, str]) -> pd.DataFrame:
     ref, cur = _pair_mask(chunk, pair)
     rows = np.flatnonzero(ref | cur)
     frame = chunk.metadata.iloc[rows].reset_index(drop=True)
-    frame.insert(0, "_current", cur[rows])
-    frame.insert(0, "_pos", chunk.pos[rows])
+    keys = pd.DataFrame({"_pos": chunk.pos[rows], "_current": cur[rows]})
+    frame = pd.concat([keys, frame], axis=1)
     return frame
 
 
@@ -410,12 +410,8 @@ def _numeric_rows(chunk: Chunk, pair, names) -> pd.DataFrame:
     ref, cur = _pair_mask(chunk, pair)
     rows = np.flatnonzero(ref | cur)
     meta = chunk.metadata
-    frame = pd.DataFrame(
-        {n: meta[n].iloc[rows].to_numpy(dtype=np.float64, na_value=np.nan) for n in names}
-    )
-    frame.insert(0, "_current", cur[rows])
-    frame.insert(0, "pos", chunk.pos[rows])
-    return frame
+    values = {n: meta[n].iloc[rows].to_numpy(dtype=np.float64, na_value=np.nan) for n in names}
+    return pd.DataFrame({"pos": chunk.pos[rows], "_current": cur[rows], **values})
 
 
 def _binned_counts(chunk: Chunk, pair, names, edges: dict, grids: dict) -> dict:

@@ -290,10 +290,16 @@ def _table_part(
             ),
         }
     )
-    for name in meta_cols:
-        out[META + name] = (
-            frame[name].to_numpy() if name in frame.columns else np.full(len(frame), None, object)
-        )
+    if meta_cols:  # one block, not a column at a time (a wide table fragments the frame)
+        columns = {
+            META + name: (
+                frame[name].to_numpy()
+                if name in frame.columns
+                else np.full(len(frame), None, object)
+            )
+            for name in meta_cols
+        }
+        out = pd.concat([out, pd.DataFrame(columns, index=out.index)], axis=1)
     blocks, member_blocks = [], []  # in _table_meta's order: probabilities, embeddings, models
     for npy, prefix in ((probs_npy, "p:"), (emb_npy, "e:")):
         if npy is None:
