@@ -178,6 +178,8 @@ class NearDuplicateRule:
         """(distances, neighbour positions) of a chunk's rows in the rule's metric: the chunk's
         graph columns (cosine), or the rows of the rule's own Euclidean graph."""
         if self.euclidean is not None:
+            if self.euclidean.indices is None:  # kept per partition by the engine
+                return chunk.euclidean
             return self.euclidean.distances[chunk.pos], self.euclidean.indices[chunk.pos]
         idx = chunk.neighbors
         dist = np.where(idx >= 0, _chordal(chunk.similarities), np.inf).astype(np.float32)
@@ -411,11 +413,18 @@ def near_duplicate_rule(data: AuditDataset, ctx: AuditContext) -> NearDuplicateR
 # -- the rule in engine form ----------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class EuclideanGraph:
-    """The rule's own exact Euclidean kNN graph (few dimensions; in process only)."""
+    """The rule's own exact Euclidean kNN graph (few dimensions): every row's arrays in process;
+    on an engine that keeps them per partition (Dask) only the centre and k, and each chunk
+    carries its rows' arrays (Chunk.euclidean)."""
 
     center: NDArray[np.float32]
-    distances: NDArray[np.float32]
-    indices: NDArray[np.int64]
+    distances: NDArray[np.float32] | None
+    indices: NDArray[np.int64] | None
+    n_neighbors: int | None = None
+
+    @property
+    def k(self) -> int:
+        return self.n_neighbors if self.indices is None else self.indices.shape[1]
 
 
 def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
@@ -438,7 +447,7 @@ def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
             metric, center, k, method, recall = (
                 "euclidean",
                 own.center,
-                own.indices.shape[1],
+                own.k,
                 "exact",
                 None,
             )
@@ -481,10 +490,14 @@ def rule_on(engine, ctx: AuditContext) -> NearDuplicateRule:
 
     if engine.embedding_dim > LOW_DIM:
         engine.graph(ctx)  # chunks of this engine carry the graph columns from now on
+    elif hasattr(engine, "euclidean_graph"):
+        engine.euclidean_graph(ctx)  # ... or the Euclidean graph's
     return ctx.cached("near_duplicate_rule_on", compute)
 
 
 def _euclidean_on(engine, ctx: AuditContext) -> EuclideanGraph:
+    if hasattr(engine, "euclidean_graph"):  # kept per partition (Dask)
+        return engine.euclidean_graph(ctx)
     data = getattr(engine, "data", None)
     if data is None:
         from dataaudit.engine import GraphNotAvailable

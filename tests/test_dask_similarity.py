@@ -105,8 +105,9 @@ def _image_files(folder, n: int) -> np.ndarray:
     return np.array(paths, dtype=object)
 
 
-@pytest.mark.parametrize("kind", ["offset", "clean"])
+@pytest.mark.parametrize("kind", ["offset", "clean", "2-d"])
 def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind):
+    """2-d: at most 8 dimensions, the rule's own exact Euclidean graph, built on the cluster."""
     table, probs, emb = _planted(kind)
     options = {"classes": CLASSES, "analyses": ("duplicates",)}
     if kind != "clean":
@@ -132,32 +133,6 @@ def test_duplicates_on_the_cluster_equal_in_process(dask_client, tmp_path, kind)
     assert ours["duplicates"].summary == expected.summary
     for name, frame in expected.tables.items():
         pd.testing.assert_frame_equal(ours["duplicates"].table(name), frame, obj=name)
-
-
-def test_2d_embeddings_on_the_cluster_skip_duplicates_by_name_and_queue_unruled(
-    dask_client, tmp_path
-):
-    """With at most 8 dimensions the rule needs an exact Euclidean graph of its own, which only
-    the in-process engine builds so far: on Dask duplicates are skipped with that reason (not a
-    failed analysis, not a wrong answer), and the queue is built without de-duplication, with a
-    coded warning."""
-    table, probs, emb = _planted("2-d")
-    table.loc[table.index[-60:], "label"] = None  # an unlabeled pool for the queue
-    _write(table, probs, emb, tmp_path)
-    ours = dataaudit.audit(
-        str(tmp_path / "table"),
-        str(tmp_path / "probs.npy"),
-        str(tmp_path / "emb.npy"),
-        engine="dask",
-        client=dask_client,
-        classes=CLASSES,
-        analyses=("label_errors", "duplicates", "label_next"),
-        budget=20,
-    )
-    assert not ours.failed
-    assert "exact Euclidean graph" in ours.skipped["duplicates"]
-    assert ours["label_next"].summary["label_next_count"] == 20
-    assert [w.code for w in ours["label_next"].warnings] == ["queue_not_deduplicated"]
 
 
 def test_lookalikes_on_the_cluster_equal_in_process(dask_client, tmp_path):

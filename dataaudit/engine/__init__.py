@@ -46,6 +46,11 @@ The protocol (the only thing an engine-form analysis knows about where it runs):
   `neighbor_splits` (n x k int32 codes into GraphInfo.splits, -1 = none). In process these are
   slices of `neighbors.shared_graph` (the same graph the in-process analyses read); on Dask the
   workers build the graph and keep its columns with the partitions.
+- **The near-duplicate rule's Euclidean graph** (embeddings of at most similarity.LOW_DIM
+  dimensions, where a direction says little): in process the rule holds every row's arrays; the
+  Dask engine's `euclidean_graph(ctx)` builds it exact on the cluster (every partition searched
+  in every partition's KD-tree) and returns only the centre and k, and from then on each chunk
+  carries its rows' `euclidean` (distances, neighbour positions).
 
 No analysis imports dask: an engine-form analysis module defines `run_on(engine, ctx, config)`
 and its kernels; `InProcessEngine` (engine/inprocess.py) and `DaskEngine` (engine/dask_engine.py) run
@@ -101,7 +106,9 @@ class Chunk:
 
     `columns(role)` reads a table column by role ("text", "image": absolute paths) on first use
     of `column(role)`; None when the run has no such column. `member_probs` (M x n x K, several
-    models' probabilities; None for one model) is read on first use too.
+    models' probabilities; None for one model) is read on first use too. `euclidean` (an engine
+    that keeps the near-duplicate rule's exact Euclidean graph per partition): the rows'
+    (distances, neighbour positions), n x k.
     """
 
     def __init__(
@@ -116,6 +123,7 @@ class Chunk:
         metadata: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
         columns: Callable[[str], NDArray | None] | None = None,
         member_probs: NDArray | Callable[[], NDArray] | None = None,
+        euclidean: tuple[NDArray, NDArray] | None = None,
     ):
         self.pos = pos
         self.ids = ids
@@ -128,6 +136,7 @@ class Chunk:
         self._columns = columns
         self._read: dict[str, NDArray | None] = {}
         self._member_probs = member_probs
+        self._euclidean = euclidean
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -164,6 +173,12 @@ class Chunk:
         if callable(self._member_probs):
             self._member_probs = self._member_probs()
         return self._member_probs
+
+    @property
+    def euclidean(self) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        if self._euclidean is None:
+            raise ValueError("this chunk has no Euclidean graph; call engine.euclidean_graph first")
+        return self._euclidean
 
     @property
     def labeled(self) -> NDArray[np.bool_]:

@@ -40,14 +40,14 @@ from dataaudit.engine.inputs import (
     read_partitioned,
 )
 from dataaudit.problems import InputError, Problem
-from dataaudit.similarity import LOW_DIM
 
 T = TypeVar("T")
 
 
-def partition_chunk(part, layout: Layout) -> Chunk:
+def partition_chunk(part, layout: Layout, euclidean=None) -> Chunk:
     """One partition of the joined inputs as a Chunk (probabilities, embeddings read on use);
-    after the kNN graph a partition is a dask_graph.GraphPart, the rows with their graph."""
+    after the kNN graph a partition is a dask_graph.GraphPart, the rows with their graph.
+    `euclidean`: the partition's rows in the near-duplicate rule's Euclidean graph, once built."""
     graph = part if isinstance(part, GraphPart) else None
     frame = part if graph is None else graph.frame
     return Chunk(
@@ -69,6 +69,7 @@ def partition_chunk(part, layout: Layout) -> Chunk:
             if layout.members
             else None
         ),
+        euclidean=euclidean,
     )
 
 
@@ -114,12 +115,12 @@ def table_column(frame: pd.DataFrame, layout: Layout, role: str) -> np.ndarray |
     return out
 
 
-def _apply(part, layout: Layout, kernel, params):
-    return kernel(partition_chunk(part, layout), *params)
+def _apply(part, layout: Layout, kernel, params, euclidean=None):
+    return kernel(partition_chunk(part, layout, euclidean), *params)
 
 
-def _write(part, layout: Layout, kernel, params, path: str) -> int:
-    table = kernel(partition_chunk(part, layout), *params)
+def _write(part, layout: Layout, kernel, params, path: str, euclidean=None) -> int:
+    table = kernel(partition_chunk(part, layout, euclidean), *params)
     table.to_parquet(path, index=False)
     return len(table)
 
@@ -148,6 +149,8 @@ class DaskEngine:
         self._parts = list(inputs.frame.to_delayed())
         inputs.frame = None
         self.graph_info = None
+        self._euclidean_info = None
+        self._euclidean: list | None = None  # per partition, aligned with self._parts
 
     @property
     def partitions(self) -> list:
@@ -164,12 +167,29 @@ class DaskEngine:
                 self.graph_info, self._parts = build_graph(self, ctx)
         return self.graph_info
 
+    def euclidean_graph(self, ctx: AuditContext):
+        """The near-duplicate rule's exact Euclidean graph (at most LOW_DIM dimensions), built
+        on the cluster once; every chunk carries its rows' part of it from then on."""
+        if self._euclidean_info is None:
+            from dataaudit.engine.dask_graph import build_euclidean
+
+            with ctx.progress.step("near-duplicate rule (Euclidean graph on the cluster)"):
+                self._euclidean_info, self._euclidean = build_euclidean(self, ctx)
+        return self._euclidean_info
+
+    def _with_euclidean(self) -> list[tuple]:
+        """(partition, its Euclidean graph or None) for every partition."""
+        return list(zip(self.partitions, self._euclidean or [None] * len(self.partitions)))
+
     def map_reduce(self, kernel: Callable[..., T], combine: Callable[[T, T], T], *params) -> T:
         layout = self.inputs.layout
         # One task holds the parameters (an OOD reference sample, a set of positions): every
         # partition's task depends on it instead of carrying its own copy.
         shared = dask.delayed(params, traverse=False)
-        mapped = [dask.delayed(_apply)(part, layout, kernel, shared) for part in self.partitions]
+        mapped = [
+            dask.delayed(_apply)(part, layout, kernel, shared, euclid)
+            for part, euclid in self._with_euclidean()
+        ]
         return self.client.compute(delayed_tree(mapped, combine)).result()
 
     def write_parts(self, kernel: Callable[..., pd.DataFrame], name: str, *params) -> str | None:
@@ -183,8 +203,10 @@ class DaskEngine:
         fs.makedirs(root, exist_ok=True)
         layout = self.inputs.layout
         writes = [
-            dask.delayed(_write)(part, layout, kernel, params, f"{folder}/part-{i:05d}.parquet")
-            for i, part in enumerate(self.partitions)
+            dask.delayed(_write)(
+                part, layout, kernel, params, f"{folder}/part-{i:05d}.parquet", euclid
+            )
+            for i, (part, euclid) in enumerate(self._with_euclidean())
         ]
         self.client.compute(delayed_tree(writes, _sum)).result()
         return folder
@@ -201,7 +223,10 @@ class DaskEngine:
 
         layout = self.inputs.layout
         meta = emit(partition_chunk(self._meta, layout), *params)
-        emitted = [dask.delayed(_apply)(part, layout, emit, params) for part in self.partitions]
+        emitted = [
+            dask.delayed(_apply)(part, layout, emit, params, euclid)
+            for part, euclid in self._with_euclidean()
+        ]
         keyed = dd.from_delayed(emitted, meta=meta, verify_meta=False)
         grouped = keyed.shuffle(on="key", npartitions=keyed.npartitions)
         reduced = grouped.map_partitions(reduce_group, meta=reduce_group(meta))
@@ -326,11 +351,6 @@ def audit_on_dask(
         return has_input(inputs, config, name, embeddings is not None)
 
     def skip_reason(analysis) -> str | None:
-        if analysis.name == "duplicates" and 0 < engine.embedding_dim <= LOW_DIM:
-            return (
-                f"embeddings with at most {LOW_DIM} dimensions: near-duplicates are judged on an "
-                "exact Euclidean graph the Dask engine does not build yet; run in process"
-            )
         # An analysis' own skip test reads the split names only (shift: a second split).
         if analysis.skip_reason is None:
             return None

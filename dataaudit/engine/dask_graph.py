@@ -492,3 +492,66 @@ def delayed_tree(values: list, combine: Callable):
             for i in range(0, len(values), 2)
         ]
     return values[0]
+
+
+# -- the near-duplicate rule's exact Euclidean graph (few dimensions) -----------------------------
+def build_euclidean(engine, ctx):
+    """(EuclideanGraph with the centre and k, one persisted (distances, positions) per partition):
+    similarity.euclidean_graph's graph, exact, on the cluster. Each partition's rows are searched
+    in every partition's KD-tree and the k nearest of all kept, ties by position: P^2 small
+    searches, fine in the few dimensions this graph is for (a KD-tree query is ~log n there)."""
+    from distributed import wait
+
+    from dataaudit.engine import add
+    from dataaudit.similarity import EuclideanGraph
+
+    client = engine.client
+    emb_cols = list(engine.inputs.layout.embeddings)
+    total, _, n = engine.map_reduce(_moments, add)
+    center = (total / max(n, 1)).astype(np.float32)
+    k = max(0, min(int(ctx.config.knn_k), n - 1))
+    rows = client.persist(
+        [dask.delayed(_centred_rows)(p, emb_cols, center) for p in engine.partitions]
+    )
+    trees = client.persist([dask.delayed(_kd_tree)(r) for r in rows])
+    graphs = []
+    for query in rows:
+        found = [dask.delayed(_query_tree)(tree, query, k) for tree in trees]
+        graphs.append(dask.delayed(_nearest_of)(query, k, *found))
+    graphs = client.persist(graphs)
+    wait(graphs)
+    return EuclideanGraph(center, None, None, n_neighbors=k), graphs
+
+
+def _centred_rows(part, emb_cols, center) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    frame = part.frame if isinstance(part, GraphPart) else part
+    x = frame[emb_cols].to_numpy(dtype=np.float32) - center
+    return frame[POS].to_numpy(dtype=np.int64), x
+
+
+def _kd_tree(rows):
+    from sklearn.neighbors import KDTree
+
+    pos, x = rows
+    return (KDTree(x) if len(x) else None), pos
+
+
+def _query_tree(tree, query, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The k + 1 nearest rows of one tree (the row itself may be among them) for each query row."""
+    index, index_pos = tree
+    _, x = query
+    if index is None or k == 0 or not len(x):
+        return np.zeros((len(x), 0), np.float32), np.zeros((len(x), 0), np.int64)
+    dist, idx = index.query(x, k=min(k + 1, len(index_pos)))
+    return dist.astype(np.float32), index_pos[idx]
+
+
+def _nearest_of(query, k: int, *found) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The k nearest other rows among every tree's candidates, nearest first, ties by position
+    (a row's copies tie with it at distance 0: the row itself is dropped wherever it sits)."""
+    pos, _ = query
+    dist = np.concatenate([d for d, _ in found], axis=1)
+    idx = np.concatenate([i for _, i in found], axis=1)
+    dist = np.where(idx == pos[:, None], np.inf, dist)  # the row itself
+    order = np.lexsort((idx, dist), axis=1)[:, :k]
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
