@@ -326,3 +326,37 @@ def test_dask_audit_with_embeddings_equals_in_process(dask_client, tmp_path):
         }
         for name, key in (("per_class", "classes"), ("swapped_pairs", "pairs")):
             pd.testing.assert_frame_equal(ours[name].table(key), reference[name].table(key))
+
+
+@pytest.mark.parametrize("part_rows", [7, 64, 1000])
+@pytest.mark.parametrize("copies", [False, True])
+def test_the_euclidean_graph_by_partitions_is_the_in_process_one(part_rows, copies):
+    """The Dask engine's kernels for the near-duplicate rule's Euclidean graph (few dimensions):
+    every partition searched in every partition's rows, the k nearest kept, ties by position,
+    give similarity.euclidean_graph's graph; with exact copies (ties at distance 0, whose order
+    a KD-tree leaves open) the same distances and the same neighbours below the k-th distance."""
+    pytest.importorskip("dask")
+    from dataaudit.engine.dask_graph import _nearest_of, _search_rows
+    from dataaudit.similarity import euclidean_graph
+
+    rng = np.random.default_rng(part_rows)
+    x = rng.normal(size=(600, 2)).astype(np.float32)
+    if copies:
+        x[300:340] = x[:40]
+        x[500:510] = x[0]
+    k = 10
+    dist, idx = euclidean_graph(x, k)
+    parts = [
+        (np.arange(s, min(s + part_rows, len(x))), x[s : s + part_rows])
+        for s in range(0, len(x), part_rows)
+    ]
+    found = [_nearest_of(q, k, *[_search_rows(p, q, k) for p in parts]) for q in parts]
+    ours_dist = np.concatenate([d for d, _ in found])
+    ours_idx = np.concatenate([i for _, i in found])
+    np.testing.assert_array_equal(ours_dist, dist)
+    if not copies:
+        np.testing.assert_array_equal(ours_idx, idx)
+    for row in range(len(x)):
+        below = dist[row] < dist[row, -1]
+        assert set(ours_idx[row][below]) == set(idx[row][below])
+        assert row not in set(ours_idx[row])

@@ -499,7 +499,9 @@ def build_euclidean(engine, ctx):
     """(EuclideanGraph with the centre and k, one persisted (distances, positions) per partition):
     similarity.euclidean_graph's graph, exact, on the cluster. Each partition's rows are searched
     in every partition's KD-tree and the k nearest of all kept, ties by position: P^2 small
-    searches, fine in the few dimensions this graph is for (a KD-tree query is ~log n there)."""
+    searches, fine in the few dimensions this graph is for (a KD-tree query is ~log n there).
+    Each search builds its tree: a KD-tree shipped between workers is unpickled on the comm
+    thread, and that import of sklearn raced the task thread's (an import deadlock)."""
     from distributed import wait
 
     from dataaudit.engine import add
@@ -513,10 +515,9 @@ def build_euclidean(engine, ctx):
     rows = client.persist(
         [dask.delayed(_centred_rows)(p, emb_cols, center) for p in engine.partitions]
     )
-    trees = client.persist([dask.delayed(_kd_tree)(r) for r in rows])
     graphs = []
     for query in rows:
-        found = [dask.delayed(_query_tree)(tree, query, k) for tree in trees]
+        found = [dask.delayed(_search_rows)(index, query, k) for index in rows]
         graphs.append(dask.delayed(_nearest_of)(query, k, *found))
     graphs = client.persist(graphs)
     wait(graphs)
@@ -529,20 +530,15 @@ def _centred_rows(part, emb_cols, center) -> tuple[NDArray[np.int64], NDArray[np
     return frame[POS].to_numpy(dtype=np.int64), x
 
 
-def _kd_tree(rows):
+def _search_rows(index, query, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """The k + 1 nearest `index` rows (the row itself may be among them) of each query row."""
     from sklearn.neighbors import KDTree
 
-    pos, x = rows
-    return (KDTree(x) if len(x) else None), pos
-
-
-def _query_tree(tree, query, k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """The k + 1 nearest rows of one tree (the row itself may be among them) for each query row."""
-    index, index_pos = tree
+    index_pos, index_x = index
     _, x = query
-    if index is None or k == 0 or not len(x):
+    if not len(index_x) or k == 0 or not len(x):
         return np.zeros((len(x), 0), np.float32), np.zeros((len(x), 0), np.int64)
-    dist, idx = index.query(x, k=min(k + 1, len(index_pos)))
+    dist, idx = KDTree(index_x).query(x, k=min(k + 1, len(index_pos)))
     return dist.astype(np.float32), index_pos[idx]
 
 
