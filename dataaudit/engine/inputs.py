@@ -149,23 +149,27 @@ def _read(path: str, columns=None) -> pd.DataFrame:
 
 
 def _footer(path: str) -> tuple[int, list[str], dict[str, str]]:
-    """(rows, column names, each column's kind: numeric, text or other) from a file's footer."""
+    """(rows, column names, each column's kind) from a file's footer."""
     import fsspec
-    import pyarrow as pa
     import pyarrow.parquet as pq
-
-    def kind(t) -> str:
-        if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-            return "numeric"
-        if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return "text"
-        return "other"
 
     with fsspec.open(path, "rb") as handle:
         meta = pq.ParquetFile(handle).metadata
     schema = meta.schema.to_arrow_schema()
-    kinds = {name: kind(schema.field(name).type) for name in schema.names}
+    kinds = {name: _kind(schema.field(name).type) for name in schema.names}
     return meta.num_rows, list(schema.names), kinds
+
+
+def _kind(arrow_type) -> str:
+    """numeric, text or other: what a column's values are read as."""
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "numeric"
+    is_view = getattr(pa.types, "is_string_view", lambda _: False)  # pyarrow >= 16
+    text = pa.types.is_string(t) or pa.types.is_large_string(t) or is_view(t)
+    return "text" if text else "other"
 
 
 def kind_conflicts(parts: list, kinds: list[dict[str, str]], columns) -> list[Problem]:
@@ -256,9 +260,8 @@ def _metadata_schema(path: str, roles) -> tuple[pd.DataFrame, list[str]]:
     empty = _index_as_column(empty, (roles.id, roles.label, roles.split))
     used = {roles.id, roles.label, roles.split, roles.text, roles.image, *roles.ignore}
     index_columns = [c for c in empty.columns if c not in used and _is_index_column(c)]
-    return empty[
-        [c for c in empty.columns if c not in used and c not in index_columns]
-    ], index_columns
+    kept = [c for c in empty.columns if c not in used and c not in index_columns]
+    return empty[kept], index_columns
 
 
 def _table_part(
