@@ -168,3 +168,24 @@ def test_duplicates_do_not_depend_on_how_rows_are_chunked(kind):
         assert ours.summary == reference.summary, chunk_rows
         for name, table in reference.tables.items():
             pd.testing.assert_frame_equal(ours.table(name), table, obj=name)
+
+
+def test_the_named_match_among_equal_partners_does_not_depend_on_pair_order():
+    """Row 0 has three copies (1, 2, 3) as good as each other: match_id names the first in
+    table order however the pairs were found (the engines find them in different orders)."""
+    from dataaudit.analyses.duplicates import best_link
+
+    pairs = pd.DataFrame(
+        {
+            "a": [0, 0, 0, 1],
+            "b": [3, 1, 2, 4],
+            "tier": np.zeros(4, np.int8),
+            "score": np.ones(4, np.float32),
+            "match": np.zeros(4, np.int8),
+        }
+    )
+    links = [
+        best_link(5, pairs.iloc[order]) for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1])
+    ]
+    for link in links:
+        assert link["other"].tolist() == [1, 0, 0, 0, 1]

@@ -375,14 +375,18 @@ def best_pairs(a, b, tier, score, match) -> pd.DataFrame:
 
 
 def best_link(n: int, pairs: pd.DataFrame) -> dict[str, NDArray]:
-    """Per row, its best pair (either end): the other row (-1 = none), tier, score, match."""
+    """Per row, its best pair (either end): the other row (-1 = none), tier, score, match.
+    Among equally good partners (copies of one text, say) the first in table order, so the
+    choice does not depend on the order the pairs were found in (it differs by engine)."""
     both = pd.concat(
         [
             pairs.rename(columns={"a": "row", "b": "other"}),
             pairs.rename(columns={"b": "row", "a": "other"}),
         ],
         ignore_index=True,
-    ).sort_values(["tier", "score", "match"], ascending=[True, False, True], kind="stable")
+    ).sort_values(
+        ["tier", "score", "match", "other"], ascending=[True, False, True, True], kind="stable"
+    )
     first = both.drop_duplicates("row")
     rows = first["row"].to_numpy()
     out = {
