@@ -142,7 +142,7 @@ class DaskEngine:
         self.classes = inputs.classes
         self.has_embeddings = bool(inputs.layout.embeddings)
         self.embedding_dim = len(inputs.layout.embeddings)
-        self.n_models = max(len(inputs.layout.members), 1)  # chunks carry member_probs when > 1
+        self.n_models = inputs.layout.n_models  # chunks carry member_probs when > 1
         # The engine owns the persisted partitions: `inputs` keeps only the facts, so when the
         # kNN graph replaces them the workers release the input copies (one copy, not two).
         self._meta = inputs.frame._meta
@@ -287,7 +287,7 @@ def has_input(inputs: PartitionedInputs, config: AuditConfig, name: str, with_em
         "probs": True,
         "labels": sum(1 for c in inputs.label_counts if c > 0) >= 2,
         "embeddings": with_embeddings,
-        "committee": len(inputs.layout.members) > 1,
+        "committee": inputs.layout.n_models > 1,
         "unlabeled": n_labeled < n_items,
         "metadata": bool(inputs.metadata_columns),
         "text": config.columns.text is not None,
@@ -524,7 +524,7 @@ def describe_partitioned(inputs: PartitionedInputs, with_embeddings: bool) -> di
         "classes": list(inputs.classes),
         "class_source": inputs.class_source,
         "labeled_per_class": dict(zip(inputs.classes, inputs.label_counts)),
-        "n_models": max(len(inputs.layout.members), 1),
+        "n_models": inputs.layout.n_models,
         "embedding_dim": len(inputs.layout.embeddings) if with_embeddings else None,
         "metadata_columns": list(inputs.metadata_columns),
         "has_text": "text" in dict(inputs.layout.columns),

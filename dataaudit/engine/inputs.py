@@ -74,6 +74,10 @@ class Layout:
     # then holds their mean, as in process.
     members: tuple[tuple[str, ...], ...] = ()
 
+    @property
+    def n_models(self) -> int:
+        return max(len(self.members), 1)
+
 
 def member_columns(n_models: int, k: int) -> tuple[tuple[str, ...], ...]:
     """The columns of each model's probabilities in a partition (none for a single model)."""
@@ -496,10 +500,15 @@ def read_partitioned(table, probs, embeddings, config: AuditConfig, client) -> P
         if embeddings is not None
         else (None, [], None, None)
     )
-    probs_shape = np.load(probs_npy, mmap_mode="r").shape if probs_npy else None
+    probs_shape, emb_shape = (
+        None if npy is None else np.load(npy, mmap_mode="r").shape for npy in (probs_npy, emb_npy)
+    )
     n_models = probs_shape[0] if probs_shape is not None and len(probs_shape) == 3 else 1
-    for npy, role in ((probs_npy, "probabilities"), (emb_npy, "embeddings")):
-        n_rows = None if npy is None else np.load(npy, mmap_mode="r").shape[-2]
+    for npy, shape, role in (
+        (probs_npy, probs_shape, "probabilities"),
+        (emb_npy, emb_shape, "embeddings"),
+    ):
+        n_rows = None if shape is None else shape[-2]
         if n_rows is not None and n_rows != offset:
             problems.append(
                 Problem(
